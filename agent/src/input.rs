@@ -1,0 +1,95 @@
+//! Where the node config comes from: `--config` (native), `--heat-params` (Magnum), or by default
+//! `/etc/hearth/node.json`, else `/etc/sysconfig/heat-params` (under `--root` when given).
+
+use anyhow::{bail, Context as _, Result};
+use hearth_fragments::config::{heat_params, native, ConfigErrors, Secret};
+use hearth_fragments::{NodeConfig, Role};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Native,
+    HeatParams,
+}
+
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub format: Format,
+}
+
+impl Source {
+    pub fn locate(config: Option<&Path>, heat_params: Option<&Path>, root: &Path) -> Result<Source> {
+        match (config, heat_params) {
+            (Some(_), Some(_)) => bail!("give --config or --heat-params, not both"),
+            (Some(path), None) => Ok(Source { path: path.into(), format: Format::Native }),
+            (None, Some(path)) => Ok(Source { path: path.into(), format: Format::HeatParams }),
+            (None, None) => {
+                let native = root.join("etc/hearth/node.json");
+                let magnum = root.join("etc/sysconfig/heat-params");
+                if native.exists() {
+                    Ok(Source { path: native, format: Format::Native })
+                } else if magnum.exists() {
+                    Ok(Source { path: magnum, format: Format::HeatParams })
+                } else {
+                    bail!(
+                        "no node config: neither {} nor {} exists (use --config or --heat-params)",
+                        native.display(),
+                        magnum.display()
+                    )
+                }
+            }
+        }
+    }
+
+    fn read(&self) -> Result<String> {
+        std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))
+    }
+}
+
+/// A config that loaded, with the loader's warnings.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: NodeConfig,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Unreadable(#[from] anyhow::Error),
+    #[error(transparent)]
+    Invalid(#[from] ConfigErrors),
+}
+
+pub fn load(source: &Source, role: Option<Role>) -> Result<Loaded, LoadError> {
+    let text = source.read()?;
+    let name = source.path.display().to_string();
+    match source.format {
+        Format::Native => Ok(Loaded { config: native::parse(&text, &name, role)?, warnings: Vec::new() }),
+        Format::HeatParams => {
+            let loaded = heat_params::parse(&text, &name, role)?;
+            Ok(Loaded { config: loaded.config, warnings: loaded.warnings })
+        }
+    }
+}
+
+/// The wait-condition endpoint and token of a config that failed to load, read as leniently as possible,
+/// so that a node with a broken config still tells Heat why instead of leaving it to time out.
+pub fn recover_signal(source: &Source) -> Option<(String, Secret)> {
+    let text = source.read().ok()?;
+    let signal = match source.format {
+        Format::Native => {
+            let value = native::lenient_value(&text)?;
+            let signal = value.get("signal")?;
+            let field = |name: &str| signal.get(name).and_then(|v| v.as_str()).map(String::from);
+            (field("endpoint")?, Secret::new(field("token")?))
+        }
+        Format::HeatParams => {
+            let line = text.lines().find(|l| l.trim_start().starts_with("WAIT_CURL="))?;
+            let signal = heat_params::parse(line, "WAIT_CURL", Some(Role::Minion)).ok()?.config.signal;
+            (signal.endpoint, signal.token)
+        }
+    };
+    (!signal.0.is_empty() && !signal.1.is_empty()).then_some(signal)
+}

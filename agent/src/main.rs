@@ -1,0 +1,310 @@
+//! hearth-agent's command line. Exit codes: 0 done, 1 the run (or the signal) failed, 2 bad input.
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use hearth_agent::input::{self, LoadError, Source};
+use hearth_agent::log;
+use hearth_agent::runner::{self, RunOptions};
+use hearth_agent::signal::SignalBody;
+use hearth_agent::state::{RunState, StateDir};
+use hearth_fragments::config::native;
+use hearth_fragments::facts::OsFamily;
+use hearth_fragments::host::Mode;
+use hearth_fragments::steps;
+use hearth_fragments::{NodeConfig, Role};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Turns a freshly booted OpenStack VM into a Kubernetes master or minion, step by step, and tells Heat
+/// how it went.
+#[derive(Debug, Parser)]
+#[command(name = "hearth-agent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Configure this node (or the tree under --root) and signal the wait condition.
+    Run(RunArgs),
+    /// Print every action each step would take; change nothing.
+    Plan(InputArgs),
+    /// Print the parsed config (secrets masked), or every error in it.
+    Validate(InputArgs),
+    /// The step catalogue with part numbers and whether each step is implemented.
+    Steps {
+        #[arg(long)]
+        role: Option<Role>,
+        /// Accepted for every supported family; the catalogue is the same for all of them.
+        #[arg(long)]
+        os: Option<OsArg>,
+    },
+    /// The last run: per-step result, timings and reason.
+    Status {
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Print status.json as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the last run's result to Heat again.
+    Signal {
+        #[arg(long, required = true)]
+        resend: bool,
+        #[command(flatten)]
+        input: InputArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct InputArgs {
+    /// Native node config (JSON or YAML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Magnum's heat-params file.
+    #[arg(long, value_name = "FILE")]
+    heat_params: Option<PathBuf>,
+    /// The node's role, when the config does not say.
+    #[arg(long)]
+    role: Option<Role>,
+    /// Act on the tree under DIR instead of /.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// The OS family, instead of reading os-release (for a root that has none).
+    #[arg(long)]
+    os: Option<OsArg>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Change nothing; report what would change.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run this one step (name or part number); no signal is sent.
+    #[arg(long, value_name = "STEP")]
+    only: Option<String>,
+    /// Start at this step.
+    #[arg(long, value_name = "STEP")]
+    from: Option<String>,
+    /// Report unimplemented steps as skipped instead of failing the run on them.
+    #[arg(long)]
+    allow_unimplemented: bool,
+    /// Events as JSON lines on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OsArg {
+    FedoraAtomic,
+    FedoraCoreos,
+    Debian,
+}
+
+impl From<OsArg> for OsFamily {
+    fn from(os: OsArg) -> Self {
+        match os {
+            OsArg::FedoraAtomic => OsFamily::FedoraAtomic,
+            OsArg::FedoraCoreos => OsFamily::FedoraCoreos,
+            OsArg::Debian => OsFamily::Debian,
+        }
+    }
+}
+
+/// Failures that are the input's fault (exit 2) rather than the run's (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error(&format!("{e:#}"));
+            if e.downcast_ref::<BadInput>().is_some() || e.downcast_ref::<LoadError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run(args) => run(args),
+        Command::Plan(input) => {
+            run(RunArgs { input, dry_run: true, only: None, from: None, allow_unimplemented: true, json: false })
+        }
+        Command::Validate(input) => validate(&input),
+        Command::Steps { role, os: _ } => {
+            print_steps(role);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { root, json } => status(root.as_deref().unwrap_or(Path::new("/")), json),
+        Command::Signal { resend: _, input } => resend(&input),
+    }
+}
+
+fn root_of(input: &InputArgs) -> &Path {
+    input.root.as_deref().unwrap_or(Path::new("/"))
+}
+
+fn source(input: &InputArgs) -> Result<Source> {
+    Source::locate(input.config.as_deref(), input.heat_params.as_deref(), root_of(input))
+        .map_err(|e| BadInput(format!("{e:#}")).into())
+}
+
+/// Loads the config; on failure still tells Heat why when the endpoint can be read.
+fn load_for_run(input: &InputArgs, signal_on_failure: bool) -> Result<NodeConfig> {
+    let source = source(input)?;
+    match input::load(&source, input.role) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                log::warn(warning);
+            }
+            Ok(loaded.config)
+        }
+        Err(e) => {
+            if signal_on_failure {
+                if let Some((endpoint, token)) = input::recover_signal(&source) {
+                    let mut fallback = NodeConfig::new(input.role.unwrap_or(Role::Minion));
+                    fallback.signal.token = token.clone();
+                    let reason = runner::scrub(&format!("config: {e}"), &fallback);
+                    let id = hearth_agent::signal::node_signal_id(&hostname());
+                    runner::deliver(&fallback, &endpoint, token.expose(), SignalBody::failure(id, &reason));
+                }
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let config = load_for_run(&args.input, !args.dry_run)?;
+    let root = root_of(&args.input).to_path_buf();
+    let mode = match (args.dry_run, &args.input.root) {
+        (true, _) => Mode::DryRun { root },
+        (false, Some(_)) => Mode::Rooted(root),
+        (false, None) => Mode::System,
+    };
+    let options = RunOptions {
+        mode,
+        only: args.only,
+        from: args.from,
+        allow_unimplemented: args.allow_unimplemented,
+        os: args.input.os.map(Into::into),
+        json: args.json,
+    };
+    runner::select(&config, &options).map_err(|e| BadInput(format!("{e:#}")))?;
+    // A panic outside a step (steps have their own guard) must still reach Heat as a FAILURE.
+    let status = match std::panic::catch_unwind(|| runner::run(&config, &options)) {
+        Ok(status) => status?,
+        Err(_) if !args.dry_run && !config.signal.endpoint.is_empty() => {
+            let id = hearth_agent::signal::node_signal_id(&config.node_name(&hostname()));
+            let body = SignalBody::failure(id, "hearth-agent panicked; see the node's journal");
+            runner::deliver(&config, &config.signal.endpoint, config.signal.token.expose(), body);
+            bail!("hearth-agent panicked");
+        }
+        Err(_) => bail!("hearth-agent panicked"),
+    };
+    if args.dry_run {
+        let missing: Vec<&str> = status
+            .steps
+            .iter()
+            .filter(|s| s.result == hearth_agent::report::StepResult::NotImplemented)
+            .map(|s| s.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            println!("not implemented yet (a real run fails on the first of them): {}", missing.join(", "));
+        }
+    }
+    Ok(if status.state == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn validate(input: &InputArgs) -> Result<ExitCode> {
+    let source = source(input)?;
+    match input::load(&source, input.role) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                log::warn(warning);
+            }
+            print!("{}", native::render(&loaded.config.masked()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn print_steps(role: Option<Role>) {
+    let roles = role.map(|r| vec![r]).unwrap_or_else(|| vec![Role::Master, Role::Minion]);
+    for role in &roles {
+        if roles.len() > 1 {
+            println!("# {role}");
+        }
+        for entry in steps::catalogue(*role) {
+            let state = if entry.is_implemented() { "implemented" } else { "unimplemented" };
+            println!("{}  {:<24} {state}", entry.part_name(), entry.name);
+        }
+    }
+}
+
+fn status(root: &Path, json: bool) -> Result<ExitCode> {
+    let status = StateDir::under(root).read_status()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!(
+            "{} {} ({}, hearth-agent {}): {:?} in {:.1}s",
+            status.role,
+            status.node,
+            status.os,
+            status.agent_version,
+            status.state,
+            status.duration_ms as f64 / 1000.0
+        );
+        let total = status.steps.len();
+        for (i, step) in status.steps.iter().enumerate() {
+            println!("{}", step.progress_line(i + 1, total));
+        }
+        if let Some(failure) = &status.failure {
+            println!("failure: {failure}");
+        }
+        match &status.signal {
+            Some(signal) => match (&signal.sent, &signal.error) {
+                (Some(_), _) => println!("signal: {:?} sent to {}", signal.body.status, signal.endpoint),
+                (None, Some(error)) => println!("signal: {:?} NOT sent: {error}", signal.body.status),
+                (None, None) => println!("signal: {:?} not sent", signal.body.status),
+            },
+            None => println!("signal: none"),
+        }
+    }
+    Ok(if status.state == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn resend(input: &InputArgs) -> Result<ExitCode> {
+    let config = load_for_run(input, false)?;
+    let state = StateDir::under(root_of(input));
+    let mut status = state.read_status()?;
+    let previous = status.signal.clone().context("the last run recorded no signal to resend")?;
+    let token = config.signal.token.expose();
+    if token.is_empty() {
+        bail!(BadInput("the config has no wait-condition token".into()));
+    }
+    let record = runner::deliver(&config, &previous.endpoint, token, previous.body);
+    let sent = record.sent.is_some();
+    status.signal = Some(record);
+    state.write_status(&status)?;
+    Ok(if sent { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,142 @@
+//! What a run did, step by step: the records behind the progress lines, `status.json`, `events.jsonl`
+//! and the signal's summary.
+
+use hearth_fragments::host::{Action, ActionKind, Outcome};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepResult {
+    Changed,
+    Unchanged,
+    Skipped,
+    Failed,
+    /// Allowed by `--allow-unimplemented`: reported, never counted as done.
+    NotImplemented,
+}
+
+impl StepResult {
+    fn word(self) -> &'static str {
+        match self {
+            StepResult::Changed => "changed",
+            StepResult::Unchanged => "ok",
+            StepResult::Skipped => "skipped",
+            StepResult::Failed => "FAILED",
+            StepResult::NotImplemented => "MISSING",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub part: u8,
+    pub name: String,
+    pub result: StepResult,
+    /// Why it was skipped, or the error chain when it failed (secrets scrubbed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+}
+
+impl StepRecord {
+    pub fn label(&self) -> String {
+        format!("part-{:03} {}", self.part, self.name)
+    }
+
+    /// The result a finished step earns from what its host did.
+    pub fn result_from(actions: &[Action]) -> StepResult {
+        let changed = actions.iter().any(|a| a.outcome != Outcome::Unchanged);
+        if changed {
+            StepResult::Changed
+        } else {
+            StepResult::Unchanged
+        }
+    }
+
+    /// `(3 files, 1 command)`, `(no proxy configured)`.
+    fn detail(&self) -> String {
+        match self.result {
+            StepResult::Skipped | StepResult::NotImplemented => format!("({})", self.reason),
+            StepResult::Failed => format!("({})", self.reason.lines().next().unwrap_or_default()),
+            _ => {
+                let count = |kinds: &[ActionKind]| {
+                    self.actions.iter().filter(|a| kinds.contains(&a.kind) && a.outcome != Outcome::Unchanged).count()
+                };
+                let files = count(&[ActionKind::File, ActionKind::Dir, ActionKind::Symlink, ActionKind::Remove]);
+                let commands = count(&[ActionKind::Command]);
+                let mut parts = Vec::new();
+                if files > 0 {
+                    parts.push(format!("{files} file{}", if files == 1 { "" } else { "s" }));
+                }
+                if commands > 0 {
+                    parts.push(format!("{commands} command{}", if commands == 1 { "" } else { "s" }));
+                }
+                if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!("({})", parts.join(", "))
+                }
+            }
+        }
+    }
+
+    /// `[ 6/13] part-006 certs ........ changed  1.2s  (4 files)`
+    pub fn progress_line(&self, index: usize, total: usize) -> String {
+        let width = total.to_string().len();
+        let name = format!("{} ", self.label());
+        let line = format!(
+            "[{index:>width$}/{total}] {name:.<34} {:<8} {:>5.1}s  {}",
+            self.result.word(),
+            self.duration_ms as f64 / 1000.0,
+            self.detail()
+        );
+        line.trim_end().to_string()
+    }
+}
+
+/// A one-line account of the run for the SUCCESS signal's `data` and the last progress line.
+pub fn summary(steps: &[StepRecord], duration_ms: u64) -> String {
+    let count = |r: StepResult| steps.iter().filter(|s| s.result == r).count();
+    let mut text = format!(
+        "{} steps in {:.1}s: {} changed, {} unchanged, {} skipped",
+        steps.len(),
+        duration_ms as f64 / 1000.0,
+        count(StepResult::Changed),
+        count(StepResult::Unchanged),
+        count(StepResult::Skipped),
+    );
+    let missing: Vec<&str> =
+        steps.iter().filter(|s| s.result == StepResult::NotImplemented).map(|s| s.name.as_str()).collect();
+    if !missing.is_empty() {
+        text.push_str(&format!("; NOT IMPLEMENTED (allowed by --allow-unimplemented): {}", missing.join(", ")));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_line_up() {
+        let record = StepRecord {
+            part: 6,
+            name: "certs".into(),
+            result: StepResult::Changed,
+            reason: String::new(),
+            duration_ms: 1234,
+            actions: vec![Action {
+                kind: ActionKind::File,
+                target: "/etc/x".into(),
+                detail: String::new(),
+                outcome: Outcome::Changed,
+            }],
+        };
+        assert_eq!(
+            record.progress_line(6, 13),
+            "[ 6/13] part-006 certs ................... changed    1.2s  (1 file)"
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! The runner: the role's steps in catalogue order, fail fast, one record per step, state on disk, and
+//! the Heat signal as the last thing, whatever happened before it.
+
+use crate::log;
+use crate::report::{self, StepRecord, StepResult};
+use crate::signal::{self, SignalBody};
+use crate::state::{self, RunState, SignalRecord, StateDir, Status};
+use anyhow::{anyhow, bail, Result};
+use hearth_fragments::config::secret::MASK;
+use hearth_fragments::facts::{Facts, OsFamily};
+use hearth_fragments::host::{Host, Mode};
+use hearth_fragments::http::{Client, HttpSettings, RetryPolicy};
+use hearth_fragments::steps::{self, Context, Done, Entry, Implementation};
+use hearth_fragments::NodeConfig;
+use serde_json::json;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub mode: Mode,
+    /// Run only this step (by name or part); no signal.
+    pub only: Option<String>,
+    /// Start at this step (resume by hand); the signal is still sent at the end.
+    pub from: Option<String>,
+    pub allow_unimplemented: bool,
+    /// Use this OS family instead of reading `/etc/os-release` (rooted runs of an empty directory).
+    pub os: Option<OsFamily>,
+    /// Events as JSON lines on stdout instead of progress lines.
+    pub json: bool,
+}
+
+/// The steps a run covers, chosen before anything is touched so a typo changes nothing.
+pub fn select(config: &NodeConfig, options: &RunOptions) -> Result<Vec<&'static Entry>> {
+    let all = steps::catalogue(config.role);
+    let find = |wanted: &str| {
+        steps::find(config.role, wanted).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|e| e.name).collect();
+            anyhow!("no step {wanted:?} for a {}; its steps are: {}", config.role, names.join(", "))
+        })
+    };
+    Ok(match (&options.only, &options.from) {
+        (Some(_), Some(_)) => bail!("give --only or --from, not both"),
+        (Some(only), None) => vec![find(only)?],
+        (None, Some(from)) => {
+            let first = find(from)?.part;
+            all.iter().filter(|e| e.part >= first).collect()
+        }
+        (None, None) => all.iter().collect(),
+    })
+}
+
+/// Replaces every secret of the config in `text` by the mask: error chains and command output can echo
+/// a password back, and they end up in logs, status files and Heat.
+pub fn scrub(text: &str, config: &NodeConfig) -> String {
+    config.secret_values().iter().fold(text.to_string(), |acc, secret| acc.replace(secret.as_str(), MASK))
+}
+
+struct Run<'a> {
+    config: &'a NodeConfig,
+    options: &'a RunOptions,
+    state: Option<StateDir>,
+    started: Instant,
+    status: Status,
+}
+
+impl Run<'_> {
+    fn event(&self, mut event: serde_json::Value) {
+        event["at"] = json!(state::now());
+        if self.options.json {
+            println!("{event}");
+        }
+        if let Some(state) = &self.state {
+            if let Err(e) = state.event(&event) {
+                log::warn(&format!("could not record an event: {e:#}"));
+            }
+        }
+    }
+
+    fn save(&mut self) {
+        self.status.duration_ms = self.started.elapsed().as_millis() as u64;
+        if let Some(state) = &self.state {
+            if let Err(e) = state.write_status(&self.status) {
+                log::warn(&format!("could not write the status file: {e:#}"));
+            }
+        }
+    }
+}
+
+/// Runs the selected steps and sends the signal. Returns the final status; `state` says how it went.
+pub fn run(config: &NodeConfig, options: &RunOptions) -> Result<Status> {
+    let entries = select(config, options)?;
+    let host = Host::new(options.mode.clone());
+    let dry_run = host.is_dry_run();
+    let mut run = Run {
+        config,
+        options,
+        state: (!dry_run).then(|| StateDir::under(host.root())),
+        started: Instant::now(),
+        status: Status {
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            role: config.role,
+            node: String::new(),
+            os: String::new(),
+            state: RunState::Running,
+            started_at: state::now(),
+            finished_at: None,
+            duration_ms: 0,
+            steps: Vec::new(),
+            failure: None,
+            signal: None,
+        },
+    };
+    if let Some(state) = &run.state {
+        // A run in progress or failed is not converged, whatever an earlier run said.
+        state.clear_done()?;
+    }
+
+    match gather_facts(&host, options.os) {
+        Ok(facts) => {
+            run.status.node = config.node_name(&facts.hostname);
+            run.status.os = facts.os.to_string();
+            run.event(json!({"event": "run-start", "role": config.role, "node": run.status.node, "os": run.status.os,
+                "steps": entries.len(), "dry_run": dry_run}));
+            run.save();
+            run_steps(&mut run, &entries, &Context { config, facts: &facts, host: &host });
+        }
+        Err(e) => run.status.failure = Some(format!("facts: {}", scrub(&format!("{e:#}"), config))),
+    }
+
+    let succeeded = run.status.failure.is_none();
+    run.status.state = if succeeded { RunState::Succeeded } else { RunState::Failed };
+    run.status.finished_at = Some(state::now());
+    run.save();
+    let summary = report::summary(&run.status.steps, run.status.duration_ms);
+    match &run.status.failure {
+        Some(reason) => log::error(&format!("run failed: {reason}")),
+        None if !options.json => println!("{} {}: {summary}", config.role, run.status.node),
+        None => {}
+    }
+
+    let signal_selected = entries.iter().any(|e| matches!(e.implementation, Implementation::Signal));
+    if signal_selected && !dry_run {
+        send_signal(&mut run, &summary);
+    }
+    if run.status.state == RunState::Succeeded && signal_selected {
+        if let Some(state) = &run.state {
+            state.mark_done(&summary)?;
+        }
+    }
+    run.event(json!({"event": "run-end", "state": run.status.state, "summary": summary,
+        "failure": run.status.failure}));
+    run.save();
+    Ok(run.status)
+}
+
+fn gather_facts(host: &Host, os: Option<OsFamily>) -> Result<Facts> {
+    match Facts::gather(host) {
+        Ok(facts) => Ok(Facts { os: os.unwrap_or(facts.os), ..facts }),
+        Err(e) => match os {
+            // An empty root has no os-release; the operator said which OS it stands for.
+            Some(os) => Ok(Facts { hostname: "localhost".into(), os }),
+            None => Err(e.context("finding out what this host is (pass --os for a root without os-release)")),
+        },
+    }
+}
+
+fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
+    let total = entries.iter().filter(|e| !matches!(e.implementation, Implementation::Signal)).count();
+    let dry_run = ctx.host.is_dry_run();
+    for (index, entry) in entries.iter().enumerate() {
+        let started = Instant::now();
+        let (result, reason) = match entry.implementation {
+            Implementation::Signal => continue,
+            Implementation::Missing if run.options.allow_unimplemented || dry_run => {
+                (StepResult::NotImplemented, format!("not implemented in hearth-agent {}", env!("CARGO_PKG_VERSION")))
+            }
+            Implementation::Missing => (
+                StepResult::Failed,
+                format!(
+                    "not implemented in hearth-agent {}; refusing to report a node as configured without it \
+                     (--allow-unimplemented skips it)",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ),
+            Implementation::Step(step) => {
+                run.event(json!({"event": "step-start", "part": entry.part, "step": entry.name}));
+                match catch_unwind(AssertUnwindSafe(|| step(ctx))) {
+                    // Changed or unchanged is read from the host's journal below.
+                    Ok(Ok(Done::Applied)) => (StepResult::Unchanged, String::new()),
+                    Ok(Ok(Done::Skipped(why))) => (StepResult::Skipped, why),
+                    Ok(Err(e)) => (StepResult::Failed, format!("{e:#}")),
+                    Err(panic) => (StepResult::Failed, format!("the step panicked: {}", panic_message(&panic))),
+                }
+            }
+        };
+        let actions = ctx.host.take_actions();
+        let result = if result == StepResult::Unchanged { StepRecord::result_from(&actions) } else { result };
+        let record = StepRecord {
+            part: entry.part,
+            name: entry.name.to_string(),
+            result,
+            reason: scrub(&reason, run.config),
+            duration_ms: started.elapsed().as_millis() as u64,
+            actions,
+        };
+        if !run.options.json {
+            println!("{}", record.progress_line(index + 1, total));
+            if dry_run {
+                for action in &record.actions {
+                    println!(
+                        "          {:?} {:<10} {} {}",
+                        action.kind,
+                        format!("{:?}", action.outcome),
+                        action.target,
+                        action.detail
+                    );
+                }
+            }
+        }
+        run.event(json!({"event": "step-end", "record": record}));
+        let failed = record.result == StepResult::Failed;
+        if failed {
+            run.status.failure = Some(format!("{}: {}", record.label(), record.reason));
+        }
+        run.status.steps.push(record);
+        run.save();
+        if failed {
+            return;
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// The HTTP client every agent call uses: the OpenStack CA, `verify_ca`, the proxy with the cluster's
+/// own addresses bypassed, and the given retry deadline.
+pub fn http_client(config: &NodeConfig, deadline: Duration) -> Result<Client> {
+    let settings = HttpSettings {
+        extra_ca_pem: config.openstack.ca_pem.clone(),
+        verify_tls: config.openstack.verify_ca,
+        http_proxy: config.proxy.http_proxy.clone(),
+        https_proxy: config.proxy.https_proxy.clone(),
+        no_proxy: config.no_proxy(),
+        ..HttpSettings::default()
+    };
+    let policy = RetryPolicy { deadline, ..RetryPolicy::default() };
+    Ok(Client::new(&settings, policy)?)
+}
+
+fn send_signal(run: &mut Run, summary: &str) {
+    let config = run.config;
+    if config.signal.endpoint.is_empty() {
+        log::warn("the config has no wait-condition endpoint: Heat is not told how this run went");
+        return;
+    }
+    let id = signal::node_signal_id(&run.status.node);
+    // Heat shows the reason in the stack's events and status; `data` reaches the wait condition's
+    // `data` attribute, where the summary is what an operator wants next to each node.
+    let body = match &run.status.failure {
+        None => SignalBody::success(id, &format!("{} {} configured by hearth-agent", config.role, run.status.node)),
+        Some(reason) => SignalBody::failure(id, reason),
+    }
+    .with_data(summary);
+    let record = deliver(config, &config.signal.endpoint, config.signal.token.expose(), body);
+    run.event(json!({"event": "signal", "status": record.body.status, "sent": record.sent.is_some(),
+        "error": record.error}));
+    if record.error.is_some() && run.status.failure.is_none() {
+        run.status.state = RunState::Failed;
+    }
+    run.status.signal = Some(record);
+}
+
+/// Sends one signal body and records how it went; used by `run` and `signal --resend`.
+pub fn deliver(config: &NodeConfig, endpoint: &str, token: &str, body: SignalBody) -> SignalRecord {
+    let deadline = Duration::from_secs(config.signal.deadline_secs);
+    let result = http_client(config, deadline)
+        .and_then(|client| signal::send(&client, endpoint, token, &body).map_err(anyhow::Error::from));
+    let (sent, error) = match result {
+        Ok(sent) => {
+            log::info(&format!("signalled {:?} to Heat", body.status));
+            (Some(sent), None)
+        }
+        Err(e) => {
+            let message = scrub(&format!("{e:#}"), config);
+            log::error(&format!("could not signal Heat: {message}"));
+            (None, Some(message))
+        }
+    };
+    SignalRecord { endpoint: endpoint.to_string(), body, sent, error }
+}

@@ -1,0 +1,118 @@
+//! The agent's own records under `/var/lib/hearth` (under the root of a rooted run): `status.json` (the
+//! last run, step by step, and its signal), `events.jsonl` (every event of every run, appended) and the
+//! `done` marker that the agent's unit checks so a converged node is not re-run at boot.
+
+use crate::report::StepRecord;
+use crate::signal::{SentSignal, SignalBody};
+use anyhow::{Context as _, Result};
+use hearth_fragments::host::write_state_file;
+use hearth_fragments::Role;
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const STATE_DIR: &str = "var/lib/hearth";
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// What was sent to Heat, or what should have been.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignalRecord {
+    pub endpoint: String,
+    pub body: SignalBody,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<SentSignal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub agent_version: String,
+    pub role: Role,
+    pub node: String,
+    pub os: String,
+    pub state: RunState,
+    pub started_at: u64,
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+    pub duration_ms: u64,
+    pub steps: Vec<StepRecord>,
+    /// `part-NNN step: reason` of the step that stopped the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<SignalRecord>,
+}
+
+/// The state directory of one root.
+#[derive(Clone, Debug)]
+pub struct StateDir(PathBuf);
+
+impl StateDir {
+    pub fn under(root: &Path) -> Self {
+        StateDir(root.join(STATE_DIR))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn status_path(&self) -> PathBuf {
+        self.0.join("status.json")
+    }
+
+    fn done_path(&self) -> PathBuf {
+        self.0.join("done")
+    }
+
+    pub fn write_status(&self, status: &Status) -> Result<()> {
+        let mut text = serde_json::to_vec_pretty(status)?;
+        text.push(b'\n');
+        write_state_file(&self.status_path(), &text, 0o600).context("writing the status file")
+    }
+
+    pub fn read_status(&self) -> Result<Status> {
+        let path = self.status_path();
+        let text =
+            std::fs::read(&path).with_context(|| format!("reading {}: has the agent run here?", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Appends one event line. A single `write` on an `O_APPEND` file, so lines never interleave.
+    pub fn event(&self, event: &serde_json::Value) -> Result<()> {
+        std::fs::create_dir_all(&self.0)?;
+        let mut line = serde_json::to_vec(event)?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .mode(0o600)
+            .create(true)
+            .append(true)
+            .open(self.0.join("events.jsonl"))
+            .context("opening events.jsonl")?;
+        file.write_all(&line).context("appending to events.jsonl")
+    }
+
+    pub fn mark_done(&self, summary: &str) -> Result<()> {
+        write_state_file(&self.done_path(), format!("{summary}\n").as_bytes(), 0o644).context("writing the done marker")
+    }
+
+    pub fn clear_done(&self) -> Result<()> {
+        match std::fs::remove_file(self.done_path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the done marker"),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Rooted runs of the bundled examples: golden files for everything written (paths, modes, contents), a
+//! second run that changes nothing, a dry run that touches nothing, and nothing written outside the root.
+//!
+//! Regenerate the golden files on purpose with `HEARTH_BLESS=1 cargo test -p hearth-agent --test rooted_run`
+//! and review the diff.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_hearth-agent");
+
+fn workspace(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// A tree that looks like a fresh Debian node to the agent.
+fn node_tree(hostname: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/os-release"), "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n")
+        .unwrap();
+    std::fs::write(dir.path().join("etc/hostname"), format!("{hostname}\n")).unwrap();
+    dir
+}
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(AGENT).args(args).output().unwrap()
+}
+
+fn run_example(role: &str, root: &Path, extra: &[&str]) -> Output {
+    let config = workspace(&format!("examples/node/{role}.json"));
+    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--root", root.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    agent(&args)
+}
+
+/// Every file, link and directory under `root`: path → (kind and mode, contents). The agent's state
+/// files carry timestamps, so only their presence is compared.
+fn snapshot(root: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = path.symlink_metadata().unwrap();
+            let rel = format!("/{}", path.strip_prefix(root).unwrap().display());
+            let mode = meta.permissions().mode() & 0o7777;
+            let value = if meta.is_dir() {
+                stack.push(path.clone());
+                (format!("dir {mode:04o}"), Vec::new())
+            } else if meta.file_type().is_symlink() {
+                ("link".into(), std::fs::read_link(&path).unwrap().display().to_string().into_bytes())
+            } else if rel.starts_with("/var/lib/hearth/") {
+                (format!("file {mode:04o}"), b"(agent state)".to_vec())
+            } else {
+                (format!("file {mode:04o}"), std::fs::read(&path).unwrap())
+            };
+            out.insert(rel, value);
+        }
+    }
+    out
+}
+
+fn render(snapshot: &BTreeMap<String, (String, Vec<u8>)>) -> String {
+    let mut text = String::new();
+    for (path, (kind, contents)) in snapshot {
+        text.push_str(&format!("== {path} ({kind})\n"));
+        if kind.starts_with("file") || kind == "link" {
+            text.push_str(&String::from_utf8_lossy(contents));
+            if !contents.ends_with(b"\n") {
+                text.push_str("\n(no newline at end)\n");
+            }
+        }
+    }
+    text
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("HEARTH_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (HEARTH_BLESS=1 writes it)", path.display()));
+    if expected != actual {
+        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
+        panic!(
+            "{} differs from this run (first differing line {:?}); HEARTH_BLESS=1 regenerates it.\n--- actual ---\n{actual}",
+            path.display(),
+            first.map(|i| i + 1)
+        );
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn assert_ok(output: &Output) {
+    assert!(output.status.success(), "agent failed: {}\n{}", stdout(output), String::from_utf8_lossy(&output.stderr));
+}
+
+/// Paths the examples would write on this machine if the root leaked.
+const HOST_PATHS: &[&str] = &[
+    "/etc/hearth",
+    "/etc/kubernetes/cloud-config",
+    "/etc/sysconfig/heat-params",
+    "/etc/profile.d/hearth-proxy.sh",
+    "/usr/local/share/ca-certificates/openstack-ca.crt",
+    "/etc/systemd/system/kubelet.service.d/http-proxy.conf",
+    "/var/lib/hearth",
+];
+
+fn host_state() -> Vec<Option<std::time::SystemTime>> {
+    HOST_PATHS.iter().map(|p| std::fs::symlink_metadata(p).ok().and_then(|m| m.modified().ok())).collect()
+}
+
+fn rooted_twice(role: &str, hostname: &str) {
+    let before_host = host_state();
+    let tree = node_tree(hostname);
+    let first = run_example(role, tree.path(), &["--allow-unimplemented"]);
+    assert_ok(&first);
+    let after_first = snapshot(tree.path());
+    check_golden(&format!("{role}.tree"), &render(&after_first));
+
+    let second = run_example(role, tree.path(), &["--allow-unimplemented"]);
+    assert_ok(&second);
+    assert_eq!(snapshot(tree.path()), after_first, "the second run changed the tree");
+    let out = stdout(&second);
+    assert!(!out.contains(" changed "), "the second run reports changes:\n{out}");
+    assert!(out.contains(" 0 changed"), "{out}");
+
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.path().join("var/lib/hearth/status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "succeeded");
+    assert!(tree.path().join("var/lib/hearth/done").exists());
+    let events = std::fs::read_to_string(tree.path().join("var/lib/hearth/events.jsonl")).unwrap();
+    assert_eq!(events.lines().filter(|l| l.contains("\"run-end\"")).count(), 2, "one run-end per run");
+
+    assert_eq!(host_state(), before_host, "a rooted run touched the machine outside its root");
+}
+
+#[test]
+fn minion_example_rooted_twice() {
+    rooted_twice("minion", "k8s-demo-minion-0");
+}
+
+#[test]
+fn master_example_rooted_twice() {
+    rooted_twice("master", "k8s-demo-master-0");
+}
+
+#[test]
+fn without_allow_unimplemented_a_run_never_claims_success() {
+    let tree = node_tree("k8s-demo-minion-0");
+    let output = run_example("minion", tree.path(), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("part-004 agent-service: not implemented"), "{err}");
+    assert!(!tree.path().join("var/lib/hearth/done").exists());
+    let status = std::fs::read_to_string(tree.path().join("var/lib/hearth/status.json")).unwrap();
+    assert!(status.contains("\"state\": \"failed\""), "{status}");
+    assert!(!status.contains("\"part\": 5"), "steps after the failure must not run:\n{status}");
+}
+
+#[test]
+fn dry_run_and_plan_change_nothing_and_list_every_action() {
+    let tree = node_tree("k8s-demo-master-0");
+    // A converged file and a stale one, so the plan has both kinds to tell apart.
+    std::fs::create_dir_all(tree.path().join("etc/selinux")).unwrap();
+    std::fs::write(tree.path().join("etc/selinux/config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n").unwrap();
+    let before = snapshot(tree.path());
+
+    let config = workspace("examples/node/master.json");
+    let root = tree.path().to_str().unwrap();
+    let plan = agent(&["plan", "--config", config.to_str().unwrap(), "--root", root]);
+    assert_ok(&plan);
+    let dry = run_example("master", tree.path(), &["--dry-run"]);
+    assert_ok(&dry);
+    assert_eq!(snapshot(tree.path()), before, "plan or --dry-run changed the tree");
+
+    // Every path a real run writes appears in the plan.
+    let real = node_tree("k8s-demo-master-0");
+    std::fs::create_dir_all(real.path().join("etc/selinux")).unwrap();
+    std::fs::write(real.path().join("etc/selinux/config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n").unwrap();
+    assert_ok(&run_example("master", real.path(), &["--allow-unimplemented"]));
+    let plan_text = stdout(&plan);
+    for (path, (kind, _)) in snapshot(real.path()) {
+        if kind.starts_with("file") && !path.starts_with("/var/lib/hearth") && !before.contains_key(&path) {
+            assert!(plan_text.contains(&path), "the plan does not mention {path}:\n{plan_text}");
+        }
+    }
+    assert!(plan_text.contains("/etc/selinux/config"), "{plan_text}");
+    assert!(plan_text.contains("update-ca-certificates"), "{plan_text}");
+    assert!(plan_text.contains("not implemented yet"), "{plan_text}");
+}
+
+#[test]
+fn steps_lists_every_step_of_a_role() {
+    let output = agent(&["steps", "--role", "minion"]);
+    assert_ok(&output);
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 13, "{text}");
+    assert!(text.lines().next().unwrap().starts_with("part-001  install-ca"), "{text}");
+    assert!(text.contains("part-006  certs") && text.contains("unimplemented"), "{text}");
+    assert!(text.lines().last().unwrap().contains("signal") && text.lines().last().unwrap().ends_with(" implemented"));
+    assert_eq!(stdout(&agent(&["steps", "--role", "master"])).lines().count(), 16);
+}
+
+#[test]
+fn validate_masks_secrets_and_lists_every_error() {
+    let config = workspace("examples/node/master.json");
+    let output = agent(&["validate", "--config", config.to_str().unwrap()]);
+    assert_ok(&output);
+    let shown = stdout(&output);
+    let example = std::fs::read_to_string(&config).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&example).unwrap();
+    for secret in [
+        parsed["openstack"]["trustee_password"].as_str().unwrap(),
+        parsed["kubernetes"]["service_account_private_key"].as_str().unwrap(),
+    ] {
+        assert!(!shown.contains(secret), "validate printed a secret");
+    }
+    assert!(shown.contains("\"trustee_password\": \"********\""), "{shown}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    let broken = example.replacen("\"cgroup_driver\": \"systemd\"", "\"cgroup_driver\": \"cgroupv3\"", 1).replacen(
+        "\"dns_service_ip\": \"10.254.0.10\"",
+        "\"dns_service_ip\": \"10.100.0.10\"",
+        1,
+    );
+    std::fs::write(&bad, broken).unwrap();
+    let output = agent(&["validate", "--config", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("2 errors"), "{err}");
+    assert!(err.contains("kubernetes.cgroup_driver (CGROUP_DRIVER) = \"cgroupv3\""), "{err}");
+    assert!(err.contains("kubernetes.dns_service_ip (DNS_SERVICE_IP) = \"10.100.0.10\""), "{err}");
+}
+
+#[test]
+fn heat_params_examples_validate() {
+    for name in ["stein-master", "stein-minion"] {
+        let path = workspace(&format!("examples/heat-params/{name}"));
+        let output = agent(&["validate", "--heat-params", path.to_str().unwrap()]);
+        assert_ok(&output);
+        assert!(!stdout(&output).contains("gAAAAAB"), "the wait-condition token leaked");
+    }
+}

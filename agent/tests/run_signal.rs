@@ -1,0 +1,205 @@
+//! The runner's signal, end to end: a rooted run of an example whose wait-condition endpoint is a real
+//! HTTP server on 127.0.0.1 speaking Heat's signal API (`200 null`), checking the exact requests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_hearth-agent");
+const TOKEN: &str = "gAAAAABtest-wait-condition-token";
+
+struct Signal {
+    method: String,
+    url: String,
+    token: Option<String>,
+    content_type: Option<String>,
+    body: serde_json::Value,
+}
+
+/// A Heat wait-condition handle on loopback that answers like Heat and hands each request to the test.
+fn heat_handle() -> (String, mpsc::Receiver<Signal>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/v1/a1b2c3/stacks/k8s-demo-kube_minions-x-0-y/8a1b/resources/minion_wait_handle/signal",
+        server.server_addr().to_ip().unwrap()
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for mut request in server.incoming_requests() {
+            let header = |name: &'static str| {
+                request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string())
+            };
+            let token = header("X-Auth-Token");
+            let content_type = header("Content-Type");
+            let mut body = String::new();
+            let _ = request.as_reader().read_to_string(&mut body);
+            let signal = Signal {
+                method: request.method().to_string(),
+                url: request.url().to_string(),
+                token,
+                content_type,
+                body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+            };
+            let _ = request.respond(tiny_http::Response::from_string("null").with_status_code(200));
+            if tx.send(signal).is_err() {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn example_with_endpoint(role: &str, endpoint: &str, dir: &Path) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/node/{role}.json"));
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    config["signal"] = serde_json::json!({"endpoint": endpoint, "token": TOKEN, "deadline_secs": 20});
+    let out = dir.join(format!("{role}.json"));
+    std::fs::write(&out, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    out
+}
+
+fn node_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::write(dir.path().join("etc/hostname"), "k8s-demo-minion-0\n").unwrap();
+    dir
+}
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(AGENT).args(args).output().unwrap()
+}
+
+fn received(rx: &mpsc::Receiver<Signal>) -> Signal {
+    rx.recv_timeout(Duration::from_secs(10)).expect("the agent sent no signal")
+}
+
+fn assert_heat_shape(signal: &Signal, endpoint: &str) {
+    assert_eq!(signal.method, "POST");
+    assert!(endpoint.ends_with(&signal.url), "{} vs {endpoint}", signal.url);
+    assert_eq!(signal.token.as_deref(), Some(TOKEN));
+    assert_eq!(signal.content_type.as_deref(), Some("application/json"));
+    let keys: Vec<&str> = signal.body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["data", "id", "reason", "status"], "exactly Heat's lower-case keys");
+    assert_eq!(signal.body["id"], "k8s-demo-minion-0", "the id names the node");
+}
+
+#[test]
+fn success_carries_the_summary_and_names_unimplemented_steps() {
+    let (endpoint, rx) = heat_handle();
+    let work = tempfile::tempdir().unwrap();
+    let config = example_with_endpoint("minion", &endpoint, work.path());
+    let tree = node_tree();
+    let output = agent(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--root",
+        tree.path().to_str().unwrap(),
+        "--allow-unimplemented",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let signal = received(&rx);
+    assert_heat_shape(&signal, &endpoint);
+    assert_eq!(signal.body["status"], "SUCCESS");
+    let data = signal.body["data"].as_str().unwrap();
+    assert!(data.starts_with("12 steps in "), "{data}");
+    assert!(data.contains("NOT IMPLEMENTED (allowed by --allow-unimplemented): agent-service, certs"), "{data}");
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "exactly one signal");
+
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.path().join("var/lib/hearth/status.json")).unwrap()).unwrap();
+    assert_eq!(status["signal"]["sent"]["http_status"], 200);
+    assert_eq!(status["signal"]["body"]["status"], "SUCCESS");
+    let on_disk = std::fs::read_to_string(tree.path().join("var/lib/hearth/status.json")).unwrap();
+    assert!(!on_disk.contains(TOKEN), "the token reached the status file");
+
+    // `signal --resend` sends the recorded body again, with the same id.
+    let resend =
+        agent(&["signal", "--resend", "--config", config.to_str().unwrap(), "--root", tree.path().to_str().unwrap()]);
+    assert!(resend.status.success(), "{}", String::from_utf8_lossy(&resend.stderr));
+    let again = received(&rx);
+    assert_eq!(again.body, signal.body);
+}
+
+#[test]
+fn a_failing_step_signals_failure_at_once_with_the_part_and_reason() {
+    let (endpoint, rx) = heat_handle();
+    let work = tempfile::tempdir().unwrap();
+    let config = example_with_endpoint("minion", &endpoint, work.path());
+    let tree = node_tree();
+    // A file where part-005 needs a directory: a real filesystem failure, not a simulated one.
+    std::fs::write(tree.path().join("etc/kubernetes"), "in the way").unwrap();
+    let output = agent(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--root",
+        tree.path().to_str().unwrap(),
+        "--allow-unimplemented",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let signal = received(&rx);
+    assert_heat_shape(&signal, &endpoint);
+    assert_eq!(signal.body["status"], "FAILURE");
+    let reason = signal.body["reason"].as_str().unwrap();
+    assert!(reason.starts_with("part-005 kube-os-config: creating directory /etc/kubernetes"), "{reason}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("part-010"), "steps after the failure ran:\n{stdout}");
+    assert!(!tree.path().join("var/lib/hearth/done").exists());
+}
+
+#[test]
+fn a_config_error_still_signals_failure_when_the_endpoint_is_known() {
+    let (endpoint, rx) = heat_handle();
+    let work = tempfile::tempdir().unwrap();
+    let config = example_with_endpoint("minion", &endpoint, work.path());
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "\"cgroup_driver\": \"systemd\"",
+        "\"cgroup_driver\": \"cgroupv3\"",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let tree = node_tree();
+    let output = agent(&["run", "--config", config.to_str().unwrap(), "--root", tree.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let signal = received(&rx);
+    assert_eq!(signal.body["status"], "FAILURE");
+    let reason = signal.body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("config: ") && reason.contains("CGROUP_DRIVER") && reason.contains("cgroupv3"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn magnum_heat_params_signal_through_wait_curl() {
+    let (endpoint, rx) = heat_handle();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/heat-params/stein-minion");
+    let text: String = std::fs::read_to_string(sample)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            if line.starts_with("WAIT_CURL=") {
+                format!(
+                    "WAIT_CURL=\"curl -i -X POST -H 'X-Auth-Token: {TOKEN}' -H 'Content-Type: application/json' \
+                     -H 'Accept: application/json' {endpoint}\"\n"
+                )
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let params = work.path().join("heat-params");
+    std::fs::write(&params, text).unwrap();
+    let tree = node_tree();
+    // Without --allow-unimplemented the run must refuse to claim success, and say so to Heat.
+    let output = agent(&["run", "--heat-params", params.to_str().unwrap(), "--root", tree.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let signal = received(&rx);
+    assert_heat_shape(&signal, &endpoint);
+    assert_eq!(signal.body["status"], "FAILURE");
+    assert!(signal.body["reason"].as_str().unwrap().starts_with("part-004 agent-service: not implemented"));
+}

@@ -1,0 +1,51 @@
+//! What a host did or would do, in order, for reports and `plan`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt::Display;
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Changed,
+    Unchanged,
+    /// Dry run: this would change.
+    WouldChange,
+    /// A command this host does not run (dry run, or rooted without a way to point it at the root).
+    NotRun,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    File,
+    Dir,
+    Symlink,
+    Remove,
+    Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub kind: ActionKind,
+    /// The node path or the command line.
+    pub target: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub detail: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Journal(Mutex<Vec<Action>>);
+
+impl Journal {
+    pub(super) fn record(&self, kind: ActionKind, target: impl Display, detail: String, outcome: Outcome) {
+        let action = Action { kind, target: target.to_string(), detail, outcome };
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(action);
+    }
+
+    pub(super) fn take(&self) -> Vec<Action> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

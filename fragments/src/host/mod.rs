@@ -1,0 +1,270 @@
+//! The one interface through which steps touch the machine: files, directories, symlinks, commands and
+//! systemd. Steps never branch on the mode; the host does.
+//!
+//! - [`Mode::System`] acts on `/`.
+//! - [`Mode::Rooted`] acts under a directory: files are written there, `systemctl` gets `--root`, and
+//!   commands that cannot be pointed at a root are recorded instead of run.
+//! - [`Mode::DryRun`] reads the machine (or a root) to tell what would change, and changes nothing.
+//!
+//! Every call is recorded in the host's journal, which the runner drains after each step.
+
+mod command;
+mod fs;
+mod journal;
+
+pub use command::{Cmd, CmdOutput, CommandError, RootedRun};
+pub use fs::write_state_file;
+pub use journal::{Action, ActionKind, Outcome};
+
+use anyhow::{bail, Context as _, Result};
+use journal::Journal;
+use std::path::{Component, Path, PathBuf};
+
+/// Where and how a host acts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    System,
+    Rooted(PathBuf),
+    DryRun { root: PathBuf },
+}
+
+/// A file a step wants to exist with exactly this content and mode (owned by root).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+impl FileSpec {
+    pub fn new(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>, mode: u32) -> Self {
+        FileSpec { path: path.into(), contents: contents.into(), mode }
+    }
+}
+
+/// systemd operations steps ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Systemd {
+    DaemonReload,
+    Enable,
+    Start,
+    Restart,
+    /// Restart only if the unit is running, so a configuration change reaches it without starting it early.
+    TryRestart,
+}
+
+impl Systemd {
+    fn verb(self) -> &'static str {
+        match self {
+            Systemd::DaemonReload => "daemon-reload",
+            Systemd::Enable => "enable",
+            Systemd::Start => "start",
+            Systemd::Restart => "restart",
+            Systemd::TryRestart => "try-restart",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Host {
+    mode: Mode,
+    journal: Journal,
+}
+
+impl Host {
+    pub fn new(mode: Mode) -> Self {
+        Host { mode, journal: Journal::default() }
+    }
+
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// The directory that stands for `/`.
+    pub fn root(&self) -> &Path {
+        match &self.mode {
+            Mode::System => Path::new("/"),
+            Mode::Rooted(root) | Mode::DryRun { root } => root,
+        }
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        matches!(self.mode, Mode::DryRun { .. })
+    }
+
+    /// Where an absolute node path lives on this host. Relative paths and `..` are refused so that
+    /// nothing a step asks for can land outside the root.
+    pub fn resolve(&self, path: &Path) -> Result<PathBuf> {
+        if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+            bail!("refusing path {}: steps use absolute paths without '..'", path.display());
+        }
+        Ok(self.root().join(path.strip_prefix("/").expect("absolute path")))
+    }
+
+    /// Everything recorded since the last call.
+    pub fn take_actions(&self) -> Vec<Action> {
+        self.journal.take()
+    }
+
+    pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        let real = self.resolve(path)?;
+        match std::fs::read(&real) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn read_to_string(&self, path: &Path) -> Result<Option<String>> {
+        self.read(path)?
+            .map(|bytes| String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display())))
+            .transpose()
+    }
+
+    pub fn exists(&self, path: &Path) -> Result<bool> {
+        Ok(self.resolve(path)?.symlink_metadata().is_ok())
+    }
+
+    /// Makes `spec.path` hold exactly `spec.contents` with `spec.mode`, atomically; "unchanged" when it
+    /// already does.
+    pub fn write_file(&self, spec: &FileSpec) -> Result<Outcome> {
+        let real = self.resolve(&spec.path)?;
+        let detail = format!("{} bytes, mode {:04o}", spec.contents.len(), spec.mode);
+        let outcome = if fs::file_matches(&real, &spec.contents, spec.mode)? {
+            Outcome::Unchanged
+        } else if self.is_dry_run() {
+            Outcome::WouldChange
+        } else {
+            fs::write_atomic(&real, &spec.contents, spec.mode)
+                .with_context(|| format!("writing {}", spec.path.display()))?;
+            Outcome::Changed
+        };
+        self.journal.record(ActionKind::File, spec.path.display(), detail, outcome);
+        Ok(outcome)
+    }
+
+    pub fn ensure_dir(&self, path: &Path, mode: u32) -> Result<Outcome> {
+        let real = self.resolve(path)?;
+        let outcome = if fs::dir_matches(&real, mode)? {
+            Outcome::Unchanged
+        } else if self.is_dry_run() {
+            Outcome::WouldChange
+        } else {
+            fs::ensure_dir(&real, mode).with_context(|| format!("creating directory {}", path.display()))?;
+            Outcome::Changed
+        };
+        self.journal.record(ActionKind::Dir, path.display(), format!("mode {mode:04o}"), outcome);
+        Ok(outcome)
+    }
+
+    /// Makes `link` a symlink to `target` (a node path, kept as given).
+    pub fn symlink(&self, target: &Path, link: &Path) -> Result<Outcome> {
+        let real = self.resolve(link)?;
+        let outcome = if std::fs::read_link(&real).ok().as_deref() == Some(target) {
+            Outcome::Unchanged
+        } else if self.is_dry_run() {
+            Outcome::WouldChange
+        } else {
+            fs::symlink_atomic(target, &real).with_context(|| format!("linking {}", link.display()))?;
+            Outcome::Changed
+        };
+        self.journal.record(ActionKind::Symlink, link.display(), format!("-> {}", target.display()), outcome);
+        Ok(outcome)
+    }
+
+    pub fn remove_file(&self, path: &Path) -> Result<Outcome> {
+        let real = self.resolve(path)?;
+        let outcome = if real.symlink_metadata().is_err() {
+            Outcome::Unchanged
+        } else if self.is_dry_run() {
+            Outcome::WouldChange
+        } else {
+            std::fs::remove_file(&real).with_context(|| format!("removing {}", path.display()))?;
+            fs::sync_parent(&real)?;
+            Outcome::Changed
+        };
+        self.journal.record(ActionKind::Remove, path.display(), String::new(), outcome);
+        Ok(outcome)
+    }
+
+    /// Runs a command, or records it where this host cannot run it. The output says which.
+    pub fn run(&self, cmd: &Cmd) -> Result<CmdOutput> {
+        let argv = match (&self.mode, cmd.rooted) {
+            (Mode::System, _) => Some(cmd.argv()),
+            (Mode::Rooted(root), RootedRun::WithFlag(flag)) => Some(cmd.argv_with_root(flag, root)),
+            (Mode::Rooted(_), RootedRun::Never) | (Mode::DryRun { .. }, _) => None,
+        };
+        let Some(argv) = argv else {
+            self.journal.record(ActionKind::Command, cmd.display(), "not run on this host".into(), Outcome::NotRun);
+            return Ok(CmdOutput::not_run());
+        };
+        let output = command::run(&argv, cmd.timeout, &cmd.env);
+        let outcome = match &output {
+            Ok(_) => Outcome::Changed,
+            Err(_) => Outcome::Failed,
+        };
+        self.journal.record(ActionKind::Command, cmd.display(), String::new(), outcome);
+        Ok(output?)
+    }
+
+    /// A systemd operation. Rooted hosts can only enable (through `systemctl --root`); the rest is recorded.
+    pub fn systemd(&self, op: Systemd, unit: Option<&str>) -> Result<CmdOutput> {
+        let mut cmd = Cmd::new("systemctl").arg(op.verb());
+        if let Some(unit) = unit {
+            cmd = cmd.arg(unit);
+        }
+        if op == Systemd::Enable {
+            cmd = cmd.rooted(RootedRun::WithFlag("--root"));
+        }
+        self.run(&cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn rooted_writes_stay_under_the_root_and_repeat_as_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(Mode::Rooted(dir.path().to_path_buf()));
+        let spec = FileSpec::new("/etc/kubernetes/cloud-config", "x=1\n", 0o600);
+        assert_eq!(host.write_file(&spec).unwrap(), Outcome::Changed);
+        let real = dir.path().join("etc/kubernetes/cloud-config");
+        assert_eq!(std::fs::read(&real).unwrap(), b"x=1\n");
+        assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o7777, 0o600);
+        assert_eq!(host.write_file(&spec).unwrap(), Outcome::Unchanged);
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(host.write_file(&spec).unwrap(), Outcome::Changed, "a wrong mode is a change");
+        assert!(host.resolve(Path::new("/etc/../../escape")).is_err());
+        assert!(host.resolve(Path::new("relative")).is_err());
+        assert_eq!(host.take_actions().len(), 3);
+    }
+
+    #[test]
+    fn dry_run_reports_without_touching() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(Mode::DryRun { root: dir.path().to_path_buf() });
+        let spec = FileSpec::new("/etc/a", "a", 0o644);
+        assert_eq!(host.write_file(&spec).unwrap(), Outcome::WouldChange);
+        assert_eq!(host.ensure_dir(Path::new("/etc/d"), 0o755).unwrap(), Outcome::WouldChange);
+        assert_eq!(host.symlink(Path::new("/x"), Path::new("/etc/l")).unwrap(), Outcome::WouldChange);
+        let out = host.run(&Cmd::new("false")).unwrap();
+        assert!(!out.ran);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let kinds: Vec<Outcome> = host.take_actions().into_iter().map(|a| a.outcome).collect();
+        assert_eq!(kinds, [Outcome::WouldChange, Outcome::WouldChange, Outcome::WouldChange, Outcome::NotRun]);
+    }
+
+    #[test]
+    fn rooted_commands_run_only_when_they_take_a_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(Mode::Rooted(dir.path().to_path_buf()));
+        assert!(!host.run(&Cmd::new("update-ca-certificates")).unwrap().ran);
+        let echo = Cmd::new("echo").arg("hi").rooted(RootedRun::WithFlag("--root"));
+        let out = host.run(&echo).unwrap();
+        assert!(out.ran);
+        assert_eq!(out.stdout, format!("--root={} hi\n", dir.path().display()));
+    }
+}

@@ -1,0 +1,10 @@
+//! Hearth's node side: the node config contract, facts about the host, the one interface through which
+//! steps touch the machine, and the steps themselves (one module each, named as in the catalogue).
+
+pub mod config;
+pub mod facts;
+pub mod host;
+pub mod http;
+pub mod steps;
+
+pub use config::{NodeConfig, Role};

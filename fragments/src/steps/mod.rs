@@ -1,0 +1,140 @@
+//! The step catalogue: what each role runs, in order, under Magnum's cloud-init part numbers so operators
+//! recognise them. One module per step; a step is a function of the config, the facts and the host.
+
+mod install_ca;
+mod kube_os_config;
+mod node_config;
+mod proxy;
+mod selinux;
+
+use crate::config::{NodeConfig, Role};
+use crate::facts::Facts;
+use crate::host::Host;
+use anyhow::Result;
+
+/// What a step has to work with.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub config: &'a NodeConfig,
+    pub facts: &'a Facts,
+    pub host: &'a Host,
+}
+
+/// How a step ended when it did not fail. Whether it changed anything is read from the host's journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Done {
+    Applied,
+    /// Nothing to do for this node, and why (e.g. "no OpenStack CA in the config").
+    Skipped(String),
+}
+
+pub type StepFn = fn(&Context) -> Result<Done>;
+
+/// How a catalogue entry is carried out.
+#[derive(Clone, Copy, Debug)]
+pub enum Implementation {
+    Step(StepFn),
+    /// The Heat signal: sent by the runner after every other step, whatever happened.
+    Signal,
+    /// Not written yet: a run of this role must not claim success.
+    Missing,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// Magnum's cloud-init part number.
+    pub part: u8,
+    pub name: &'static str,
+    pub implementation: Implementation,
+}
+
+impl Entry {
+    pub fn is_implemented(&self) -> bool {
+        !matches!(self.implementation, Implementation::Missing)
+    }
+
+    /// `part-006`, as operators know the parts from cloud-init.
+    pub fn part_name(&self) -> String {
+        format!("part-{:03}", self.part)
+    }
+}
+
+const fn step(part: u8, name: &'static str, run: StepFn) -> Entry {
+    Entry { part, name, implementation: Implementation::Step(run) }
+}
+
+const fn missing(part: u8, name: &'static str) -> Entry {
+    Entry { part, name, implementation: Implementation::Missing }
+}
+
+const fn signal(part: u8) -> Entry {
+    Entry { part, name: "signal", implementation: Implementation::Signal }
+}
+
+const MINION: &[Entry] = &[
+    step(1, "install-ca", install_ca::run),
+    step(2, "selinux", selinux::run),
+    step(3, "node-config", node_config::run),
+    missing(4, "agent-service"),
+    step(5, "kube-os-config", kube_os_config::run),
+    missing(6, "certs"),
+    missing(7, "docker-storage"),
+    missing(8, "registry-config"),
+    missing(9, "kube-minion"),
+    step(10, "proxy", proxy::run),
+    missing(11, "services"),
+    missing(12, "registry-service"),
+    signal(13),
+];
+
+const MASTER: &[Entry] = &[
+    step(1, "install-ca", install_ca::run),
+    step(2, "selinux", selinux::run),
+    step(3, "node-config", node_config::run),
+    missing(4, "etcd"),
+    step(5, "kube-os-config", kube_os_config::run),
+    missing(6, "docker-storage"),
+    missing(7, "kube-master"),
+    missing(8, "certs"),
+    step(9, "proxy", proxy::run),
+    missing(10, "agent-service"),
+    missing(11, "services"),
+    missing(12, "network-config"),
+    missing(13, "apiserver-kubelet-rbac"),
+    missing(14, "health"),
+    missing(15, "addons"),
+    signal(16),
+];
+
+/// The steps of `role`, in the order they run.
+pub fn catalogue(role: Role) -> &'static [Entry] {
+    match role {
+        Role::Master => MASTER,
+        Role::Minion => MINION,
+    }
+}
+
+/// Finds a step of `role` by name (`certs`) or part (`part-006`, `6`).
+pub fn find(role: Role, wanted: &str) -> Option<&'static Entry> {
+    let part = wanted.strip_prefix("part-").unwrap_or(wanted).parse::<u8>().ok();
+    catalogue(role).iter().find(|e| e.name == wanted || Some(e.part) == part)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_numbered_in_order_and_end_with_the_signal() {
+        for role in [Role::Master, Role::Minion] {
+            let entries = catalogue(role);
+            for (i, e) in entries.iter().enumerate() {
+                assert_eq!(usize::from(e.part), i + 1, "{role} {}", e.name);
+            }
+            assert!(matches!(entries.last().unwrap().implementation, Implementation::Signal));
+        }
+        assert_eq!(find(Role::Minion, "part-010").unwrap().name, "proxy");
+        assert_eq!(find(Role::Master, "proxy").unwrap().part, 9);
+        assert!(find(Role::Master, "registry-config").is_none());
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared fixtures for Hearth's end-to-end tests.
