@@ -71,6 +71,13 @@ fn agent(args: &[&str]) -> Output {
     Command::new(AGENT).args(args).output().unwrap()
 }
 
+/// `hearth-agent run --config CONFIG --root TREE [extra…]`.
+fn run_rooted(config: &Path, tree: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--root", tree.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    agent(&args)
+}
+
 fn received(rx: &mpsc::Receiver<Signal>) -> Signal {
     rx.recv_timeout(Duration::from_secs(10)).expect("the agent sent no signal")
 }
@@ -91,14 +98,7 @@ fn success_carries_the_summary_and_names_unimplemented_steps() {
     let work = tempfile::tempdir().unwrap();
     let config = example_with_endpoint("minion", &endpoint, work.path());
     let tree = node_tree();
-    let output = agent(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--root",
-        tree.path().to_str().unwrap(),
-        "--allow-unimplemented",
-    ]);
+    let output = run_rooted(&config, tree.path(), &["--allow-unimplemented"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let signal = received(&rx);
     assert_heat_shape(&signal, &endpoint);
@@ -131,14 +131,7 @@ fn a_failing_step_signals_failure_at_once_with_the_part_and_reason() {
     let tree = node_tree();
     // A file where part-005 needs a directory: a real filesystem failure, not a simulated one.
     std::fs::write(tree.path().join("etc/kubernetes"), "in the way").unwrap();
-    let output = agent(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--root",
-        tree.path().to_str().unwrap(),
-        "--allow-unimplemented",
-    ]);
+    let output = run_rooted(&config, tree.path(), &["--allow-unimplemented"]);
     assert_eq!(output.status.code(), Some(1));
     let signal = received(&rx);
     assert_heat_shape(&signal, &endpoint);
