@@ -1,1 +1,7 @@
 //! Shared fixtures for Hearth's end-to-end tests.
+
+pub mod debian_tree;
+pub mod mounts;
+
+pub use debian_tree::{copy_tree, debian_tree, debian_tree_copy, TreeCopy};
+pub use mounts::MountGuard;
