@@ -134,9 +134,6 @@ mod tests {
                 outcome: Outcome::Changed,
             }],
         };
-        assert_eq!(
-            record.progress_line(6, 13),
-            "[ 6/13] part-006 certs ................... changed    1.2s  (1 file)"
-        );
+        assert_eq!(record.progress_line(6, 13), "[ 6/13] part-006 certs ................... changed    1.2s  (1 file)");
     }
 }
