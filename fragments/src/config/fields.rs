@@ -3,7 +3,7 @@
 //! The heat-params loader reads through it, the node-config step writes a Magnum-compatible heat-params
 //! through it, and `validate` masks through it: a key added here works in all three.
 
-use super::secret::{Secret, MASK};
+use super::secret::Secret;
 use super::{NodeConfig, Role, Signal};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -146,15 +146,6 @@ impl Slot<'_> {
     /// Whether the value must be masked when shown.
     pub fn is_secret(&self) -> bool {
         matches!(self, Slot::Secret(_) | Slot::WaitCurl(_))
-    }
-
-    /// `raw` as it may be shown in an error or a listing.
-    pub fn display_value(&self, raw: &str) -> String {
-        if self.is_secret() && !raw.is_empty() {
-            MASK.to_string()
-        } else {
-            raw.to_string()
-        }
     }
 }
 

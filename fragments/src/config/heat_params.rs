@@ -78,7 +78,7 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<Loaded
             match slots.get_mut(entry.key.as_str()) {
                 Some(slot) => {
                     if let Err(reason) = slot.set(value) {
-                        errors.push(error(&entry.key, &slot.display_value(value), reason, entry.line));
+                        errors.push(error(&entry.key, value, reason, entry.line));
                     }
                 }
                 None => {
@@ -103,11 +103,12 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<Loaded
     }
 }
 
-fn error(key: &str, shown_value: &str, reason: impl Into<String>, line: usize) -> ConfigError {
-    let value = if fields::is_secret_key(key) && !shown_value.is_empty() {
+/// An error about `key`; the value is masked when the key holds a secret.
+fn error(key: &str, value: &str, reason: impl Into<String>, line: usize) -> ConfigError {
+    let value = if fields::is_secret_key(key) && !value.is_empty() {
         super::secret::MASK.to_string()
     } else {
-        shown_value.to_string()
+        value.to_string()
     };
     ConfigError { key: key.to_string(), value, reason: reason.into(), line: Some(line) }
 }
