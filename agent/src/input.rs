@@ -2,8 +2,8 @@
 //! `/etc/hearth/node.json`, else `/etc/sysconfig/heat-params` (under `--root` when given).
 
 use anyhow::{bail, Context as _, Result};
-use hearth_fragments::config::{heat_params, native, ConfigErrors, Secret};
-use hearth_fragments::{NodeConfig, Role};
+use hearth_fragments::config::{heat_params, native, ConfigErrors, Loaded, Secret};
+use hearth_fragments::Role;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,13 +47,6 @@ impl Source {
     }
 }
 
-/// A config that loaded, with the loader's warnings.
-#[derive(Debug)]
-pub struct Loaded {
-    pub config: NodeConfig,
-    pub warnings: Vec<String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
@@ -67,10 +60,7 @@ pub fn load(source: &Source, role: Option<Role>) -> Result<Loaded, LoadError> {
     let name = source.path.display().to_string();
     match source.format {
         Format::Native => Ok(Loaded { config: native::parse(&text, &name, role)?, warnings: Vec::new() }),
-        Format::HeatParams => {
-            let loaded = heat_params::parse(&text, &name, role)?;
-            Ok(Loaded { config: loaded.config, warnings: loaded.warnings })
-        }
+        Format::HeatParams => Ok(heat_params::parse(&text, &name, role)?),
     }
 }
 

@@ -172,11 +172,14 @@ fn load_for_run(input: &InputArgs, signal_on_failure: bool) -> Result<NodeConfig
         Err(e) => {
             if signal_on_failure {
                 if let Some((endpoint, token)) = input::recover_signal(&source) {
+                    // Nothing else in a broken config can be trusted: signal with default HTTP settings,
+                    // and scrub the token from the reason as a last guard (the loader masks secrets already).
                     let mut fallback = NodeConfig::new(input.role.unwrap_or(Role::Minion));
-                    fallback.signal.token = token.clone();
+                    fallback.signal.token = token;
                     let reason = runner::scrub(&format!("config: {e}"), &fallback);
                     let id = hearth_agent::signal::node_signal_id(&hostname());
-                    runner::deliver(&fallback, &endpoint, token.expose(), SignalBody::failure(id, &reason));
+                    let body = SignalBody::failure(id, &reason);
+                    runner::deliver(&fallback, &endpoint, fallback.signal.token.expose(), body);
                 }
             }
             Err(e.into())
@@ -204,9 +207,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         os: args.input.os.map(Into::into),
         json: args.json,
     };
-    runner::select(&config, &options).map_err(|e| BadInput(format!("{e:#}")))?;
+    let entries = runner::select(&config, &options).map_err(|e| BadInput(format!("{e:#}")))?;
     // A panic outside a step (steps have their own guard) must still reach Heat as a FAILURE.
-    let status = match std::panic::catch_unwind(|| runner::run(&config, &options)) {
+    let status = match std::panic::catch_unwind(|| runner::run(&config, &options, &entries)) {
         Ok(status) => status?,
         Err(_) if !args.dry_run && !config.signal.endpoint.is_empty() => {
             let id = hearth_agent::signal::node_signal_id(&config.node_name(&hostname()));

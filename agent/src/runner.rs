@@ -87,9 +87,8 @@ impl Run<'_> {
     }
 }
 
-/// Runs the selected steps and sends the signal. Returns the final status; `state` says how it went.
-pub fn run(config: &NodeConfig, options: &RunOptions) -> Result<Status> {
-    let entries = select(config, options)?;
+/// Runs `entries` (from [`select`]) and sends the signal. Returns the final status; `state` says how it went.
+pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]) -> Result<Status> {
     let host = Host::new(options.mode.clone());
     let dry_run = host.is_dry_run();
     let mut run = Run {
@@ -123,7 +122,7 @@ pub fn run(config: &NodeConfig, options: &RunOptions) -> Result<Status> {
             run.event(json!({"event": "run-start", "role": config.role, "node": run.status.node, "os": run.status.os,
                 "steps": entries.len(), "dry_run": dry_run}));
             run.save();
-            run_steps(&mut run, &entries, &Context { config, facts: &facts, host: &host });
+            run_steps(&mut run, entries, &Context { config, facts: &facts, host: &host });
         }
         Err(e) => run.status.failure = Some(format!("facts: {}", scrub(&format!("{e:#}"), config))),
     }
@@ -170,13 +169,15 @@ fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
     let dry_run = ctx.host.is_dry_run();
     for (index, entry) in entries.iter().enumerate() {
         let started = Instant::now();
+        // `None`: the step applied, and whether it changed anything is read from the host's journal.
         let (result, reason) = match entry.implementation {
             Implementation::Signal => continue,
-            Implementation::Missing if run.options.allow_unimplemented || dry_run => {
-                (StepResult::NotImplemented, format!("not implemented in hearth-agent {}", env!("CARGO_PKG_VERSION")))
-            }
+            Implementation::Missing if run.options.allow_unimplemented || dry_run => (
+                Some(StepResult::NotImplemented),
+                format!("not implemented in hearth-agent {}", env!("CARGO_PKG_VERSION")),
+            ),
             Implementation::Missing => (
-                StepResult::Failed,
+                Some(StepResult::Failed),
                 format!(
                     "not implemented in hearth-agent {}; refusing to report a node as configured without it \
                      (--allow-unimplemented skips it)",
@@ -186,16 +187,15 @@ fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
             Implementation::Step(step) => {
                 run.event(json!({"event": "step-start", "part": entry.part, "step": entry.name}));
                 match catch_unwind(AssertUnwindSafe(|| step(ctx))) {
-                    // Changed or unchanged is read from the host's journal below.
-                    Ok(Ok(Done::Applied)) => (StepResult::Unchanged, String::new()),
-                    Ok(Ok(Done::Skipped(why))) => (StepResult::Skipped, why),
-                    Ok(Err(e)) => (StepResult::Failed, format!("{e:#}")),
-                    Err(panic) => (StepResult::Failed, format!("the step panicked: {}", panic_message(&panic))),
+                    Ok(Ok(Done::Applied)) => (None, String::new()),
+                    Ok(Ok(Done::Skipped(why))) => (Some(StepResult::Skipped), why),
+                    Ok(Err(e)) => (Some(StepResult::Failed), format!("{e:#}")),
+                    Err(panic) => (Some(StepResult::Failed), format!("the step panicked: {}", panic_message(&panic))),
                 }
             }
         };
         let actions = ctx.host.take_actions();
-        let result = if result == StepResult::Unchanged { StepRecord::result_from(&actions) } else { result };
+        let result = result.unwrap_or_else(|| StepRecord::result_from(&actions));
         let record = StepRecord {
             part: entry.part,
             name: entry.name.to_string(),

@@ -252,3 +252,38 @@ fn heat_params_examples_validate() {
         assert!(!stdout(&output).contains("gAAAAAB"), "the wait-condition token leaked");
     }
 }
+
+#[test]
+fn unsetting_the_proxy_removes_every_file_the_proxy_step_wrote() {
+    let tree = node_tree("k8s-demo-minion-0");
+    assert_ok(&run_example("minion", tree.path(), &["--allow-unimplemented", "--only", "proxy"]));
+    let drop_in = tree.path().join("etc/systemd/system/docker.service.d/http-proxy.conf");
+    assert!(drop_in.exists() && tree.path().join("etc/hearth/proxy.env").exists());
+
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace("examples/node/minion.json")).unwrap()).unwrap();
+    config["proxy"] = serde_json::json!({});
+    let dir = tempfile::tempdir().unwrap();
+    let unset = dir.path().join("minion.json");
+    std::fs::write(&unset, config.to_string()).unwrap();
+    let run = |config: &Path| {
+        let out = agent(&[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--root",
+            tree.path().to_str().unwrap(),
+            "--only",
+            "proxy",
+        ]);
+        assert_ok(&out);
+        stdout(&out)
+    };
+    let removed = run(&unset);
+    assert!(removed.contains("part-010 proxy") && removed.contains(" changed "), "{removed}");
+    let left: Vec<String> =
+        snapshot(tree.path()).into_keys().filter(|p| p.contains("proxy") && !p.ends_with(".service.d")).collect();
+    assert!(left.is_empty(), "proxy files left behind: {left:?}");
+    let again = run(&unset);
+    assert!(again.contains("skipped") && again.contains("no proxy configured"), "{again}");
+}

@@ -8,15 +8,8 @@
 
 use super::error::{ConfigError, ConfigErrors};
 use super::fields::{self, Slot};
-use super::{validate, NodeConfig, Role};
+use super::{validate, Loaded, NodeConfig, Role};
 use std::collections::HashMap;
-
-/// A loaded config and what the loader wants the operator to know.
-#[derive(Debug)]
-pub struct Loaded {
-    pub config: NodeConfig,
-    pub warnings: Vec<String>,
-}
 
 /// One `KEY=value` line.
 #[derive(Debug, PartialEq, Eq)]

@@ -58,6 +58,14 @@ impl FromStr for Role {
     }
 }
 
+/// A config that loaded, and what the loader wants the operator to know (e.g. heat-params keys Hearth
+/// does not know, kept as they were).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: NodeConfig,
+    pub warnings: Vec<String>,
+}
+
 /// Everything one node needs. Serialised by the server, read by the agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

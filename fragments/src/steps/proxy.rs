@@ -24,12 +24,10 @@ fn drop_in(unit: &str) -> String {
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let proxy = &ctx.config.proxy;
-    let mut files = vec![ENV_FILE.to_string(), PROFILE.to_string()];
-    files.extend(UNITS.iter().map(|u| drop_in(u)));
     if !proxy.is_set() {
+        let files = [ENV_FILE.to_string(), PROFILE.to_string()].into_iter().chain(UNITS.iter().map(|u| drop_in(u)));
         let removed = files
-            .iter()
-            .map(|f| ctx.host.remove_file(Path::new(f)))
+            .map(|f| ctx.host.remove_file(Path::new(&f)))
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .any(|o| o != Outcome::Unchanged);
