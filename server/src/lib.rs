@@ -1,2 +1,9 @@
-//! hearth-server: cluster model and validation, Heat rendering, and the node-facing service.
-//! Only the command-line shell exists so far; the rest arrives with the server issue.
+//! hearth-server: Magnum's cluster model and validation, the mapping to Heat parameters and node configs,
+//! the Heat templates and user-data, and the bundle `openstack stack create` takes.
+
+pub mod bundle;
+pub mod model;
+pub mod params;
+pub mod settings;
+pub mod user_data;
+pub mod validate;

@@ -58,6 +58,33 @@ impl FromStr for Role {
     }
 }
 
+/// An optional address that may also be given as an empty string: the server's user-data receives
+/// addresses from Heat, which substitutes the attribute of a resource that was not created (no floating
+/// IP, no load balancer) as `""`.
+fn optional_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// An optional index given as a number or, as Heat substitutes a ResourceGroup's `%index%` into
+/// user-data, as a string.
+fn optional_index<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Index {
+        Number(u32),
+        Text(String),
+    }
+    match Option::<Index>::deserialize(d)? {
+        None => Ok(None),
+        Some(Index::Number(n)) => Ok(Some(n)),
+        Some(Index::Text(t)) if t.trim().is_empty() => Ok(None),
+        Some(Index::Text(t)) => t.trim().parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 /// A config that loaded, and what the loader wants the operator to know (e.g. heat-params keys Hearth
 /// does not know, kept as they were).
 #[derive(Debug)]
@@ -145,14 +172,17 @@ impl Default for Cluster {
 #[serde(default, deny_unknown_fields)]
 pub struct Node {
     /// Fixed (private) IP of the node's port (`KUBE_NODE_IP`); when absent steps read the host's address.
+    #[serde(deserialize_with = "optional_ip")]
     pub ip: Option<IpAddr>,
     /// Floating IP (`KUBE_NODE_PUBLIC_IP`), when the cluster gives nodes floating IPs.
+    #[serde(deserialize_with = "optional_ip")]
     pub public_ip: Option<IpAddr>,
     /// Nova instance name (`INSTANCE_NAME`, later releases); else the short hostname.
     pub instance_name: String,
     /// CPU architecture (`ARCH`, later releases), e.g. `x86_64`.
     pub arch: String,
     /// Index of this master in the master group (0 runs the cluster add-ons); Stein never set it.
+    #[serde(deserialize_with = "optional_index")]
     pub master_index: Option<u32>,
 }
 
@@ -163,10 +193,13 @@ pub struct Api {
     /// API server port (`KUBE_API_PORT`).
     pub port: u16,
     /// Public API address: LB or master floating IP (`KUBE_API_PUBLIC_ADDRESS`, masters).
+    #[serde(deserialize_with = "optional_ip")]
     pub public_address: Option<IpAddr>,
     /// Private API address: LB VIP or master fixed IP (`KUBE_API_PRIVATE_ADDRESS`, masters).
+    #[serde(deserialize_with = "optional_ip")]
     pub private_address: Option<IpAddr>,
     /// Address minions use for the API: LB VIP or master-0 (`KUBE_MASTER_IP`, minions).
+    #[serde(deserialize_with = "optional_ip")]
     pub master_ip: Option<IpAddr>,
 }
 
@@ -325,8 +358,10 @@ pub struct Etcd {
     /// Discovery URL (`ETCD_DISCOVERY_URL`); empty means a static initial cluster of the masters.
     pub discovery_url: String,
     /// etcd load balancer VIP (`ETCD_LB_VIP`), added to the server certificate.
+    #[serde(deserialize_with = "optional_ip")]
     pub lb_vip: Option<IpAddr>,
     /// Address minions use for etcd (`ETCD_SERVER_IP`; defaults to the API master address).
+    #[serde(deserialize_with = "optional_ip")]
     pub server_ip: Option<IpAddr>,
     /// Data volume (`ETCD_VOLUME`, `ETCD_VOLUME_SIZE`).
     pub volume: Volume,

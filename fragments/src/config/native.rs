@@ -10,18 +10,22 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeCo
         source_name: source_name.to_string(),
         errors: vec![ConfigError { key: key.to_string(), value, reason, line: None }],
     };
+    // JSON is read as JSON: a YAML parser refuses escapes JSON allows (UTF-16 surrogate pairs).
+    let is_json = text.trim_start().starts_with('{');
     // Check the version before the shape, so a future format gets "unsupported version", not a list of
     // unknown fields.
-    let probe: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| fail("(document)", String::new(), e.to_string()))?;
-    match probe.get("version").and_then(serde_yaml::Value::as_u64) {
+    let probe: serde_json::Value = if is_json {
+        serde_json::from_str(text).map_err(|e| fail("(document)", String::new(), e.to_string()))?
+    } else {
+        serde_yaml::from_str(text).map_err(|e| fail("(document)", String::new(), e.to_string()))?
+    };
+    match probe.get("version").and_then(serde_json::Value::as_u64) {
         Some(v) if v == u64::from(VERSION) => {}
         Some(v) => return Err(fail("version", v.to_string(), format!("unsupported; this agent reads {VERSION}"))),
         None => return Err(fail("version", String::new(), format!("missing; expected \"version\": {VERSION}"))),
     }
-    let trimmed = text.trim_start();
-    let config: NodeConfig = if trimmed.starts_with('{') {
-        serde_json::from_str(text).map_err(|e| fail("(document)", String::new(), e.to_string()))?
+    let config: NodeConfig = if is_json {
+        serde_json::from_value(probe).map_err(|e| fail("(document)", String::new(), e.to_string()))?
     } else {
         serde_yaml::from_str(text).map_err(|e| fail("(document)", String::new(), e.to_string()))?
     };
@@ -68,6 +72,16 @@ mod tests {
         let v2 = text.replacen("\"version\": 1", "\"version\": 2", 1);
         assert!(parse(&v2, "t", None).unwrap_err().to_string().contains("unsupported"));
         assert!(parse(&text, "t", Some(Role::Master)).unwrap_err().to_string().contains("--role"));
+    }
+
+    #[test]
+    fn empty_addresses_read_as_not_given_and_bad_ones_are_refused() {
+        let text = render(&NodeConfig::new(Role::Minion)).replacen("\"public_ip\": null", "\"public_ip\": \"\"", 1);
+        assert_eq!(parse(&text, "t", None).unwrap().node.public_ip, None);
+        let bad = text.replacen("\"public_ip\": \"\"", "\"public_ip\": \"10.0.0.300\"", 1);
+        assert!(parse(&bad, "t", None).unwrap_err().to_string().contains("invalid IP address"));
+        let index = text.replacen("\"master_index\": null", "\"master_index\": \"2\"", 1);
+        assert_eq!(parse(&index, "t", None).unwrap().node.master_index, Some(2));
     }
 
     #[test]

@@ -1,0 +1,208 @@
+//! Magnum's ClusterTemplate and Cluster as operators write them (YAML or JSON), with Magnum's field names.
+//!
+//! Fields are read as loosely as Magnum's API reads them (numbers may be negative, strings empty) so that
+//! [`crate::validate`] can report every rule a value breaks, with the field and the value, instead of the
+//! first type error serde meets. Unknown fields are refused: a typo must not silently fall back to a default.
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// A label value. Magnum accepts text, numbers and booleans and stores them as Python's `str()` of the
+/// value, so `true` becomes `True` and `26` becomes `26`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LabelValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl fmt::Display for LabelValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabelValue::Bool(true) => f.write_str("True"),
+            LabelValue::Bool(false) => f.write_str("False"),
+            LabelValue::Int(n) => write!(f, "{n}"),
+            LabelValue::Float(x) => write!(f, "{x:?}"),
+            LabelValue::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Labels as Magnum stores them: every value a string.
+pub type Labels = BTreeMap<String, String>;
+
+fn labels_as_text(raw: BTreeMap<String, LabelValue>) -> Labels {
+    raw.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+}
+
+/// Magnum's ClusterTemplate (`POST /v1/clustertemplates`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTemplate {
+    pub name: Option<String>,
+    /// Only `kubernetes` is rendered by Hearth; Magnum's other COEs are recognised and refused.
+    pub coe: Option<String>,
+    pub image_id: Option<String>,
+    /// The image's `os_distro` (Magnum reads it from Glance): `fedora-atomic`, `fedora-coreos`, `debian`
+    /// or `ubuntu`. Selects cloud-init or Ignition user-data.
+    pub cluster_distro: Option<String>,
+    pub server_type: Option<String>,
+    pub keypair_id: Option<String>,
+    pub flavor_id: Option<String>,
+    pub master_flavor_id: Option<String>,
+    pub dns_nameserver: Option<String>,
+    pub external_network_id: Option<String>,
+    pub fixed_network: Option<String>,
+    pub fixed_subnet: Option<String>,
+    pub network_driver: Option<String>,
+    pub volume_driver: Option<String>,
+    pub docker_volume_size: Option<i64>,
+    pub docker_storage_driver: Option<String>,
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+    pub insecure_registry: Option<String>,
+    pub apiserver_port: Option<i64>,
+    #[serde(default)]
+    pub tls_disabled: bool,
+    #[serde(default)]
+    pub registry_enabled: bool,
+    #[serde(default)]
+    pub master_lb_enabled: bool,
+    #[serde(default = "yes")]
+    pub floating_ip_enabled: bool,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default, deserialize_with = "labels")]
+    pub labels: Labels,
+}
+
+/// Magnum's Cluster (`POST /v1/clusters`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: Option<String>,
+    /// Magnum generates it; Hearth takes it from the file so that renders are repeatable.
+    pub uuid: Option<String>,
+    /// The template's name; when given it must match the template file's `name`.
+    pub cluster_template_id: Option<String>,
+    pub keypair: Option<String>,
+    pub node_count: Option<i64>,
+    pub master_count: Option<i64>,
+    pub docker_volume_size: Option<i64>,
+    /// When given, replaces the template's labels whole (Magnum does not merge them).
+    #[serde(default, deserialize_with = "optional_labels")]
+    pub labels: Option<Labels>,
+    pub master_flavor_id: Option<String>,
+    pub flavor_id: Option<String>,
+    /// Minutes; 0 or absent means the default (60).
+    pub create_timeout: Option<i64>,
+    pub discovery_url: Option<String>,
+    pub project_id: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+    Ok(labels_as_text(BTreeMap::deserialize(d)?))
+}
+
+fn optional_labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Labels>, D::Error> {
+    Ok(Option::<BTreeMap<String, LabelValue>>::deserialize(d)?.map(labels_as_text))
+}
+
+/// Reads a YAML (or JSON) document, naming the file in any error.
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// What the cluster gets after Magnum's API fills its gaps from the template (inventory §7.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Effective {
+    pub keypair: Option<String>,
+    pub master_flavor_id: Option<String>,
+    pub flavor_id: Option<String>,
+    pub docker_volume_size: Option<i64>,
+    pub labels: Labels,
+    pub node_count: i64,
+    pub master_count: i64,
+    /// Minutes, after "0 or absent means 60".
+    pub create_timeout: u32,
+}
+
+impl Effective {
+    pub fn of(template: &ClusterTemplate, cluster: &Cluster, default_timeout: u32) -> Effective {
+        let docker_volume_size = match cluster.docker_volume_size {
+            Some(size) if size != 0 => Some(size),
+            _ => template.docker_volume_size,
+        };
+        let create_timeout = match cluster.create_timeout {
+            Some(t) if t > 0 => u32::try_from(t).unwrap_or(u32::MAX),
+            _ => default_timeout,
+        };
+        Effective {
+            keypair: cluster.keypair.clone().or_else(|| template.keypair_id.clone()),
+            master_flavor_id: cluster.master_flavor_id.clone().or_else(|| template.master_flavor_id.clone()),
+            flavor_id: cluster.flavor_id.clone().or_else(|| template.flavor_id.clone()),
+            docker_volume_size,
+            labels: cluster.labels.clone().unwrap_or_else(|| template.labels.clone()),
+            node_count: cluster.node_count.unwrap_or(1),
+            master_count: cluster.master_count.unwrap_or(1),
+            create_timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_stored_as_magnum_stores_them() {
+        let t: ClusterTemplate = serde_yaml::from_str("labels: {a: true, b: 26, c: 1.5, d: text, e: 'False'}").unwrap();
+        let want: Labels = [("a", "True"), ("b", "26"), ("c", "1.5"), ("d", "text"), ("e", "False")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(t.labels, want);
+        assert!(t.floating_ip_enabled, "Magnum's default");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_yaml::from_str::<Cluster>("node_cuont: 3").unwrap_err().to_string();
+        assert!(err.contains("node_cuont"), "{err}");
+    }
+
+    #[test]
+    fn cluster_falls_back_to_the_template_like_magnum() {
+        let template = ClusterTemplate {
+            keypair_id: Some("kp".into()),
+            flavor_id: Some("m1.small".into()),
+            docker_volume_size: Some(20),
+            labels: [("kube_tag".to_string(), "v1.24.17".to_string())].into(),
+            ..Default::default()
+        };
+        let cluster = Cluster { docker_volume_size: Some(0), create_timeout: Some(0), ..Default::default() };
+        let e = Effective::of(&template, &cluster, 60);
+        assert_eq!(e.keypair.as_deref(), Some("kp"));
+        assert_eq!(e.flavor_id.as_deref(), Some("m1.small"));
+        assert_eq!(e.docker_volume_size, Some(20));
+        assert_eq!(e.labels["kube_tag"], "v1.24.17");
+        assert_eq!((e.node_count, e.master_count, e.create_timeout), (1, 1, 60));
+        let own = Cluster { labels: Some(Labels::new()), create_timeout: Some(15), ..Default::default() };
+        let e = Effective::of(&template, &own, 60);
+        assert!(e.labels.is_empty(), "cluster labels replace the template's whole");
+        assert_eq!(e.create_timeout, 15);
+    }
+}

@@ -1,0 +1,433 @@
+//! The user-data of every server: a small stub that puts the node config on the node and starts
+//! `hearth-agent`, which does everything else.
+//!
+//! Values must reach the node exactly as the operator wrote them, whatever characters they hold, although
+//! the text passes through Heat's `str_replace` (which fills in the per-node values: addresses, volume ids,
+//! the wait-condition handle) and, for cloud-init, a YAML parser. So:
+//! - the node config is JSON in which every `@` and every non-ASCII character is written as a `\u` escape:
+//!   the text is printable ASCII (safe in a YAML literal block) and holds no `@@` of its own, so the only
+//!   `@@name@@` sequences Heat finds are the placeholders put there on purpose;
+//! - everything else the operator controls (agent URL, proxies, CA) travels gzip+base64 (cloud-init) or
+//!   percent-encoded / JSON-escaped the same way (Ignition), where Heat cannot see it.
+//!
+//! Placeholders are only ever whole JSON strings; the agent reads `""` as "not given", which is what Heat
+//! substitutes for the attribute of a resource that was not created (no floating IP, no load balancer).
+
+use crate::settings::Loaded;
+use anyhow::{bail, Result};
+use base64::Engine as _;
+use flate2::{write::GzEncoder, Compression};
+use hearth_fragments::config::{native, NodeConfig, Role};
+use serde_json::{json, Value};
+use std::io::Write as _;
+
+/// Nova refuses user-data whose base64 form is longer than this.
+pub const NOVA_LIMIT: usize = 65_535;
+pub const NODE_CONFIG: &str = "/etc/hearth/node.json";
+pub const BOOTSTRAP: &str = "/usr/local/lib/hearth/bootstrap";
+pub const AGENT: &str = "/usr/local/bin/hearth-agent";
+pub const UNIT: &str = "hearth-agent.service";
+
+/// A per-node value Heat substitutes: the placeholder's name and where it sits in the node config.
+#[derive(Clone, Copy, Debug)]
+pub struct Placeholder {
+    pub name: &'static str,
+    path: &'static [&'static str],
+}
+
+const fn at(name: &'static str, path: &'static [&'static str]) -> Placeholder {
+    Placeholder { name, path }
+}
+
+const COMMON: &[Placeholder] = &[
+    at("node_ip", &["node", "ip"]),
+    at("node_public_ip", &["node", "public_ip"]),
+    at("instance_name", &["node", "instance_name"]),
+    at("docker_volume", &["runtime", "volume", "id"]),
+    at("cluster_subnet", &["openstack", "cluster_subnet"]),
+    at("wait_endpoint", &["signal", "endpoint"]),
+    at("wait_token", &["signal", "token"]),
+];
+const MASTER_ONLY: &[Placeholder] = &[
+    at("master_index", &["node", "master_index"]),
+    at("api_public_address", &["api", "public_address"]),
+    at("api_private_address", &["api", "private_address"]),
+    at("etcd_lb_vip", &["etcd", "lb_vip"]),
+    at("etcd_volume", &["etcd", "volume", "id"]),
+];
+const MINION_ONLY: &[Placeholder] =
+    &[at("kube_master_ip", &["api", "master_ip"]), at("etcd_server_ip", &["etcd", "server_ip"])];
+
+/// The placeholders of a role's user-data; the Heat templates fill exactly these.
+pub fn placeholders(role: Role) -> Vec<Placeholder> {
+    let own = if role == Role::Master { MASTER_ONLY } else { MINION_ONLY };
+    COMMON.iter().chain(own).copied().collect()
+}
+
+/// How the image boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    CloudInit,
+    Ignition,
+}
+
+impl Format {
+    pub fn for_distro(distro: &str) -> Format {
+        if distro == "fedora-coreos" {
+            Format::Ignition
+        } else {
+            Format::CloudInit
+        }
+    }
+}
+
+/// A role's user-data as the template passes it to Heat, with its size once Heat has filled it in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserData {
+    pub text: String,
+    /// Bytes after substitution with realistic worst-case values (long endpoint and token, IPv6 addresses).
+    pub filled_bytes: usize,
+    /// The base64 length Nova checks.
+    pub filled_base64: usize,
+}
+
+/// Renders a role's user-data. Fails when it would exceed Nova's limit.
+pub fn render(config: &NodeConfig, settings: &Loaded, format: Format) -> Result<UserData> {
+    let holders = placeholders(config.role);
+    let mut token = String::from("hearthsub");
+    // The token marks the placeholders inside the rendered text; it must occur nowhere else, which the
+    // count below proves (and a longer token is tried if the operator's values happen to contain it).
+    let text = loop {
+        let marked = marked_json(config, &holders, &token);
+        let body = match format {
+            Format::CloudInit => cloud_config(&marked, config, settings),
+            Format::Ignition => ignition(&marked, config, settings),
+        };
+        let found = body.matches(&token).count();
+        if found == holders.len() {
+            break holders
+                .iter()
+                .fold(body, |text, h| text.replace(&format!("{token}-{}", h.name), &format!("@@{}@@", h.name)));
+        }
+        token.push('x');
+    };
+    let filled = fill(&text, &holders, |h| worst_case(h.name).to_string());
+    let filled_base64 = base64::engine::general_purpose::STANDARD.encode(filled.as_bytes()).len();
+    if filled_base64 > NOVA_LIMIT {
+        bail!(
+            "the {} user-data would be {filled_base64} bytes in base64, over Nova's limit of {NOVA_LIMIT}; \
+             the node config holds {} bytes (large labels, CA or proxies?)",
+            config.role,
+            native::render(config).len()
+        );
+    }
+    Ok(UserData { text, filled_bytes: filled.len(), filled_base64 })
+}
+
+/// Replaces each `@@name@@` as Heat's `str_replace` would.
+pub fn fill(text: &str, holders: &[Placeholder], value: impl Fn(&Placeholder) -> String) -> String {
+    holders.iter().fold(text.to_string(), |t, h| t.replace(&format!("@@{}@@", h.name), &value(h)))
+}
+
+/// Long but real values: a Heat signal URL and Fernet token at their usual lengths, IPv6 addresses.
+fn worst_case(name: &str) -> &'static str {
+    match name {
+        "wait_endpoint" => concat!(
+            "https://orchestration.cloud.example.org:8004/v1/0123456789abcdef0123456789abcdef/stacks/",
+            "k8s-production-cluster-abcdef-kube_masters-abcdefghijkl-0-abcdefghijkl/",
+            "01234567-89ab-cdef-0123-456789abcdef/resources/wait_handle/signal"
+        ),
+        "wait_token" => concat!(
+            "gAAAAABnZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_abcdefghijklm",
+            "nopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS",
+            "TUVWXYZ0123456789-_abcdefghijklmnopqrstuvwxyz="
+        ),
+        "instance_name" => "k8s-production-cluster-abcdef-master-127",
+        "master_index" => "127",
+        "docker_volume" | "etcd_volume" | "cluster_subnet" => "01234567-89ab-cdef-0123-456789abcdef",
+        _ => "fd00:1234:5678:9abc:def0:1234:5678:9abc",
+    }
+}
+
+/// The node config as compact JSON holding only what differs from the agent's defaults (the node-config
+/// step writes the whole config on the node), with each placeholder as the string `TOKEN-name`, and
+/// every `@` and non-ASCII character escaped.
+fn marked_json(config: &NodeConfig, holders: &[Placeholder], token: &str) -> String {
+    let mut value = serde_json::to_value(config).expect("a NodeConfig serialises");
+    let defaults = serde_json::to_value(NodeConfig::new(config.role)).expect("a NodeConfig serialises");
+    prune_defaults(&mut value, &defaults);
+    if let Value::Object(map) = &mut value {
+        // Always explicit, whatever the defaults: the format and the role.
+        map.insert("version".into(), json!(config.version));
+        map.insert("role".into(), json!(config.role));
+    }
+    for holder in holders {
+        set_path(&mut value, holder.path, json!(format!("{token}-{}", holder.name)));
+    }
+    ascii_json(&serde_json::to_string(&value).expect("JSON values serialise"))
+}
+
+fn prune_defaults(value: &mut Value, defaults: &Value) {
+    if let (Value::Object(map), Value::Object(base)) = (value, defaults) {
+        map.retain(|key, v| match base.get(key) {
+            Some(d) if d == v => false,
+            Some(d) => {
+                prune_defaults(v, d);
+                !v.as_object().is_some_and(|m| m.is_empty())
+            }
+            None => true,
+        });
+    }
+}
+
+fn set_path(value: &mut Value, path: &[&str], new: Value) {
+    let (last, parents) = path.split_last().expect("placeholder paths are not empty");
+    let mut cursor = value;
+    for key in parents {
+        cursor =
+            cursor.as_object_mut().expect("objects along a placeholder path").entry(*key).or_insert_with(|| json!({}));
+    }
+    cursor.as_object_mut().expect("object at a placeholder's parent").insert((*last).to_string(), new);
+}
+
+/// JSON text with `@` and every non-ASCII character written as `\u` escapes (both only occur inside
+/// strings, so the result is the same JSON value).
+pub fn ascii_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if ch == '@' || !ch.is_ascii() {
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn gzip_base64(data: &[u8]) -> String {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    encoder.write_all(data).expect("writing to memory");
+    base64::engine::general_purpose::STANDARD.encode(encoder.finish().expect("writing to memory"))
+}
+
+/// `'value'` for a POSIX shell, whatever the value holds.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+fn agent_program(settings: &Loaded) -> &str {
+    let path = &settings.settings.agent.path;
+    if path.is_empty() {
+        AGENT
+    } else {
+        path
+    }
+}
+
+/// The systemd unit that runs the agent: once per boot until it has converged (its done-marker), its
+/// output on the console so `openstack console log show` tells a failing node's story without SSH.
+pub fn agent_unit(settings: &Loaded) -> String {
+    format!(
+        "[Unit]\n\
+         Description=Hearth node agent: configure this node and signal Heat\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         ConditionPathExists=!/var/lib/hearth/done\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={} run --config {NODE_CONFIG}\n\
+         StandardOutput=journal+console\n\
+         StandardError=journal+console\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        agent_program(settings)
+    )
+}
+
+/// The cloud-init bootstrap script: get the agent (or find it on the image), check its SHA-256, start its
+/// unit. Any failure is signalled to Heat at once with the reason, instead of a stack that waits for its
+/// timeout. The wait-condition handle is read from the node config, which the agent also reads.
+pub fn bootstrap_script(config: &NodeConfig, settings: &Loaded) -> String {
+    let agent = &settings.settings.agent;
+    let proxy = &config.proxy;
+    let verify = if config.openstack.verify_ca { "true" } else { "false" };
+    format!(
+        r#"#!/bin/sh
+# Hearth bootstrap, run once by cloud-init: put hearth-agent in place and start it. hearth-agent does
+# every other step and signals Heat itself; this script only signals when the agent cannot run.
+set -u
+AGENT_URL={url}
+AGENT_SHA256={sha}
+AGENT_PATH={path}
+VERIFY_CA={verify}
+http_proxy={http}
+https_proxy={https}
+no_proxy={no_proxy}
+export http_proxy https_proxy no_proxy HTTP_PROXY="$http_proxy" HTTPS_PROXY="$https_proxy" NO_PROXY="$no_proxy"
+
+# The handle Heat wrote into the node config (compact JSON written by hearth-server; Heat's values
+# hold no quotes).
+field() {{ sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" {config}; }}
+WAIT_ENDPOINT=$(field endpoint)
+WAIT_TOKEN=$(field token)
+
+# The OpenStack CA: a JSON string whose only escapes are newlines.
+OPENSTACK_CA=$(field ca_pem)
+
+tls=""
+if [ "$VERIFY_CA" = false ]; then
+    tls="--insecure"
+elif [ -n "$OPENSTACK_CA" ]; then
+    # The OpenStack CA in addition to the system's, wherever this distribution keeps them.
+    : >/run/hearth-ca-bundle.pem
+    for system in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+        [ -s "$system" ] && cat "$system" >/run/hearth-ca-bundle.pem && break
+    done
+    printf '%b\n' "$OPENSTACK_CA" >>/run/hearth-ca-bundle.pem
+    tls="--cacert /run/hearth-ca-bundle.pem"
+fi
+
+fail() {{
+    echo "hearth-bootstrap: $1" >&2
+    if [ -n "$WAIT_ENDPOINT" ]; then
+        curl -sS $tls --retry 5 --retry-delay 2 --retry-connrefused --max-time 60 -o /dev/null \
+            -X POST -H "X-Auth-Token: $WAIT_TOKEN" -H 'Content-Type: application/json' \
+            --data-binary "{{\"status\": \"FAILURE\", \"reason\": \"part-000 bootstrap: $1\", \"data\": \"\", \"id\": \"$(hostname -s)\"}}" \
+            "$WAIT_ENDPOINT" || echo "hearth-bootstrap: could not signal Heat either" >&2
+    fi
+    exit 1
+}}
+
+if [ -n "$AGENT_PATH" ]; then
+    [ -x "$AGENT_PATH" ] || fail "the image has no executable hearth-agent at $AGENT_PATH"
+elif ! {{ [ -x {agent} ] && echo "$AGENT_SHA256  {agent}" | sha256sum -c --status; }}; then
+    mkdir -p "$(dirname {agent})"
+    download={agent}.download
+    curl -fsSL $tls --retry 10 --retry-delay 3 --retry-connrefused --connect-timeout 10 --max-time 600 \
+        -o "$download" "$AGENT_URL" || fail "could not download hearth-agent from $AGENT_URL"
+    if ! echo "$AGENT_SHA256  $download" | sha256sum -c --status; then
+        got=$(sha256sum "$download" | cut -d' ' -f1)
+        rm -f "$download"
+        fail "hearth-agent from $AGENT_URL has sha256 $got, expected $AGENT_SHA256"
+    fi
+    chmod 0755 "$download" && mv -f "$download" {agent} || fail "could not install hearth-agent"
+fi
+systemctl daemon-reload && systemctl enable {unit} && systemctl start --no-block {unit} ||
+    fail "could not start {unit}"
+"#,
+        url = shell_quote(&agent.url),
+        sha = shell_quote(&agent.sha256.to_ascii_lowercase()),
+        path = shell_quote(&agent.path),
+        http = shell_quote(&proxy.http_proxy),
+        https = shell_quote(&proxy.https_proxy),
+        no_proxy = shell_quote(&config.no_proxy()),
+        config = NODE_CONFIG,
+        agent = AGENT,
+        unit = UNIT,
+    )
+}
+
+/// One `#cloud-config` document: the files, then the bootstrap.
+fn cloud_config(marked_json: &str, config: &NodeConfig, settings: &Loaded) -> String {
+    let mut out = String::from(
+        "#cloud-config\n# Hearth: the node config and a bootstrap that starts hearth-agent.\nwrite_files:\n",
+    );
+    out.push_str(&format!(
+        "- path: {NODE_CONFIG}\n  permissions: '0600'\n  owner: root:root\n  content: |\n    {marked_json}\n"
+    ));
+    let mut file = |path: &str, mode: &str, data: &str| {
+        out.push_str(&format!(
+            "- path: {path}\n  permissions: '{mode}'\n  encoding: gz+b64\n  content: {}\n",
+            gzip_base64(data.as_bytes())
+        ));
+    };
+    file(&format!("/etc/systemd/system/{UNIT}"), "0644", &agent_unit(settings));
+    file(BOOTSTRAP, "0700", &bootstrap_script(config, settings));
+    out.push_str(&format!("runcmd:\n- [{BOOTSTRAP}]\n"));
+    out
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a `data:` URL.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn data_url(text: &str) -> String {
+    format!("data:,{}", percent_encode(text))
+}
+
+/// An Ignition 3.3.0 config (Fedora CoreOS): the node config, the agent fetched and verified by
+/// Ignition itself, and the agent's unit, enabled.
+fn ignition(marked_json: &str, config: &NodeConfig, settings: &Loaded) -> String {
+    let agent = &settings.settings.agent;
+    let mut files = vec![json!({
+        "path": NODE_CONFIG, "mode": 0o600, "overwrite": true,
+        "contents": {"source": data_url(marked_json)}
+    })];
+    let ca = config.openstack.ca_pem.trim();
+    if agent.path.is_empty() {
+        files.push(json!({
+            "path": AGENT, "mode": 0o755, "overwrite": true,
+            "contents": {"source": agent.url, "verification": {"hash": format!("sha256-{}", agent.sha256.to_ascii_lowercase())}}
+        }));
+    }
+    let mut ignition = json!({"version": "3.3.0"});
+    if !ca.is_empty() {
+        ignition["security"] =
+            json!({"tls": {"certificateAuthorities": [{"source": data_url(&config.openstack.ca_pem)}]}});
+    }
+    let proxy = &config.proxy;
+    if proxy.is_set() {
+        let mut p = json!({"noProxy": config.no_proxy().split(',').collect::<Vec<_>>()});
+        if !proxy.http_proxy.is_empty() {
+            p["httpProxy"] = json!(proxy.http_proxy);
+        }
+        if !proxy.https_proxy.is_empty() {
+            p["httpsProxy"] = json!(proxy.https_proxy);
+        }
+        ignition["proxy"] = p;
+    }
+    let doc = json!({
+        "ignition": ignition,
+        "storage": {"files": files},
+        "systemd": {"units": [{"name": UNIT, "enabled": true, "contents": agent_unit(settings)}]},
+    });
+    ascii_json(&serde_json::to_string(&doc).expect("JSON values serialise"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_json_is_the_same_value_without_at_signs_or_non_ascii() {
+        let value = json!({"a": "p@@ss \u{e9}\u{1f600} \"q\" \\ $ % \n"});
+        let text = ascii_json(&value.to_string());
+        assert!(text.is_ascii() && !text.contains('@'), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+    }
+
+    #[test]
+    fn shell_quoting_survives_single_quotes() {
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        assert_eq!(percent_encode("a b/@%\u{e9}"), "a%20b%2F%40%25%C3%A9");
+    }
+}

@@ -1,0 +1,504 @@
+//! Magnum's API rules for a ClusterTemplate and a Cluster (inventory §7) that need no live OpenStack, plus
+//! the checks Hearth adds so that a cluster that renders also comes up: label values of the right type,
+//! CIDRs that do not overlap, proxies that are URLs, and settings nodes can use. Every broken rule is
+//! reported, each with the field, the value and the reason.
+
+use crate::model::{Cluster, ClusterTemplate, Effective, Labels};
+use crate::settings::Loaded;
+use hearth_fragments::config::fields::parse_bool;
+use ipnet::IpNet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The cluster distributions Hearth renders user-data for.
+pub const DISTROS: &[&str] = &["fedora-atomic", "fedora-coreos", "debian", "ubuntu"];
+/// Magnum's COE names; Hearth renders only Kubernetes.
+const MAGNUM_COES: &[&str] = &["kubernetes", "swarm", "mesos", "dcos", "swarm-mode"];
+const KUBERNETES_NETWORK_DRIVERS: &[&str] = &["flannel", "calico"];
+const AFFINITY_POLICIES: &[&str] = &["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"];
+/// Labels a secret may hide in: never echoed in an error.
+const SECRET_LABELS: &[&str] = &["grafana_admin_passwd"];
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// `cluster_template.docker_volume_size`, `cluster.labels.kube_tag`, `settings.agent.sha256`.
+    pub field: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {:?}: {}", self.field, self.value, self.reason)
+    }
+}
+
+/// Every rule the inputs break; empty when they may be rendered.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub errors: Vec<FieldError>,
+}
+
+impl Report {
+    fn fail(&mut self, field: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) {
+        let field = field.into();
+        let shown = if SECRET_LABELS.iter().any(|s| field.ends_with(s)) || field.ends_with("password") {
+            hearth_fragments::config::secret::MASK.to_string()
+        } else {
+            value.to_string()
+        };
+        self.errors.push(FieldError { field, value: shown, reason: reason.into() });
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Checks a template and a cluster; `settings` adds the rules for rendering (endpoints, trustee, agent).
+pub fn validate(template: &ClusterTemplate, cluster: &Cluster, settings: Option<&Loaded>) -> Report {
+    let mut report = Report::default();
+    let defaults = Loaded::defaults();
+    let loaded = settings.unwrap_or(&defaults);
+    template_rules(&mut report, template, &loaded.settings);
+    cluster_rules(&mut report, template, cluster);
+    let effective = Effective::of(template, cluster, loaded.settings.create_timeout);
+    let labels = effective_labels(&loaded.settings.labels, &effective.labels);
+    let label_field = if cluster.labels.is_some() { "cluster.labels" } else { "cluster_template.labels" };
+    label_rules(&mut report, label_field, &labels, template, loaded);
+    network_rules(&mut report, label_field, &labels, template);
+    if let Some(loaded) = settings {
+        settings_rules(&mut report, loaded, template);
+    }
+    report
+}
+
+/// The settings' label defaults under the cluster's effective labels.
+pub fn effective_labels(defaults: &Labels, own: &Labels) -> Labels {
+    let mut labels = defaults.clone();
+    labels.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels
+}
+
+fn template_rules(r: &mut Report, t: &ClusterTemplate, s: &crate::settings::Settings) {
+    let f = |name: &str| format!("cluster_template.{name}");
+    let texts = [
+        ("name", &t.name),
+        ("image_id", &t.image_id),
+        ("cluster_distro", &t.cluster_distro),
+        ("keypair_id", &t.keypair_id),
+        ("flavor_id", &t.flavor_id),
+        ("master_flavor_id", &t.master_flavor_id),
+        ("dns_nameserver", &t.dns_nameserver),
+        ("external_network_id", &t.external_network_id),
+        ("fixed_network", &t.fixed_network),
+        ("fixed_subnet", &t.fixed_subnet),
+        ("network_driver", &t.network_driver),
+        ("volume_driver", &t.volume_driver),
+        ("docker_storage_driver", &t.docker_storage_driver),
+        ("http_proxy", &t.http_proxy),
+        ("https_proxy", &t.https_proxy),
+        ("no_proxy", &t.no_proxy),
+        ("insecure_registry", &t.insecure_registry),
+    ];
+    for (name, value) in texts {
+        if let Some(v) = value {
+            length(r, &f(name), v);
+        }
+    }
+    match t.coe.as_deref() {
+        None => r.fail(f("coe"), "", "mandatory: kubernetes"),
+        Some("kubernetes") => {}
+        Some(other) if MAGNUM_COES.contains(&other) => {
+            r.fail(f("coe"), other, "Hearth renders only kubernetes clusters")
+        }
+        Some(other) => r.fail(f("coe"), other, format!("not a COE: expected one of {}", MAGNUM_COES.join(", "))),
+    }
+    if t.image_id.is_none() {
+        r.fail(f("image_id"), "", "mandatory: the Glance image of every node");
+    }
+    match t.cluster_distro.as_deref() {
+        None => r.fail(f("cluster_distro"), "", format!("mandatory (the image's os_distro): {}", DISTROS.join(", "))),
+        Some(d) if DISTROS.contains(&d) => {}
+        Some(d) => r.fail(f("cluster_distro"), d, format!("no driver for it: expected {}", DISTROS.join(", "))),
+    }
+    match t.server_type.as_deref().unwrap_or("vm") {
+        "vm" => {}
+        "bm" => r.fail(f("server_type"), "bm", "no driver for bare metal: Hearth renders virtual machines (vm)"),
+        other => r.fail(f("server_type"), other, "expected vm or bm"),
+    }
+    let driver = t.network_driver.as_deref().unwrap_or(&s.kubernetes_default_network_driver);
+    if !KUBERNETES_NETWORK_DRIVERS.contains(&driver) {
+        r.fail(f("network_driver"), driver, "kubernetes supports flannel or calico");
+    } else if !s.kubernetes_allowed_network_drivers.iter().any(|a| a == "all" || a == driver) {
+        r.fail(
+            f("network_driver"),
+            driver,
+            format!("not allowed by the settings: {}", s.kubernetes_allowed_network_drivers.join(", ")),
+        );
+    }
+    if let Some(v) = t.volume_driver.as_deref() {
+        if v != "cinder" {
+            r.fail(f("volume_driver"), v, "kubernetes supports only cinder");
+        }
+    }
+    if let Some(size) = t.docker_volume_size {
+        if size < 1 {
+            r.fail(f("docker_volume_size"), size, "must be at least 1 (GB)");
+        }
+    }
+    if let Some(dns) = t.dns_nameserver.as_deref() {
+        if dns.parse::<Ipv4Addr>().is_err() {
+            r.fail(f("dns_nameserver"), dns, "not an IPv4 address");
+        }
+    }
+    if let Some(port) = t.apiserver_port {
+        if !(1024..=65535).contains(&port) {
+            r.fail(f("apiserver_port"), port, "must be between 1024 and 65535");
+        }
+    }
+    if t.fixed_network.is_some() && t.fixed_subnet.is_none() {
+        r.fail(
+            f("fixed_subnet"),
+            "",
+            "mandatory with fixed_network: the node ports and load balancers need the subnet",
+        );
+    }
+    for (name, value) in [("http_proxy", &t.http_proxy), ("https_proxy", &t.https_proxy)] {
+        if let Some(url) = value.as_deref().filter(|u| !u.is_empty()) {
+            if let Err(reason) = check_url(url) {
+                r.fail(f(name), url, reason);
+            }
+        }
+    }
+    if let Some(no_proxy) = t.no_proxy.as_deref() {
+        if no_proxy.chars().any(char::is_whitespace) {
+            r.fail(f("no_proxy"), no_proxy, "a comma-separated list without blanks");
+        }
+    }
+}
+
+fn cluster_rules(r: &mut Report, t: &ClusterTemplate, c: &Cluster) {
+    let f = |name: &str| format!("cluster.{name}");
+    if let Some(name) = c.name.as_deref() {
+        let first_ok = name.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic());
+        let rest_ok = name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'));
+        if name.is_empty() || name.chars().count() > 242 {
+            r.fail(f("name"), name, "must be 1 to 242 characters");
+        } else if !first_ok || !rest_ok {
+            r.fail(f("name"), name, "must match ^[a-zA-Z][a-zA-Z0-9_.-]*$");
+        }
+    }
+    if let (Some(wanted), Some(have)) = (c.cluster_template_id.as_deref(), t.name.as_deref()) {
+        if wanted != have {
+            r.fail(f("cluster_template_id"), wanted, format!("the template file is named {have:?}"));
+        }
+    }
+    match c.uuid.as_deref() {
+        None => r.fail(f("uuid"), "", "mandatory: it names the cluster to the certificate API and in the stack name"),
+        Some(uuid) if !is_uuid(uuid) => {
+            r.fail(f("uuid"), uuid, "not a UUID such as 5d12f6fd-a196-4bf0-ae4c-1f639a523a52")
+        }
+        Some(_) => {}
+    }
+    for (name, value) in [("node_count", c.node_count), ("master_count", c.master_count)] {
+        if let Some(n) = value.filter(|n| *n < 1) {
+            r.fail(f(name), n, "must be at least 1");
+        }
+    }
+    if let Some(n) = c.master_count.filter(|n| *n > 1) {
+        if !t.master_lb_enabled {
+            r.fail(f("master_count"), n, "must be 1 when the template's master_lb_enabled is false");
+        }
+    }
+    if let Some(size) = c.docker_volume_size.filter(|s| *s < 0) {
+        r.fail(f("docker_volume_size"), size, "must be at least 1 (GB), or 0 for the template's");
+    }
+    if t.docker_storage_driver.as_deref() == Some("devicemapper") {
+        let size = match c.docker_volume_size {
+            Some(s) if s != 0 => Some(s),
+            _ => t.docker_volume_size,
+        };
+        if size.is_none_or(|s| s < 3) {
+            let shown = size.map(|s| s.to_string()).unwrap_or_default();
+            r.fail(f("docker_volume_size"), shown, "expecting minimum value 3GB for devicemapper storage driver");
+        }
+    }
+    if let Some(t) = c.create_timeout.filter(|t| *t < 0) {
+        r.fail(f("create_timeout"), t, "must be 0 (the default) or more minutes");
+    }
+    if let Some(url) = c.discovery_url.as_deref().filter(|u| !u.is_empty()) {
+        if let Err(reason) = check_url(url) {
+            r.fail(f("discovery_url"), url, reason);
+        }
+    }
+}
+
+const BOOLEAN_LABELS: &[&str] = &[
+    "prometheus_monitoring",
+    "kube_dashboard_enabled",
+    "influx_grafana_dashboard_enabled",
+    "cert_manager_api",
+    "cloud_provider_enabled",
+    "keystone_auth_enabled",
+    "monitoring_enabled",
+    "tiller_enabled",
+    "master_lb_floating_ip_enabled",
+];
+/// Labels that must be whole numbers, with their range.
+const NUMBER_LABELS: &[(&str, u64, u64)] = &[
+    ("flannel_network_subnetlen", 1, 128),
+    ("system_pods_initial_delay", 0, 86_400),
+    ("system_pods_timeout", 0, 1_440),
+    ("etcd_volume_size", 0, 16_384),
+];
+const CIDR_LABELS: &[&str] =
+    &["flannel_network_cidr", "service_cluster_ip_range", "calico_ipv4pool", "fixed_network_cidr"];
+const ENUM_LABELS: &[(&str, &[&str])] = &[
+    ("flannel_backend", &["udp", "vxlan", "host-gw"]),
+    ("cgroup_driver", &["cgroupfs", "systemd"]),
+    ("ingress_controller", &["", "traefik", "octavia"]),
+    ("container_runtime", &["", "docker", "containerd"]),
+];
+
+fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate, s: &Loaded) {
+    let f = |name: &str| format!("{field}.{name}");
+    for name in BOOLEAN_LABELS {
+        if let Some(v) = labels.get(*name) {
+            if parse_bool(v).is_err() {
+                r.fail(f(name), v, "not a boolean: true or false");
+            }
+        }
+    }
+    for (name, min, max) in NUMBER_LABELS {
+        if let Some(v) = labels.get(*name) {
+            match v.trim().parse::<u64>() {
+                Ok(n) if (*min..=*max).contains(&n) => {}
+                _ => r.fail(f(name), v, format!("not a whole number from {min} to {max}")),
+            }
+        }
+    }
+    for name in CIDR_LABELS {
+        if let Some(v) = labels.get(*name) {
+            if let Err(reason) = parse_cidr(v) {
+                r.fail(f(name), v, reason);
+            }
+        }
+    }
+    for (name, allowed) in ENUM_LABELS {
+        if let Some(v) = labels.get(*name) {
+            if !allowed.contains(&v.to_ascii_lowercase().as_str()) {
+                r.fail(
+                    f(name),
+                    v,
+                    format!(
+                        "expected one of: {}",
+                        allowed.iter().filter(|a| !a.is_empty()).cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(prefix) = labels.get("container_infra_prefix") {
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            r.fail(f("container_infra_prefix"), prefix, "must end with / (e.g. registry.example:5000/magnum/)");
+        }
+    }
+    if let Some(tag) = labels.get("kube_tag") {
+        if kube_minor(tag).is_none() {
+            r.fail(f("kube_tag"), tag, "not a Kubernetes version tag such as v1.24.17");
+        }
+    }
+    if labels.get("ingress_controller").is_some_and(|v| v.eq_ignore_ascii_case("octavia"))
+        && !s.settings.octavia_enabled
+    {
+        r.fail(f("ingress_controller"), "octavia", "the cloud has no Octavia (settings.octavia_enabled is false)");
+    }
+    if labels.get("cert_manager_api").is_some_and(|v| parse_bool(v).unwrap_or(false)) {
+        r.fail(
+            f("cert_manager_api"),
+            &labels["cert_manager_api"],
+            "not supported: it hands the cluster CA's private key to the masters, and Hearth keeps it in the server",
+        );
+    }
+    let cloud_provider = labels.get("cloud_provider_enabled").map(|v| v.to_ascii_lowercase());
+    if t.volume_driver.as_deref() == Some("cinder") && cloud_provider.as_deref() == Some("false") {
+        r.fail(
+            f("cloud_provider_enabled"),
+            "false",
+            "\"cinder\" volume driver needs \"cloud_provider_enabled\" label to be true or unset",
+        );
+    }
+}
+
+/// The CIDRs a cluster uses must not overlap, or pods, services and nodes would shadow each other.
+fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate) {
+    let net = |name: &str, default: &str| -> Option<IpNet> {
+        parse_cidr(labels.get(name).map(String::as_str).unwrap_or(default)).ok()
+    };
+    let driver = t.network_driver.as_deref().unwrap_or("flannel");
+    let pods = if driver == "calico" {
+        ("calico_ipv4pool", net("calico_ipv4pool", "192.168.0.0/16"))
+    } else {
+        ("flannel_network_cidr", net("flannel_network_cidr", "10.100.0.0/16"))
+    };
+    let services = ("service_cluster_ip_range", net("service_cluster_ip_range", "10.254.0.0/16"));
+    let mut nets = vec![pods, services];
+    if t.fixed_network.is_none() {
+        nets.push(("fixed_network_cidr", net("fixed_network_cidr", "10.0.0.0/24")));
+    }
+    for (i, (a_name, a)) in nets.iter().enumerate() {
+        for (b_name, b) in &nets[i + 1..] {
+            if let (Some(a), Some(b)) = (a, b) {
+                if a.contains(&b.network()) || b.contains(&a.network()) {
+                    r.fail(format!("{field}.{b_name}"), b, format!("overlaps {a_name} {a}"));
+                }
+            }
+        }
+    }
+    if let (Some(len), Some(pods)) =
+        (labels.get("flannel_network_subnetlen"), net("flannel_network_cidr", "10.100.0.0/16"))
+    {
+        if driver == "flannel" && len.parse::<u8>().is_ok_and(|l| l <= pods.prefix_len()) {
+            r.fail(
+                format!("{field}.flannel_network_subnetlen"),
+                len,
+                format!("must be longer than the flannel network's /{}", pods.prefix_len()),
+            );
+        }
+    }
+}
+
+fn settings_rules(r: &mut Report, loaded: &Loaded, t: &ClusterTemplate) {
+    let s = &loaded.settings;
+    for (name, url) in [("auth_url", &s.auth_url), ("magnum_url", &s.magnum_url)] {
+        if url.is_empty() {
+            r.fail(format!("settings.{name}"), "", "mandatory: nodes need it for certificates and the cloud provider");
+        } else if let Err(reason) = check_url(url) {
+            r.fail(format!("settings.{name}"), url, reason);
+        }
+    }
+    let agent = &s.agent;
+    match (agent.url.is_empty(), agent.path.is_empty()) {
+        (true, true) => {
+            r.fail("settings.agent", "", "give url + sha256 (downloaded by the node) or path (on the image)")
+        }
+        (false, false) => r.fail("settings.agent.path", &agent.path, "give either url + sha256 or path, not both"),
+        (false, true) => {
+            if let Err(reason) = check_url(&agent.url) {
+                r.fail("settings.agent.url", &agent.url, reason);
+            }
+            if agent.sha256.len() != 64 || !agent.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                r.fail("settings.agent.sha256", &agent.sha256, "the agent's SHA-256: 64 hexadecimal digits");
+            }
+        }
+        (true, false) => {
+            if !agent.path.starts_with('/') {
+                r.fail("settings.agent.path", &agent.path, "an absolute path on the image");
+            }
+        }
+    }
+    if !t.tls_disabled {
+        for (name, value) in
+            [("trustee.user_id", &s.trustee.user_id), ("trustee.password", &s.trustee.password.expose().to_string())]
+        {
+            if value.is_empty() {
+                r.fail(
+                    format!("settings.{name}"),
+                    "",
+                    "mandatory with TLS: nodes sign their certificates as the trustee",
+                );
+            }
+        }
+    }
+    if !AFFINITY_POLICIES.contains(&s.nodes_affinity_policy.as_str()) {
+        r.fail(
+            "settings.nodes_affinity_policy",
+            &s.nodes_affinity_policy,
+            format!("expected one of {}", AFFINITY_POLICIES.join(", ")),
+        );
+    }
+    if s.create_timeout == 0 {
+        r.fail("settings.create_timeout", 0, "must be at least 1 minute");
+    }
+    let pem = loaded.openstack_ca.trim();
+    if !pem.is_empty() && !pem.starts_with("-----BEGIN CERTIFICATE-----") {
+        r.fail("settings.openstack_ca_file", display_path(&s.openstack_ca_file), "not a PEM certificate");
+    }
+    let sa = [
+        (
+            "service_account_public_key_file",
+            &s.service_account_public_key_file,
+            loaded.service_account_public_key.as_str(),
+        ),
+        (
+            "service_account_private_key_file",
+            &s.service_account_private_key_file,
+            loaded.service_account_private_key.expose(),
+        ),
+    ];
+    for (name, path, pem) in sa {
+        if path.is_none() {
+            r.fail(format!("settings.{name}"), "", "mandatory: the cluster's service-account key pair (PEM)");
+        } else if !pem.trim_start().starts_with("-----BEGIN ") {
+            r.fail(format!("settings.{name}"), display_path(path), "not a PEM key");
+        }
+    }
+}
+
+fn display_path(path: &Option<std::path::PathBuf>) -> String {
+    path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// Magnum's string fields hold 1 to 255 characters.
+fn length(r: &mut Report, field: &str, value: &str) {
+    let n = value.chars().count();
+    if n == 0 || n > 255 {
+        r.fail(field, value, "must be 1 to 255 characters");
+    }
+}
+
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let net: IpNet = text.trim().parse().map_err(|_| "not a CIDR such as 10.254.0.0/16".to_string())?;
+    if net.trunc() != net {
+        return Err(format!("host bits set: the network is {}", net.trunc()));
+    }
+    Ok(net)
+}
+
+/// `http(s)://host[:port][/path]` with a host, in RFC 3986's characters only (so a URL never needs quoting
+/// in JSON, a header or a shell word).
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest =
+        url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or("not an http:// or https:// URL")?;
+    if let Some(bad) = url.chars().find(|c| !(c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(*c))) {
+        return Err(format!("{bad:?} is not allowed in a URL (percent-encode it)"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err("no host".into());
+    }
+    Ok(())
+}
+
+pub fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The Kubernetes minor version of an image tag (`v1.24.17` → 24).
+pub fn kube_minor(tag: &str) -> Option<u32> {
+    let rest = tag.strip_prefix('v').unwrap_or(tag);
+    let mut parts = rest.split(['.', '-', '+']);
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    (major == 1).then_some(minor)
+}
+
+/// Whether an address is a valid IPv4 or IPv6 address (for the mapping's own checks).
+pub fn is_ip(text: &str) -> bool {
+    text.parse::<IpAddr>().is_ok()
+}

@@ -1,0 +1,317 @@
+//! `hearth-server render` of the bundled examples: golden bundles, file modes, the environment file that
+//! `openstack stack create -e` reads, and every value arriving in the node config exactly as written.
+//! Regenerate the golden files with `HEARTH_BLESS=1 cargo test -p hearth-server --test render`.
+
+use base64::Engine as _;
+use hearth_fragments::config::{native, NodeConfig, Role};
+use hearth_server::bundle::{self, Bundle};
+use hearth_server::model::{self, Cluster, ClusterTemplate};
+use hearth_server::params;
+use hearth_server::settings::Loaded;
+use hearth_server::user_data::{self, placeholders, Format};
+use serde_json::Value;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_hearth-server");
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+const VARIANTS: &[(&str, &str, &str)] = &[
+    ("debian", "cluster-template.yaml", "cluster.yaml"),
+    ("fedora-coreos", "cluster-template-fedora-coreos.yaml", "cluster-fedora-coreos.yaml"),
+    ("ha", "cluster-template-ha.yaml", "cluster-ha.yaml"),
+];
+
+fn load(template: &str, cluster: &str) -> (ClusterTemplate, Cluster, Loaded) {
+    let dir = examples_dir();
+    (
+        model::load(&dir.join(template)).unwrap(),
+        model::load(&dir.join(cluster)).unwrap(),
+        Loaded::load(&dir.join("settings.yaml")).unwrap(),
+    )
+}
+
+#[test]
+fn bundles_match_their_golden_files_and_keep_secrets_private() {
+    let bless = std::env::var_os("HEARTH_BLESS").is_some();
+    for (name, template, cluster) in VARIANTS {
+        let out = tempfile::tempdir().unwrap();
+        let dir = examples_dir();
+        let run = Command::new(SERVER)
+            .args(["render", "--settings"])
+            .arg(dir.join("settings.yaml"))
+            .arg("--cluster-template")
+            .arg(dir.join(template))
+            .arg("--cluster")
+            .arg(dir.join(cluster))
+            .arg("--out")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        assert!(stdout.contains("user-data") && stdout.contains("openstack stack create"), "{stdout}");
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+        for (file, mode, source) in [
+            ("cluster.yaml", 0o644, bundle::CLUSTER_TEMPLATE),
+            ("master.yaml", 0o644, bundle::MASTER_TEMPLATE),
+            ("minion.yaml", 0o644, bundle::MINION_TEMPLATE),
+        ] {
+            let path = out.path().join(file);
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, mode, "{name}/{file}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), source, "{name}/{file}");
+        }
+        for file in ["environment.yaml", "stack.json"] {
+            let path = out.path().join(file);
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{name}/{file}");
+            let got = std::fs::read_to_string(&path).unwrap();
+            let want_path = golden.join(file);
+            if bless {
+                std::fs::create_dir_all(&golden).unwrap();
+                std::fs::write(&want_path, &got).unwrap();
+            }
+            let want =
+                std::fs::read_to_string(&want_path).unwrap_or_else(|_| panic!("no golden {}", want_path.display()));
+            assert!(got == want, "{name}/{file} differs from its golden file (HEARTH_BLESS=1 to regenerate)");
+        }
+        // The environment file and the API body carry the same parameters.
+        let env: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(out.path().join("environment.yaml")).unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("stack.json")).unwrap()).unwrap();
+        assert_eq!(env, body["environment"], "{name}");
+        assert_eq!(body["template"].as_str().unwrap(), bundle::CLUSTER_TEMPLATE);
+        let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["environment", "files", "parameters", "stack_name", "template", "timeout_mins"]);
+    }
+}
+
+/// Values as Heat would substitute them for one node.
+fn heat_values(role: Role) -> Vec<(&'static str, String)> {
+    placeholders(role)
+        .into_iter()
+        .map(|h| {
+            let value = match h.name {
+                "node_ip" => "10.0.0.5",
+                "node_public_ip" => "",
+                "instance_name" => "demo-abc-minion-1",
+                "master_index" => "0",
+                "api_public_address" => "172.24.4.7",
+                "api_private_address" | "kube_master_ip" | "etcd_server_ip" => "10.0.0.4",
+                "etcd_lb_vip" => "",
+                "docker_volume" => "0f6b6c0e-3d5b-4a4e-8f2a-2c1d0e9b8a76",
+                "etcd_volume" => "",
+                "cluster_subnet" => "6f0c2a1e-6b1d-4e34-9e2f-0b8f7f1d2c3a",
+                "wait_endpoint" => "http://127.0.0.1:8004/v1/admin/stacks/s/1/resources/wait_handle/signal",
+                "wait_token" => "gAAAAB-tok_en=",
+                other => panic!("a placeholder the test does not know: {other}"),
+            };
+            (h.name, value.to_string())
+        })
+        .collect()
+}
+
+fn substitute(text: &str, values: &[(&str, String)]) -> String {
+    let filled = values.iter().fold(text.to_string(), |t, (name, v)| t.replace(&format!("@@{name}@@"), v));
+    assert!(!filled.contains("@@"), "a placeholder was left: {filled}");
+    filled
+}
+
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The files the user-data writes, by path, read as a YAML parser / Ignition would.
+fn files_of(user_data: &str, format: Format) -> Vec<(String, Vec<u8>, u32)> {
+    match format {
+        Format::CloudInit => {
+            assert!(user_data.starts_with("#cloud-config\n"));
+            let doc: serde_yaml::Value = serde_yaml::from_str(user_data).unwrap();
+            doc["write_files"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    let content = f["content"].as_str().unwrap();
+                    let data = match f["encoding"].as_str() {
+                        Some("gz+b64") => {
+                            let zipped = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
+                            let mut out = Vec::new();
+                            flate2::read::GzDecoder::new(&zipped[..]).read_to_end(&mut out).unwrap();
+                            out
+                        }
+                        None => content.as_bytes().to_vec(),
+                        other => panic!("encoding {other:?}"),
+                    };
+                    let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
+                    (f["path"].as_str().unwrap().to_string(), data, mode)
+                })
+                .collect()
+        }
+        Format::Ignition => {
+            let doc: Value = serde_json::from_str(user_data).unwrap();
+            assert_eq!(doc["ignition"]["version"], "3.3.0");
+            doc["storage"]["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    let source = f["contents"]["source"].as_str().unwrap();
+                    let data = match source.strip_prefix("data:,") {
+                        Some(encoded) => percent_decode(encoded),
+                        None => source.as_bytes().to_vec(),
+                    };
+                    (f["path"].as_str().unwrap().to_string(), data, f["mode"].as_u64().unwrap() as u32)
+                })
+                .collect()
+        }
+    }
+}
+
+/// The node config the node reads after Heat's substitution, and what it must equal.
+fn recovered_and_expected(
+    bundle: &Bundle,
+    role: Role,
+    t: &ClusterTemplate,
+    c: &Cluster,
+    s: &Loaded,
+) -> (NodeConfig, NodeConfig) {
+    let data = if role == Role::Master { &bundle.master } else { &bundle.minion };
+    let values = heat_values(role);
+    let filled = substitute(&data.text, &values);
+    let files = files_of(&filled, bundle.format);
+    let (_, json, mode) =
+        files.iter().find(|(p, _, _)| p == user_data::NODE_CONFIG).expect("the node config is written");
+    assert_eq!(*mode, 0o600);
+    let recovered = native::parse(std::str::from_utf8(json).unwrap(), "user-data", Some(role)).unwrap();
+    let magnum = params::magnum_parameters(t, c, s);
+    let mut expected = params::node_config(role, t, c, s, &magnum).unwrap();
+    let get = |n: &str| values.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let ip = |n: &str| get(n).parse().ok();
+    expected.node.ip = ip("node_ip");
+    expected.node.public_ip = ip("node_public_ip");
+    expected.node.instance_name = get("instance_name");
+    expected.runtime.volume.id = get("docker_volume");
+    expected.openstack.cluster_subnet = get("cluster_subnet");
+    expected.signal.endpoint = get("wait_endpoint");
+    expected.signal.token = hearth_fragments::config::Secret::new(get("wait_token"));
+    if role == Role::Master {
+        expected.node.master_index = Some(0);
+        expected.api.public_address = ip("api_public_address");
+        expected.api.private_address = ip("api_private_address");
+        expected.etcd.lb_vip = ip("etcd_lb_vip");
+        expected.etcd.volume.id = get("etcd_volume");
+    } else {
+        expected.api.master_ip = ip("kube_master_ip");
+        expected.etcd.server_ip = ip("etcd_server_ip");
+    }
+    (recovered, expected)
+}
+
+const HOSTILE: &str = "q\"uo'te $HOME %s %% \\back\\slash\nnew line \u{e9}\u{1f680} @@wait_token@@ `id` ${x}";
+
+#[test]
+fn every_value_reaches_the_node_config_unchanged_even_hostile_ones() {
+    for (name, template, cluster) in VARIANTS {
+        let (mut t, mut c, mut s) = load(template, cluster);
+        let bundle = bundle::render(&t, &c, &s).unwrap();
+        for role in [Role::Master, Role::Minion] {
+            let (recovered, expected) = recovered_and_expected(&bundle, role, &t, &c, &s);
+            assert_eq!(recovered, expected, "{name} {role}");
+        }
+        // Now with hostile characters wherever the operator writes free text.
+        let labels = c.labels.get_or_insert_with(|| t.labels.clone());
+        for label in ["kubelet_options", "kubeapi_options", "kubeproxy_options", "admission_control_list"] {
+            labels.insert(label.into(), HOSTILE.into());
+        }
+        t.no_proxy = Some("example.internal,.svc,p\u{e9}@@node_ip@@".into());
+        t.http_proxy = Some("http://user:p%40ss'w$rd@127.0.0.1:3128".into());
+        s.settings.trustee.password = hearth_fragments::config::Secret::new(HOSTILE);
+        s.settings.username = HOSTILE.into();
+        let bundle = bundle::render(&t, &c, &s).unwrap();
+        for role in [Role::Master, Role::Minion] {
+            let (recovered, expected) = recovered_and_expected(&bundle, role, &t, &c, &s);
+            assert_eq!(recovered, expected, "{name} {role} with hostile values");
+            assert_eq!(recovered.openstack.trustee_password.expose(), HOSTILE);
+            assert_eq!(recovered.kubernetes.kubelet_options, HOSTILE);
+            assert_eq!(recovered.proxy.http_proxy, "http://user:p%40ss'w$rd@127.0.0.1:3128");
+        }
+    }
+}
+
+#[test]
+fn the_cloud_init_bootstrap_is_valid_shell_and_carries_the_agent_source() {
+    let (t, c, s) = load("cluster-template.yaml", "cluster.yaml");
+    let bundle = bundle::render(&t, &c, &s).unwrap();
+    let files = files_of(&substitute(&bundle.minion.text, &heat_values(Role::Minion)), Format::CloudInit);
+    let (_, script, mode) = files.iter().find(|(p, _, _)| p == user_data::BOOTSTRAP).unwrap();
+    assert_eq!(*mode, 0o700);
+    let script = String::from_utf8(script.clone()).unwrap();
+    assert!(script.contains(&s.settings.agent.url) && script.contains(&s.settings.agent.sha256), "{script}");
+    let path = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(path.path(), &script).unwrap();
+    let check = Command::new("sh").arg("-n").arg(path.path()).output().unwrap();
+    assert!(check.status.success(), "sh -n: {}", String::from_utf8_lossy(&check.stderr));
+    let (_, unit, _) = files.iter().find(|(p, _, _)| p.ends_with(user_data::UNIT)).unwrap();
+    let unit = String::from_utf8_lossy(unit);
+    assert!(unit.contains("ExecStart=/usr/local/bin/hearth-agent run --config /etc/hearth/node.json"), "{unit}");
+}
+
+#[test]
+fn user_data_over_novas_limit_is_refused_at_render_time() {
+    let (t, mut c, s) = load("cluster-template.yaml", "cluster.yaml");
+    c.labels.get_or_insert_with(|| t.labels.clone()).insert("kubelet_options".into(), "x".repeat(60_000));
+    let err = anyhow_chain(bundle::render(&t, &c, &s).unwrap_err());
+    assert!(err.contains("Nova's limit of 65535"), "{err}");
+}
+
+#[test]
+fn validate_and_render_exit_codes() {
+    let dir = examples_dir();
+    let ok = Command::new(SERVER)
+        .args(["validate", "--cluster-template"])
+        .arg(dir.join("cluster-template.yaml"))
+        .arg("--cluster")
+        .arg(dir.join("cluster.yaml"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "name: \"-bad\"\nuuid: nope\nnode_count: 0\n").unwrap();
+    let out = Command::new(SERVER)
+        .args(["validate", "--cluster-template"])
+        .arg(dir.join("cluster-template.yaml"))
+        .arg("--cluster")
+        .arg(bad.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for field in ["cluster.name = \"-bad\"", "cluster.uuid = \"nope\"", "cluster.node_count = \"0\""] {
+        assert!(stderr.contains(field), "{field} missing from:\n{stderr}");
+    }
+}
+
+fn anyhow_chain(err: bundle::RenderError) -> String {
+    match err {
+        bundle::RenderError::Other(e) => format!("{e:#}"),
+        other => other.to_string(),
+    }
+}
