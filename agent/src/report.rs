@@ -45,9 +45,10 @@ impl StepRecord {
         format!("part-{:03} {}", self.part, self.name)
     }
 
-    /// The result a finished step earns from what its host did.
+    /// The result a finished step earns from what its host did. Requests do not count: they change
+    /// nothing on the node, what the step did with the answers does.
     pub fn result_from(actions: &[Action]) -> StepResult {
-        let changed = actions.iter().any(|a| a.outcome != Outcome::Unchanged);
+        let changed = actions.iter().any(|a| a.kind != ActionKind::Http && a.outcome != Outcome::Unchanged);
         if changed {
             StepResult::Changed
         } else {
@@ -66,12 +67,16 @@ impl StepRecord {
                 };
                 let files = count(&[ActionKind::File, ActionKind::Dir, ActionKind::Symlink, ActionKind::Remove]);
                 let commands = count(&[ActionKind::Command]);
+                let requests = count(&[ActionKind::Http]);
                 let mut parts = Vec::new();
                 if files > 0 {
                     parts.push(format!("{files} file{}", if files == 1 { "" } else { "s" }));
                 }
                 if commands > 0 {
                     parts.push(format!("{commands} command{}", if commands == 1 { "" } else { "s" }));
+                }
+                if requests > 0 {
+                    parts.push(format!("{requests} request{}", if requests == 1 { "" } else { "s" }));
                 }
                 if parts.is_empty() {
                     String::new()

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use hearth_fragments::config::secret::MASK;
 use hearth_fragments::facts::{Facts, OsFamily};
 use hearth_fragments::host::{Host, Mode};
-use hearth_fragments::http::{Client, HttpSettings, RetryPolicy};
+use hearth_fragments::http::{Client, HttpError, HttpSettings, RetryPolicy};
 use hearth_fragments::steps::{self, Context, Done, Entry, Implementation};
 use hearth_fragments::NodeConfig;
 use serde_json::json;
@@ -89,7 +89,9 @@ impl Run<'_> {
 
 /// Runs `entries` (from [`select`]) and sends the signal. Returns the final status; `state` says how it went.
 pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]) -> Result<Status> {
-    let host = Host::new(options.mode.clone());
+    // Built once, so every step's requests share the CA bundle, proxy and retry policy; a client that
+    // does not build fails only the steps that need the network, with the reason.
+    let host = Host::new(options.mode.clone()).with_http(step_client(config));
     let dry_run = host.is_dry_run();
     let mut run = Run {
         config,
@@ -242,16 +244,32 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// The HTTP client every agent call uses: the OpenStack CA, `verify_ca`, the proxy with the cluster's
 /// own addresses bypassed, and the given retry deadline.
 pub fn http_client(config: &NodeConfig, deadline: Duration) -> Result<Client> {
-    let settings = HttpSettings {
+    let policy = RetryPolicy { deadline, ..RetryPolicy::default() };
+    Ok(Client::new(&http_client_settings(config), policy)?)
+}
+
+fn http_client_settings(config: &NodeConfig) -> HttpSettings {
+    HttpSettings {
         extra_ca_pem: config.openstack.ca_pem.clone(),
         verify_tls: config.openstack.verify_ca,
         http_proxy: config.proxy.http_proxy.clone(),
         https_proxy: config.proxy.https_proxy.clone(),
         no_proxy: config.no_proxy(),
         ..HttpSettings::default()
-    };
-    let policy = RetryPolicy { deadline, ..RetryPolicy::default() };
-    Ok(Client::new(&settings, policy)?)
+    }
+}
+
+/// The client steps' requests (Keystone, Magnum) go through: [`http_client`] with the config's API deadline,
+/// logging each retry so a node waiting on an unreachable service says so on its console.
+fn step_client(config: &NodeConfig) -> Result<Client, HttpError> {
+    let deadline = Duration::from_secs(config.openstack.api_deadline_secs);
+    let client = Client::new(&http_client_settings(config), RetryPolicy { deadline, ..RetryPolicy::default() })?;
+    Ok(client.on_retry(|notice| {
+        log::warn(&format!(
+            "{} {}: attempt {} failed ({}); retrying in {:.1?}",
+            notice.method, notice.url, notice.attempt, notice.error, notice.wait
+        ))
+    }))
 }
 
 fn send_signal(run: &mut Run, summary: &str) {

@@ -1,9 +1,15 @@
 //! Rooted runs of the bundled examples: golden files for everything written (paths, modes, contents), a
 //! second run that changes nothing, a dry run that touches nothing, and nothing written outside the root.
 //!
+//! The examples keep TLS on, so their certs step talks to a loopback Keystone and Magnum certificate API
+//! ([`StandInCloud`]); the examples' `auth_url`/`magnum_url` are pointed at it, and put back in the golden
+//! text. Keys and certificates differ on every run (fresh keys, a fresh test CA), so the golden files show
+//! what openssl reads from them (subject, issuer, SANs, usages, key size) instead of their bytes.
+//!
 //! Regenerate the golden files on purpose with `HEARTH_BLESS=1 cargo test -p hearth-agent --test rooted_run`
 //! and review the diff.
 
+use hearth_tests::StandInCloud;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -29,9 +35,35 @@ fn agent(args: &[&str]) -> Output {
     Command::new(AGENT).args(args).output().unwrap()
 }
 
-fn run_example(role: &str, root: &Path, extra: &[&str]) -> Output {
-    let config = workspace(&format!("examples/node/{role}.json"));
-    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--root", root.to_str().unwrap()];
+/// An example config pointed at its own stand-in cloud.
+struct Example {
+    cloud: StandInCloud,
+    config: PathBuf,
+    /// The example's own `auth_url` and `magnum_url`, for the golden text.
+    urls: [String; 2],
+    _dir: tempfile::TempDir,
+}
+
+fn example(role: &str) -> Example {
+    let original = std::fs::read_to_string(workspace(&format!("examples/node/{role}.json"))).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let urls = ["auth_url", "magnum_url"].map(|k| config["openstack"][k].as_str().unwrap().to_string());
+    let cloud = StandInCloud::for_config(&mut config);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{role}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    Example { cloud, config: path, urls, _dir: dir }
+}
+
+impl Example {
+    /// `text` as if the example's own URLs had been used.
+    fn with_example_urls(&self, text: &str) -> String {
+        text.replace(&self.cloud.keystone_url, &self.urls[0]).replace(&self.cloud.magnum_url, &self.urls[1])
+    }
+}
+
+fn run_example(example: &Example, root: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "--config", example.config.to_str().unwrap(), "--root", root.to_str().unwrap()];
     args.extend_from_slice(extra);
     agent(&args)
 }
@@ -63,11 +95,13 @@ fn snapshot(root: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
     out
 }
 
-fn render(snapshot: &BTreeMap<String, (String, Vec<u8>)>) -> String {
+fn render(root: &Path, snapshot: &BTreeMap<String, (String, Vec<u8>)>) -> String {
     let mut text = String::new();
     for (path, (kind, contents)) in snapshot {
         text.push_str(&format!("== {path} ({kind})\n"));
-        if kind.starts_with("file") || kind == "link" {
+        if let Some(described) = describe_tls_file(root, path) {
+            text.push_str(&described);
+        } else if kind.starts_with("file") || kind == "link" {
             text.push_str(&String::from_utf8_lossy(contents));
             if !contents.ends_with(b"\n") {
                 text.push_str("\n(no newline at end)\n");
@@ -75,6 +109,31 @@ fn render(snapshot: &BTreeMap<String, (String, Vec<u8>)>) -> String {
         }
     }
     text
+}
+
+/// What openssl reads from a generated key or an issued certificate; `None` for other files.
+fn describe_tls_file(root: &Path, path: &str) -> Option<String> {
+    let name = path.strip_prefix("/etc/kubernetes/certs/").or_else(|| path.strip_prefix("/etc/etcd/certs/"))?;
+    let real = root.join(path.trim_start_matches('/'));
+    let args: &[&str] = match name {
+        "server.key" | "kubelet.key" | "proxy.key" => &["pkey", "-noout", "-text"],
+        _ if name.ends_with(".crt") => &[
+            "x509",
+            "-noout",
+            "-subject",
+            "-issuer",
+            "-ext",
+            "subjectAltName,basicConstraints,keyUsage,extendedKeyUsage",
+        ],
+        _ => return None,
+    };
+    let out = Command::new("openssl").args(args).arg("-in").arg(&real).output().expect("running openssl");
+    assert!(out.status.success(), "openssl {args:?} {path}: {}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    // For a key, only its kind and size: the rest is the key.
+    let shown =
+        if args[0] == "pkey" { shown.lines().next().unwrap_or_default().to_string() + "\n" } else { shown.into() };
+    Some(format!("(openssl's reading)\n{shown}"))
 }
 
 fn check_golden(name: &str, actual: &str) {
@@ -122,12 +181,13 @@ fn host_state() -> Vec<Option<std::time::SystemTime>> {
 fn rooted_twice(role: &str, hostname: &str) {
     let before_host = host_state();
     let tree = node_tree(hostname);
-    let first = run_example(role, tree.path(), &["--allow-unimplemented"]);
+    let example = example(role);
+    let first = run_example(&example, tree.path(), &["--allow-unimplemented"]);
     assert_ok(&first);
     let after_first = snapshot(tree.path());
-    check_golden(&format!("{role}.tree"), &render(&after_first));
+    check_golden(&format!("{role}.tree"), &example.with_example_urls(&render(tree.path(), &after_first)));
 
-    let second = run_example(role, tree.path(), &["--allow-unimplemented"]);
+    let second = run_example(&example, tree.path(), &["--allow-unimplemented"]);
     assert_ok(&second);
     assert_eq!(snapshot(tree.path()), after_first, "the second run changed the tree");
     let out = stdout(&second);
@@ -141,6 +201,7 @@ fn rooted_twice(role: &str, hostname: &str) {
     let events = std::fs::read_to_string(tree.path().join("var/lib/hearth/events.jsonl")).unwrap();
     assert_eq!(events.lines().filter(|l| l.contains("\"run-end\"")).count(), 2, "one run-end per run");
 
+    assert_eq!(example.cloud.signed().len(), 2, "two certificates per role, all from the first run");
     assert_eq!(host_state(), before_host, "a rooted run touched the machine outside its root");
 }
 
@@ -157,7 +218,7 @@ fn master_example_rooted_twice() {
 #[test]
 fn without_allow_unimplemented_a_run_never_claims_success() {
     let tree = node_tree("k8s-demo-minion-0");
-    let output = run_example("minion", tree.path(), &[]);
+    let output = run_example(&example("minion"), tree.path(), &[]);
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("part-004 agent-service: not implemented"), "{err}");
@@ -175,19 +236,20 @@ fn dry_run_and_plan_change_nothing_and_list_every_action() {
     std::fs::write(tree.path().join("etc/selinux/config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n").unwrap();
     let before = snapshot(tree.path());
 
-    let config = workspace("examples/node/master.json");
+    let master = example("master");
     let root = tree.path().to_str().unwrap();
-    let plan = agent(&["plan", "--config", config.to_str().unwrap(), "--root", root]);
+    let plan = agent(&["plan", "--config", master.config.to_str().unwrap(), "--root", root]);
     assert_ok(&plan);
-    let dry = run_example("master", tree.path(), &["--dry-run"]);
+    let dry = run_example(&master, tree.path(), &["--dry-run"]);
     assert_ok(&dry);
     assert_eq!(snapshot(tree.path()), before, "plan or --dry-run changed the tree");
+    assert!(master.cloud.keystone_requests().is_empty() && master.cloud.magnum_requests().is_empty());
 
     // Every path a real run writes appears in the plan.
     let real = node_tree("k8s-demo-master-0");
     std::fs::create_dir_all(real.path().join("etc/selinux")).unwrap();
     std::fs::write(real.path().join("etc/selinux/config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n").unwrap();
-    assert_ok(&run_example("master", real.path(), &["--allow-unimplemented"]));
+    assert_ok(&run_example(&master, real.path(), &["--allow-unimplemented"]));
     let plan_text = stdout(&plan);
     for (path, (kind, _)) in snapshot(real.path()) {
         if kind.starts_with("file") && !path.starts_with("/var/lib/hearth") && !before.contains_key(&path) {
@@ -206,7 +268,8 @@ fn steps_lists_every_step_of_a_role() {
     let text = stdout(&output);
     assert_eq!(text.lines().count(), 13, "{text}");
     assert!(text.lines().next().unwrap().starts_with("part-001  install-ca"), "{text}");
-    assert!(text.contains("part-006  certs") && text.contains("unimplemented"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("part-006  certs") && l.ends_with(" implemented")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("part-007  docker-storage") && l.ends_with("unimplemented")), "{text}");
     assert!(text.lines().last().unwrap().contains("signal") && text.lines().last().unwrap().ends_with(" implemented"));
     assert_eq!(stdout(&agent(&["steps", "--role", "master"])).lines().count(), 16);
 }
@@ -256,7 +319,7 @@ fn heat_params_examples_validate() {
 #[test]
 fn unsetting_the_proxy_removes_every_file_the_proxy_step_wrote() {
     let tree = node_tree("k8s-demo-minion-0");
-    assert_ok(&run_example("minion", tree.path(), &["--allow-unimplemented", "--only", "proxy"]));
+    assert_ok(&run_example(&example("minion"), tree.path(), &["--allow-unimplemented", "--only", "proxy"]));
     let drop_in = tree.path().join("etc/systemd/system/docker.service.d/http-proxy.conf");
     assert!(drop_in.exists() && tree.path().join("etc/hearth/proxy.env").exists());
 
@@ -286,4 +349,37 @@ fn unsetting_the_proxy_removes_every_file_the_proxy_step_wrote() {
     assert!(left.is_empty(), "proxy files left behind: {left:?}");
     let again = run(&unset);
     assert!(again.contains("skipped") && again.contains("no proxy configured"), "{again}");
+}
+
+/// The README's quick-start commands, as written, work on a machine with no cloud at all: quickly, and
+/// honestly (the certs step says why it is skipped, the plan says what it would request).
+#[test]
+fn readme_quick_start_works_without_any_cloud_service() {
+    let readme = std::fs::read_to_string(workspace("README.md")).unwrap();
+    let section = readme.split("## Quick start").nth(1).unwrap().split("\n## ").next().unwrap();
+    let commands: Vec<&str> =
+        section.lines().filter_map(|l| l.trim().strip_prefix("cargo run -q -p hearth-agent -- ")).collect();
+    assert_eq!(commands.len(), 2, "{section}");
+    for command in commands {
+        let root = tempfile::tempdir().unwrap();
+        let expanded = command.replace("\"$(mktemp -d)\"", &root.path().display().to_string());
+        let args: Vec<&str> = expanded.split_whitespace().collect();
+        let started = std::time::Instant::now();
+        let output = Command::new(AGENT).args(&args).current_dir(workspace("")).output().unwrap();
+        assert_ok(&output);
+        assert!(started.elapsed().as_secs() < 20, "`{command}` took {:?}", started.elapsed());
+        let out = stdout(&output);
+        if args[0] == "run" {
+            assert!(
+                out.contains("part-006 certs") && out.contains("skipped") && out.contains("TLS is disabled"),
+                "{out}"
+            );
+            assert!(root.path().join("etc/kubernetes/cloud-config").exists(), "{out}");
+        } else {
+            assert!(
+                out.contains("Http NotRun     POST http://127.0.0.1:9511/v1/certificates signing kubelet"),
+                "{out}"
+            );
+        }
+    }
 }

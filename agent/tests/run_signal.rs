@@ -1,6 +1,7 @@
 //! The runner's signal, end to end: a rooted run of an example whose wait-condition endpoint is a real
 //! HTTP server on 127.0.0.1 speaking Heat's signal API (`200 null`), checking the exact requests.
 
+use hearth_tests::StandInCloud;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::mpsc;
@@ -50,13 +51,16 @@ fn heat_handle() -> (String, mpsc::Receiver<Signal>) {
     (url, rx)
 }
 
-fn example_with_endpoint(role: &str, endpoint: &str, dir: &Path) -> PathBuf {
+/// The example with the signal going to `endpoint`, and its certs step to a loopback Keystone and Magnum
+/// (kept running as long as the returned cloud lives).
+fn example_with_endpoint(role: &str, endpoint: &str, dir: &Path) -> (PathBuf, StandInCloud) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/node/{role}.json"));
     let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     config["signal"] = serde_json::json!({"endpoint": endpoint, "token": TOKEN, "deadline_secs": 20});
+    let cloud = StandInCloud::for_config(&mut config);
     let out = dir.join(format!("{role}.json"));
     std::fs::write(&out, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    out
+    (out, cloud)
 }
 
 fn node_tree() -> tempfile::TempDir {
@@ -96,7 +100,7 @@ fn assert_heat_shape(signal: &Signal, endpoint: &str) {
 fn success_carries_the_summary_and_names_unimplemented_steps() {
     let (endpoint, rx) = heat_handle();
     let work = tempfile::tempdir().unwrap();
-    let config = example_with_endpoint("minion", &endpoint, work.path());
+    let (config, _cloud) = example_with_endpoint("minion", &endpoint, work.path());
     let tree = node_tree();
     let output = run_rooted(&config, tree.path(), &["--allow-unimplemented"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -105,7 +109,13 @@ fn success_carries_the_summary_and_names_unimplemented_steps() {
     assert_eq!(signal.body["status"], "SUCCESS");
     let data = signal.body["data"].as_str().unwrap();
     assert!(data.starts_with("12 steps in "), "{data}");
-    assert!(data.contains("NOT IMPLEMENTED (allowed by --allow-unimplemented): agent-service, certs"), "{data}");
+    assert!(
+        data.contains(
+            "NOT IMPLEMENTED (allowed by --allow-unimplemented): agent-service, docker-storage, registry-config, \
+             kube-minion, services, registry-service"
+        ),
+        "{data}"
+    );
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "exactly one signal");
 
     let status: serde_json::Value =
@@ -127,7 +137,7 @@ fn success_carries_the_summary_and_names_unimplemented_steps() {
 fn a_failing_step_signals_failure_at_once_with_the_part_and_reason() {
     let (endpoint, rx) = heat_handle();
     let work = tempfile::tempdir().unwrap();
-    let config = example_with_endpoint("minion", &endpoint, work.path());
+    let (config, _cloud) = example_with_endpoint("minion", &endpoint, work.path());
     let tree = node_tree();
     // A file where part-005 needs a directory: a real filesystem failure, not a simulated one.
     std::fs::write(tree.path().join("etc/kubernetes"), "in the way").unwrap();
@@ -147,7 +157,7 @@ fn a_failing_step_signals_failure_at_once_with_the_part_and_reason() {
 fn a_config_error_still_signals_failure_when_the_endpoint_is_known() {
     let (endpoint, rx) = heat_handle();
     let work = tempfile::tempdir().unwrap();
-    let config = example_with_endpoint("minion", &endpoint, work.path());
+    let (config, _cloud) = example_with_endpoint("minion", &endpoint, work.path());
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         "\"cgroup_driver\": \"systemd\"",
         "\"cgroup_driver\": \"cgroupv3\"",

@@ -1,7 +1,8 @@
 //! Every systemd unit and drop-in the agent writes passes `systemd-analyze verify`.
 //!
 //! The agent runs for real (`run --root TMPDIR --allow-unimplemented`) with the example configs, which set
-//! a proxy so the proxy step writes its drop-ins. Then every `*.service`/`*.timer`/… and every drop-in
+//! a proxy so the proxy step writes its drop-ins (their certs step gets its certificates from a loopback
+//! Keystone and Magnum, [`StandInCloud`]). Then every `*.service`/`*.timer`/… and every drop-in
 //! `*.conf` under `TMPDIR/etc/systemd/system` is verified. `systemd-analyze` only warns about unknown keys
 //! and bad values, so any output on stderr counts as a failure.
 //!
@@ -12,6 +13,7 @@
 //! `sysinit.target`). The host's `/etc/systemd/system` is left out so an admin's drop-ins there cannot
 //! make the test fail.
 
+use hearth_tests::StandInCloud;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -76,8 +78,16 @@ fn check_example(config: &str, hostname: &str) {
     std::fs::write(root.path().join("etc/os-release"), DEBIAN_OS_RELEASE).unwrap();
     std::fs::write(root.path().join("etc/hostname"), format!("{hostname}\n")).unwrap();
 
+    let mut aimed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    let _cloud = StandInCloud::for_config(&mut aimed);
+    let work = tempfile::tempdir().unwrap();
+    let aimed_path = work.path().join("node.json");
+    std::fs::write(&aimed_path, aimed.to_string()).unwrap();
+
     let out = Command::new(env!("CARGO_BIN_EXE_hearth-agent"))
-        .args(["run", "--config", config, "--root"])
+        .args(["run", "--config"])
+        .arg(&aimed_path)
+        .arg("--root")
         .arg(root.path())
         .arg("--allow-unimplemented")
         .env_remove("RUST_LOG")

@@ -5,6 +5,8 @@ pub mod config;
 pub mod facts;
 pub mod host;
 pub mod http;
+pub mod openstack;
+pub mod pki;
 pub mod steps;
 
 pub use config::{NodeConfig, Role};

@@ -241,6 +241,9 @@ pub struct OpenStack {
     pub cluster_subnet: String,
     /// External network id (`EXTERNAL_NETWORK_ID`) for load balancer floating IPs.
     pub external_network_id: String,
+    /// Give up retrying a Keystone or Magnum call (connection errors, 5xx, 429) after this many seconds.
+    /// Native config only; Magnum's scripts never retried.
+    pub api_deadline_secs: u64,
 }
 
 impl Default for OpenStack {
@@ -260,6 +263,7 @@ impl Default for OpenStack {
             octavia_enabled: false,
             cluster_subnet: String::new(),
             external_network_id: String::new(),
+            api_deadline_secs: 300,
         }
     }
 }
@@ -308,6 +312,62 @@ pub struct Kubernetes {
     pub kubeproxy_options: String,
     /// Extra kube-scheduler arguments (`KUBESCHEDULER_OPTIONS`).
     pub kubescheduler_options: String,
+    /// Algorithm of the keys the certs step generates for this node's certificates: `ecdsa-p256`
+    /// (default), `rsa-2048` or `rsa-4096` (what Magnum's scripts used). Native config only.
+    pub key_algorithm: KeyAlgorithm,
+}
+
+/// A node key algorithm, as written in the native config.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyAlgorithm {
+    /// ECDSA on NIST P-256 with SHA-256 signatures: small keys, fast handshakes, generated in microseconds.
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    /// Magnum's `openssl genrsa 4096`; generating one takes seconds of CPU on a small VM.
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyAlgorithm {
+    pub const ALL: [KeyAlgorithm; 3] = [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Rsa2048, KeyAlgorithm::Rsa4096];
+
+    /// The name used in the native config.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::Rsa2048 => "rsa-2048",
+            KeyAlgorithm::Rsa4096 => "rsa-4096",
+        }
+    }
+
+    /// The RSA modulus size, for RSA algorithms.
+    pub fn rsa_bits(self) -> Option<usize> {
+        match self {
+            KeyAlgorithm::EcdsaP256 => None,
+            KeyAlgorithm::Rsa2048 => Some(2048),
+            KeyAlgorithm::Rsa4096 => Some(4096),
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyAlgorithm::ALL.into_iter().find(|a| a.name() == s.trim()).ok_or_else(|| {
+            let names: Vec<&str> = KeyAlgorithm::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown key algorithm {s:?}: expected one of {}", names.join(", "))
+        })
+    }
 }
 
 impl Default for Kubernetes {
@@ -335,6 +395,7 @@ DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,Res
             kubecontroller_options: String::new(),
             kubeproxy_options: String::new(),
             kubescheduler_options: String::new(),
+            key_algorithm: KeyAlgorithm::default(),
         }
     }
 }
@@ -691,6 +752,20 @@ mod tests {
         assert!(!shown.contains("very-secret"), "{shown}");
         assert!(!shown.contains("proxypass"), "{shown}");
         assert_eq!(c.secret_values().len(), 6);
+    }
+
+    #[test]
+    fn key_algorithms_by_their_native_names() {
+        for algorithm in KeyAlgorithm::ALL {
+            let json = serde_json::to_string(&algorithm).unwrap();
+            assert_eq!(json, format!("\"{}\"", algorithm.name()));
+            assert_eq!(serde_json::from_str::<KeyAlgorithm>(&json).unwrap(), algorithm);
+            assert_eq!(algorithm.name().parse::<KeyAlgorithm>().unwrap(), algorithm);
+        }
+        assert_eq!(NodeConfig::new(Role::Minion).kubernetes.key_algorithm, KeyAlgorithm::EcdsaP256);
+        let err = serde_json::from_str::<KeyAlgorithm>("\"rsa-1024\"").unwrap_err().to_string();
+        assert!(err.contains("rsa-1024") && err.contains("ecdsa-p256"), "{err}");
+        assert!("rsa4096".parse::<KeyAlgorithm>().unwrap_err().contains("ecdsa-p256, rsa-2048, rsa-4096"));
     }
 
     #[test]

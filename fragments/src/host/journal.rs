@@ -11,8 +11,12 @@ pub enum Outcome {
     Unchanged,
     /// Dry run: this would change.
     WouldChange,
-    /// A command this host does not run (dry run, or rooted without a way to point it at the root).
+    /// A command this host does not run (dry run, or rooted without a way to point it at the root), or a
+    /// request a dry run does not send.
     NotRun,
+    /// An HTTP request sent and answered (whatever the status). A request changes nothing on the node by
+    /// itself: what a step does with the answer is recorded as its own actions.
+    Sent,
     Failed,
 }
 
@@ -24,6 +28,7 @@ pub enum ActionKind {
     Symlink,
     Remove,
     Command,
+    Http,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,14 @@
-//! The one interface through which steps touch the machine: files, directories, symlinks, commands and
-//! systemd. Steps never branch on the mode; the host does.
+//! The one interface through which steps touch the machine and the network: files, directories, symlinks,
+//! commands, systemd and HTTP. Steps never branch on the mode; the host does.
 //!
 //! - [`Mode::System`] acts on `/`.
 //! - [`Mode::Rooted`] acts under a directory: files are written there, `systemctl` gets `--root`, and
 //!   commands that cannot be pointed at a root are recorded instead of run.
-//! - [`Mode::DryRun`] reads the machine (or a root) to tell what would change, and changes nothing.
+//! - [`Mode::DryRun`] reads the machine (or a root) to tell what would change, and changes nothing; it
+//!   sends no HTTP request either, so a plan never asks a signer for anything.
+//!
+//! HTTP goes through the run's one [`Client`] (CA bundle, proxy, retry policy), given with
+//! [`Host::with_http`]; rooted hosts send for real, which tests use against loopback servers.
 //!
 //! Every call is recorded in the host's journal, which the runner drains after each step.
 
@@ -16,6 +20,8 @@ pub use command::{Cmd, CmdOutput, CommandError, RootedRun};
 pub use fs::write_state_file;
 pub use journal::{Action, ActionKind, Outcome};
 
+use crate::config::secret::mask_url_credentials;
+use crate::http::{Client, HttpError, Request, Response};
 use anyhow::{bail, Context as _, Result};
 use journal::Journal;
 use std::path::{Component, Path, PathBuf};
@@ -69,11 +75,20 @@ impl Systemd {
 pub struct Host {
     mode: Mode,
     journal: Journal,
+    /// The client for [`Host::http`], or why there is none (its settings did not build).
+    http: std::result::Result<Client, String>,
 }
 
 impl Host {
     pub fn new(mode: Mode) -> Self {
-        Host { mode, journal: Journal::default() }
+        Host { mode, journal: Journal::default(), http: Err("no HTTP client was set up for this run".into()) }
+    }
+
+    /// The client [`Host::http`] sends with. An error (a CA bundle or proxy that does not build) is kept
+    /// and returned by the first request, so only steps that need the network fail on it.
+    pub fn with_http(mut self, client: std::result::Result<Client, HttpError>) -> Self {
+        self.http = client.map_err(|e| e.to_string());
+        self
     }
 
     pub fn mode(&self) -> &Mode {
@@ -207,6 +222,37 @@ impl Host {
         Ok(output?)
     }
 
+    /// Sends `req` with the run's client (retries per its policy) and returns the answer whatever its
+    /// status; on a dry run records it and returns `None`, the answer a real run would get. `what` says what
+    /// the request is for ("signing kubelet certificate") in the journal, which never holds header values or
+    /// bodies (tokens, passwords).
+    pub fn http(&self, req: &Request, what: &str) -> std::result::Result<Option<Response>, HttpError> {
+        let target = format!("{} {}", req.method, mask_url_credentials(&req.url));
+        if self.is_dry_run() {
+            self.journal.record(ActionKind::Http, target, what.to_string(), Outcome::NotRun);
+            return Ok(None);
+        }
+        let sent = match &self.http {
+            Ok(client) => client.send(req),
+            Err(reason) => Err(HttpError::Config(reason.clone())),
+        };
+        match sent {
+            Ok(response) => {
+                let retried = match response.attempts {
+                    1 => String::new(),
+                    n => format!(" after {n} attempts"),
+                };
+                let detail = format!("{what}: HTTP {}{retried}", response.status);
+                self.journal.record(ActionKind::Http, target, detail, Outcome::Sent);
+                Ok(Some(response))
+            }
+            Err(e) => {
+                self.journal.record(ActionKind::Http, target, what.to_string(), Outcome::Failed);
+                Err(e)
+            }
+        }
+    }
+
     /// A systemd operation. Rooted hosts can only enable (through `systemctl --root`); the rest is recorded.
     pub fn systemd(&self, op: Systemd, unit: Option<&str>) -> Result<CmdOutput> {
         let mut cmd = Cmd::new("systemctl").arg(op.verb());
@@ -255,6 +301,44 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let kinds: Vec<Outcome> = host.take_actions().into_iter().map(|a| a.outcome).collect();
         assert_eq!(kinds, [Outcome::WouldChange, Outcome::WouldChange, Outcome::WouldChange, Outcome::NotRun]);
+    }
+
+    #[test]
+    fn http_is_sent_by_rooted_hosts_and_only_recorded_by_dry_runs() {
+        use crate::http::{Client, HttpSettings, RetryPolicy};
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/x", server.server_addr().to_ip().unwrap());
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let _ = request.respond(tiny_http::Response::from_string("{}").with_status_code(403));
+            }
+        });
+        let request = Request::get(&url).header("X-Auth-Token", "tok-secret");
+        let client = || Client::new(&HttpSettings::default(), RetryPolicy::default());
+        let dir = tempfile::tempdir().unwrap();
+
+        let rooted = Host::new(Mode::Rooted(dir.path().to_path_buf())).with_http(client());
+        let answer = rooted.http(&request, "reading x").unwrap().expect("a rooted host sends");
+        assert_eq!(answer.status, 403, "any status is an answer");
+        let dry = Host::new(Mode::DryRun { root: dir.path().to_path_buf() }).with_http(client());
+        assert_eq!(dry.http(&request, "reading x").unwrap(), None);
+        let unset = Host::new(Mode::Rooted(dir.path().to_path_buf()));
+        assert!(matches!(unset.http(&request, "reading x"), Err(crate::http::HttpError::Config(_))));
+
+        let recorded: Vec<(Outcome, String)> = [rooted, dry, unset]
+            .iter()
+            .flat_map(|h| h.take_actions())
+            .map(|a| (a.outcome, format!("{} {}", a.target, a.detail)))
+            .collect();
+        let target = format!("GET {url}");
+        assert_eq!(
+            recorded,
+            [
+                (Outcome::Sent, format!("{target} reading x: HTTP 403")),
+                (Outcome::NotRun, format!("{target} reading x")),
+                (Outcome::Failed, format!("{target} reading x")),
+            ]
+        );
     }
 
     #[test]

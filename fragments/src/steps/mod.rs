@@ -1,6 +1,7 @@
 //! The step catalogue: what each role runs, in order, under Magnum's cloud-init part numbers so operators
 //! recognise them. One module per step; a step is a function of the config, the facts and the host.
 
+pub mod certs;
 mod install_ca;
 mod kube_os_config;
 mod node_config;
@@ -77,7 +78,7 @@ const MINION: &[Entry] = &[
     step(3, "node-config", node_config::run),
     missing(4, "agent-service"),
     step(5, "kube-os-config", kube_os_config::run),
-    missing(6, "certs"),
+    step(6, "certs", certs::run),
     missing(7, "docker-storage"),
     missing(8, "registry-config"),
     missing(9, "kube-minion"),
@@ -95,7 +96,7 @@ const MASTER: &[Entry] = &[
     step(5, "kube-os-config", kube_os_config::run),
     missing(6, "docker-storage"),
     missing(7, "kube-master"),
-    missing(8, "certs"),
+    step(8, "certs", certs::run),
     step(9, "proxy", proxy::run),
     missing(10, "agent-service"),
     missing(11, "services"),
