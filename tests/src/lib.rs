@@ -1,6 +1,9 @@
 //! Shared fixtures for Hearth's end-to-end tests.
 
+pub mod cloud_init;
 pub mod debian_tree;
+pub mod heat;
+pub mod ignition;
 pub mod mounts;
 
 pub use debian_tree::{copy_tree, debian_tree, debian_tree_copy, TreeCopy};
