@@ -1,7 +1,10 @@
 //! Shared fixtures for Hearth's end-to-end tests.
 
 pub mod cloud;
+pub mod cloud_init;
 pub mod debian_tree;
+pub mod heat;
+pub mod ignition;
 pub mod mounts;
 
 pub use cloud::{StandInCloud, Trustee};
