@@ -1,4 +1,4 @@
-//! A rendered cluster: the Heat templates, the environment with every parameter, and `stack.json`, the
+//! A rendered cluster: the Heat templates (`cluster.yaml` and the nested ones it names), the environment with every parameter, and `stack.json`, the
 //! exact body of Heat's stack-create API.
 
 use crate::model::{Cluster, ClusterTemplate, Effective};
@@ -16,6 +16,11 @@ use std::path::Path;
 pub const CLUSTER_TEMPLATE: &str = include_str!("../templates/cluster.yaml");
 pub const MASTER_TEMPLATE: &str = include_str!("../templates/master.yaml");
 pub const MINION_TEMPLATE: &str = include_str!("../templates/minion.yaml");
+pub const MASTER_PORT_TEMPLATE: &str = include_str!("../templates/master_port.yaml");
+
+/// The nested templates `cluster.yaml` names, by the names it uses.
+pub const NESTED: [(&str, &str); 3] =
+    [("master.yaml", MASTER_TEMPLATE), ("master_port.yaml", MASTER_PORT_TEMPLATE), ("minion.yaml", MINION_TEMPLATE)];
 
 #[derive(Debug)]
 pub struct Bundle {
@@ -94,7 +99,7 @@ impl Bundle {
         json!({
             "stack_name": self.stack_name,
             "template": CLUSTER_TEMPLATE,
-            "files": {"master.yaml": MASTER_TEMPLATE, "minion.yaml": MINION_TEMPLATE},
+            "files": NESTED.iter().map(|(name, text)| (name.to_string(), json!(text))).collect::<Map<String, Value>>(),
             "environment": self.environment(),
             "parameters": {},
             "timeout_mins": self.timeout_mins,
@@ -106,14 +111,9 @@ impl Bundle {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let environment = serde_yaml::to_string(&self.environment()).context("writing environment.yaml")?;
         let stack = serde_json::to_string_pretty(&self.stack_create_body()).expect("JSON values serialise") + "\n";
-        let files: [(&str, &str, u32); 5] = [
-            ("cluster.yaml", CLUSTER_TEMPLATE, 0o644),
-            ("master.yaml", MASTER_TEMPLATE, 0o644),
-            ("minion.yaml", MINION_TEMPLATE, 0o644),
-            ("environment.yaml", &environment, 0o600),
-            ("stack.json", &stack, 0o600),
-        ];
-        for (name, text, mode) in files {
+        let templates = std::iter::once(("cluster.yaml", CLUSTER_TEMPLATE)).chain(NESTED).map(|(n, t)| (n, t, 0o644));
+        let secret = [("environment.yaml", environment.as_str(), 0o600), ("stack.json", stack.as_str(), 0o600)];
+        for (name, text, mode) in templates.chain(secret) {
             let path = dir.join(name);
             write_state_file(&path, text.as_bytes(), mode).with_context(|| format!("writing {}", path.display()))?;
         }
@@ -161,7 +161,7 @@ impl Bundle {
         }
         let _ = writeln!(
             out,
-            "wrote {0}/cluster.yaml master.yaml minion.yaml environment.yaml stack.json\n\
+            "wrote {0}/cluster.yaml master.yaml master_port.yaml minion.yaml environment.yaml stack.json\n\
              create it: openstack stack create -t {0}/cluster.yaml -e {0}/environment.yaml --timeout {1} {2}",
             dir.display(),
             self.timeout_mins,

@@ -61,6 +61,7 @@ fn bundles_match_their_golden_files_and_keep_secrets_private() {
             ("cluster.yaml", 0o644, bundle::CLUSTER_TEMPLATE),
             ("master.yaml", 0o644, bundle::MASTER_TEMPLATE),
             ("minion.yaml", 0o644, bundle::MINION_TEMPLATE),
+            ("master_port.yaml", 0o644, bundle::MASTER_PORT_TEMPLATE),
         ] {
             let path = out.path().join(file);
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, mode, "{name}/{file}");
