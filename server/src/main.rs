@@ -1,13 +1,213 @@
-use clap::Parser;
+//! hearth-server's command line. Exit codes: 0 done, 1 failed, 2 bad input (clap's usage errors too).
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use hearth_server::serve::{self, settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Validates Magnum cluster templates and clusters, renders their Heat stacks, and serves certificates
-/// and the agent binary to nodes. No subcommand is implemented yet: this release is the agent's.
+/// and the agent binary to nodes.
 #[derive(Debug, Parser)]
 #[command(name = "hearth-server", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("hearth-server: no subcommand is implemented yet; see --help");
-    std::process::exit(2);
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve Magnum's certificate API (GET /v1/certificates/{cluster}, POST /v1/certificates) to nodes,
+    /// signing only node identities for each cluster's trustee.
+    Serve(Box<ServeArgs>),
+    /// Per-cluster certificate authorities.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Register a cluster (with --trustee-user-id) and create its CA if it has none; prints the CA
+    /// certificate (PEM) on stdout and its path on stderr.
+    Init(CaInitArgs),
+}
+
+/// Flags override the settings file (see `--settings`).
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:9511 (port 0 picks a free port; the log says which).
+    #[arg(long)]
+    listen: Option<String>,
+    /// State directory: clusters/<uuid>/{cluster.json, ca.crt, ca.key}.
+    #[arg(long = "state", value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Settings file (YAML or JSON) with the same settings as these flags, and more.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Keystone's identity endpoint (with or without /v3).
+    #[arg(long, value_name = "URL")]
+    keystone_url: Option<String>,
+    /// Extra CA certificate(s) (PEM) to trust for Keystone.
+    #[arg(long, value_name = "FILE")]
+    keystone_ca_file: Option<PathBuf>,
+    /// Do not verify Keystone's TLS certificate.
+    #[arg(long)]
+    keystone_insecure: bool,
+    /// The service user's name (validates callers' tokens; needs Keystone's `service` role).
+    #[arg(long, value_name = "NAME", conflicts_with = "service_user_id")]
+    service_user: Option<String>,
+    #[arg(long, value_name = "ID")]
+    service_user_id: Option<String>,
+    /// Domain of --service-user (default: Default).
+    #[arg(long, value_name = "DOMAIN")]
+    service_user_domain: Option<String>,
+    /// Project the service token is scoped to (without one: system scope).
+    #[arg(long, value_name = "NAME")]
+    service_project: Option<String>,
+    #[arg(long, value_name = "DOMAIN")]
+    service_project_domain: Option<String>,
+    /// File holding the service user's password (else the settings file, else $HEARTH_SERVICE_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    service_password_file: Option<PathBuf>,
+    /// Keystone role that may act for any cluster (default: admin).
+    #[arg(long, value_name = "ROLE")]
+    admin_role: Option<String>,
+    /// How long a validated token is reused without asking Keystone (default: 60).
+    #[arg(long, value_name = "SECONDS")]
+    token_cache_seconds: Option<u64>,
+    /// Validity of issued certificates (default: 1825, Magnum's).
+    #[arg(long, value_name = "DAYS")]
+    validity_days: Option<u32>,
+    /// Validity of new cluster CAs (default: 3650).
+    #[arg(long, value_name = "DAYS")]
+    ca_validity_days: Option<u32>,
+    /// Base URL of response links (default: http://<Host header>).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Request worker threads (default: 32).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct CaInitArgs {
+    /// The cluster's UUID.
+    #[arg(long, value_name = "UUID")]
+    cluster: String,
+    #[arg(long = "state", value_name = "DIR")]
+    state: PathBuf,
+    /// Register the cluster with this Keystone user as its trustee (the user its nodes authenticate as).
+    #[arg(long, value_name = "ID")]
+    trustee_user_id: Option<String>,
+    /// The cluster's name, recorded for operators.
+    #[arg(long, requires = "trustee_user_id")]
+    name: Option<String>,
+    /// Validity of the CA if one is created (default: 3650).
+    #[arg(long, value_name = "DAYS", default_value_t = settings::DEFAULT_CA_VALIDITY_DAYS)]
+    ca_validity_days: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve_command(*args),
+        Command::Ca { command: CaCommand::Init(args) } => ca_init(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(e)) => {
+            serve::audit::error(&format!("{e:#}"));
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            serve::audit::error(&format!("{e:#}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    /// Bad settings or flags: exit 2.
+    Input(anyhow::Error),
+    Run(anyhow::Error),
+}
+
+fn serve_command(args: ServeArgs) -> Result<(), Failure> {
+    let settings = serve_settings(args).map_err(Failure::Input)?;
+    let server = serve::Server::bind(&settings).map_err(Failure::Run)?;
+    serve::audit::info(&format!(
+        "hearth-server: listening on http://{} (state {}, Keystone {})",
+        server.local_addr(),
+        settings.state_dir.display(),
+        settings.keystone.url
+    ));
+    server.run().map_err(Failure::Run)
+}
+
+fn serve_settings(args: ServeArgs) -> Result<settings::Settings> {
+    let mut file = match &args.settings {
+        Some(path) => settings::SettingsFile::load(path)?,
+        None => settings::SettingsFile::default(),
+    };
+    fn set<T>(slot: &mut Option<T>, flag: Option<T>) {
+        if flag.is_some() {
+            *slot = flag;
+        }
+    }
+    set(&mut file.listen, args.listen);
+    set(&mut file.state_dir, args.state);
+    set(&mut file.public_url, args.public_url);
+    set(&mut file.workers, args.workers);
+    set(&mut file.signing.validity_days, args.validity_days);
+    set(&mut file.signing.ca_validity_days, args.ca_validity_days);
+    let keystone = &mut file.keystone;
+    set(&mut keystone.url, args.keystone_url);
+    set(&mut keystone.ca_file, args.keystone_ca_file);
+    if args.keystone_insecure {
+        keystone.verify_tls = Some(false);
+    }
+    set(&mut keystone.admin_role, args.admin_role);
+    set(&mut keystone.token_cache_seconds, args.token_cache_seconds);
+    let user = &mut keystone.service_user;
+    // A flag naming the user replaces however the file named it.
+    if args.service_user.is_some() {
+        user.id = None;
+        user.name = args.service_user;
+    }
+    if args.service_user_id.is_some() {
+        user.name = None;
+        user.id = args.service_user_id;
+    }
+    set(&mut user.domain, args.service_user_domain);
+    if args.service_project.is_some() {
+        user.project_id = None;
+        user.project = args.service_project;
+    }
+    set(&mut user.project_domain, args.service_project_domain);
+    if args.service_password_file.is_some() {
+        user.password = None;
+        user.password_file = args.service_password_file;
+    }
+    let password_env = std::env::var(settings::PASSWORD_ENV).ok().filter(|v| !v.is_empty());
+    file.resolve(password_env).context("serve settings")
+}
+
+fn ca_init(args: &CaInitArgs) -> Result<(), Failure> {
+    serve::cluster::ClusterUuid::parse(&args.cluster).map_err(|e| Failure::Input(e.into()))?;
+    if args.trustee_user_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+        return Err(Failure::Input(anyhow::anyhow!("--trustee-user-id is empty")));
+    }
+    let (path, pem) = serve::ca_init(
+        &args.state,
+        &args.cluster,
+        args.trustee_user_id.as_deref(),
+        args.name.as_deref(),
+        args.ca_validity_days,
+    )
+    .map_err(Failure::Run)?;
+    serve::audit::info(&format!("hearth-server: CA of cluster {}: {}", args.cluster, path.display()));
+    print!("{pem}");
+    Ok(())
 }

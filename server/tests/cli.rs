@@ -1,4 +1,4 @@
-//! The server's command line so far: help and version, and an honest refusal to do more.
+//! The server's command line: help and version, and no silent success without a subcommand.
 
 use std::process::Command;
 
@@ -13,5 +13,5 @@ fn version_and_help_work_and_nothing_else_pretends_to() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: hearth-server"));
     let bare = Command::new(SERVER).output().unwrap();
-    assert_eq!(bare.status.code(), Some(2), "no subcommand is implemented: it must not exit 0");
+    assert_eq!(bare.status.code(), Some(2), "without a subcommand it must not exit 0");
 }
