@@ -1,9 +1,11 @@
 //! hearth-server: Magnum's cluster model and validation, the mapping to Heat parameters and node configs,
-//! the Heat templates and user-data, and the bundle `openstack stack create` takes.
+//! the Heat templates and user-data, the bundle `openstack stack create` takes, and `serve`, the
+//! certificate service nodes use.
 
 pub mod bundle;
 pub mod model;
 pub mod params;
+pub mod serve;
 pub mod settings;
 pub mod user_data;
 pub mod validate;

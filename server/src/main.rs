@@ -1,13 +1,17 @@
-use anyhow::Result;
+//! hearth-server's command line. Exit codes: 0 done, 1 failed, 2 bad input (clap's usage errors too).
+
+use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hearth_server::bundle::{self, RenderError};
 use hearth_server::model::{self, Cluster, ClusterTemplate};
+use hearth_server::serve::{self, settings};
 use hearth_server::settings::Loaded;
-use hearth_server::validate;
+use hearth_server::validate::{self, FieldError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Validates Magnum cluster templates and clusters and renders the Heat stack whose nodes run hearth-agent.
+/// Validates Magnum cluster templates and clusters, renders their Heat stacks, and serves certificates
+/// and the agent binary to nodes.
 #[derive(Debug, Parser)]
 #[command(name = "hearth-server", version, about)]
 struct Cli {
@@ -22,19 +26,109 @@ enum Command {
     Validate {
         #[command(flatten)]
         inputs: Inputs,
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         settings: Option<PathBuf>,
     },
-    /// Render the cluster's Heat bundle into DIR: cluster.yaml, master.yaml, minion.yaml,
+    /// Render the cluster's Heat bundle into DIR: cluster.yaml and its nested templates,
     /// environment.yaml and stack.json (the body of Heat's stack-create API).
     Render {
         #[command(flatten)]
         inputs: Inputs,
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         settings: PathBuf,
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Serve Magnum's certificate API (GET /v1/certificates/{cluster}, POST /v1/certificates) to nodes,
+    /// signing only node identities for each cluster's trustee.
+    Serve(Box<ServeArgs>),
+    /// Per-cluster certificate authorities.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Register a cluster (with --trustee-user-id) and create its CA if it has none; prints the CA
+    /// certificate (PEM) on stdout and its path on stderr.
+    Init(CaInitArgs),
+}
+
+/// Flags override the settings file (see `--settings`).
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:9511 (port 0 picks a free port; the log says which).
+    #[arg(long)]
+    listen: Option<String>,
+    /// State directory: clusters/<uuid>/{cluster.json, ca.crt, ca.key}.
+    #[arg(long = "state", value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Settings file (YAML or JSON) with the same settings as these flags, and more.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Keystone's identity endpoint (with or without /v3).
+    #[arg(long, value_name = "URL")]
+    keystone_url: Option<String>,
+    /// Extra CA certificate(s) (PEM) to trust for Keystone.
+    #[arg(long, value_name = "FILE")]
+    keystone_ca_file: Option<PathBuf>,
+    /// Do not verify Keystone's TLS certificate.
+    #[arg(long)]
+    keystone_insecure: bool,
+    /// The service user's name (validates callers' tokens; needs Keystone's `service` role).
+    #[arg(long, value_name = "NAME", conflicts_with = "service_user_id")]
+    service_user: Option<String>,
+    #[arg(long, value_name = "ID")]
+    service_user_id: Option<String>,
+    /// Domain of --service-user (default: Default).
+    #[arg(long, value_name = "DOMAIN")]
+    service_user_domain: Option<String>,
+    /// Project the service token is scoped to (without one: system scope).
+    #[arg(long, value_name = "NAME")]
+    service_project: Option<String>,
+    #[arg(long, value_name = "DOMAIN")]
+    service_project_domain: Option<String>,
+    /// File holding the service user's password (else the settings file, else $HEARTH_SERVICE_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    service_password_file: Option<PathBuf>,
+    /// Keystone role that may act for any cluster (default: admin).
+    #[arg(long, value_name = "ROLE")]
+    admin_role: Option<String>,
+    /// How long a validated token is reused without asking Keystone (default: 60).
+    #[arg(long, value_name = "SECONDS")]
+    token_cache_seconds: Option<u64>,
+    /// Validity of issued certificates (default: 1825, Magnum's).
+    #[arg(long, value_name = "DAYS")]
+    validity_days: Option<u32>,
+    /// Validity of new cluster CAs (default: 3650).
+    #[arg(long, value_name = "DAYS")]
+    ca_validity_days: Option<u32>,
+    /// Base URL of response links (default: http://<Host header>).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Request worker threads (default: 32).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct CaInitArgs {
+    /// The cluster's UUID.
+    #[arg(long, value_name = "UUID")]
+    cluster: String,
+    #[arg(long = "state", value_name = "DIR")]
+    state: PathBuf,
+    /// Register the cluster with this Keystone user as its trustee (the user its nodes authenticate as).
+    #[arg(long, value_name = "ID")]
+    trustee_user_id: Option<String>,
+    /// The cluster's name, recorded for operators.
+    #[arg(long, requires = "trustee_user_id")]
+    name: Option<String>,
+    /// Validity of the CA if one is created (default: 3650).
+    #[arg(long, value_name = "DAYS", default_value_t = settings::DEFAULT_CA_VALIDITY_DAYS)]
+    ca_validity_days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -51,52 +145,139 @@ impl Inputs {
     }
 }
 
-/// Exit codes: 0 done, 1 failed (I/O, a file that does not parse), 2 invalid input.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("hearth-server: {e:#}");
+    let result = match cli.command {
+        Command::Validate { inputs, settings } => validate_command(&inputs, settings),
+        Command::Render { inputs, settings, out } => render_command(&inputs, &settings, &out),
+        Command::Serve(args) => serve_command(*args),
+        Command::Ca { command: CaCommand::Init(args) } => ca_init(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(e)) => {
+            serve::audit::error(&format!("{e:#}"));
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            serve::audit::error(&format!("{e:#}"));
             ExitCode::from(1)
+        }
+        Err(Failure::Invalid(errors)) => {
+            eprintln!("{} invalid field(s):", errors.len());
+            for error in &errors {
+                eprintln!("  {error}");
+            }
+            ExitCode::from(2)
         }
     }
 }
 
-fn run(command: Command) -> Result<ExitCode> {
-    match command {
-        Command::Validate { inputs, settings } => {
-            let (template, cluster) = inputs.load()?;
-            let settings = settings.map(|path| Loaded::load(&path)).transpose()?;
-            let report = validate::validate(&template, &cluster, settings.as_ref());
-            if report.is_ok() {
-                println!("valid");
-                return Ok(ExitCode::SUCCESS);
-            }
-            eprintln!("{} invalid field(s):", report.errors.len());
-            for error in &report.errors {
-                eprintln!("  {error}");
-            }
-            Ok(ExitCode::from(2))
-        }
-        Command::Render { inputs, settings, out } => {
-            let (template, cluster) = inputs.load()?;
-            let settings = Loaded::load(&settings)?;
-            match bundle::render(&template, &cluster, &settings) {
-                Ok(bundle) => {
-                    bundle.write(&out)?;
-                    print!("{}", bundle.summary(&out));
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(RenderError::Invalid(errors)) => {
-                    eprintln!("{} invalid field(s):", errors.len());
-                    for error in &errors {
-                        eprintln!("  {error}");
-                    }
-                    Ok(ExitCode::from(2))
-                }
-                Err(RenderError::Other(e)) => Err(e),
-            }
+enum Failure {
+    /// Bad settings or flags: exit 2.
+    Input(anyhow::Error),
+    Run(anyhow::Error),
+    /// A cluster definition that breaks rules: exit 2, every error listed.
+    Invalid(Vec<FieldError>),
+}
+
+fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<(), Failure> {
+    let (template, cluster) = inputs.load().map_err(Failure::Run)?;
+    let settings = settings.map(|path| Loaded::load(&path)).transpose().map_err(Failure::Run)?;
+    let report = validate::validate(&template, &cluster, settings.as_ref());
+    if !report.is_ok() {
+        return Err(Failure::Invalid(report.errors));
+    }
+    println!("valid");
+    Ok(())
+}
+
+fn render_command(inputs: &Inputs, settings: &std::path::Path, out: &std::path::Path) -> Result<(), Failure> {
+    let (template, cluster) = inputs.load().map_err(Failure::Run)?;
+    let settings = Loaded::load(settings).map_err(Failure::Run)?;
+    let bundle = bundle::render(&template, &cluster, &settings).map_err(|e| match e {
+        RenderError::Invalid(errors) => Failure::Invalid(errors),
+        RenderError::Other(e) => Failure::Run(e),
+    })?;
+    bundle.write(out).map_err(Failure::Run)?;
+    print!("{}", bundle.summary(out));
+    Ok(())
+}
+
+fn serve_command(args: ServeArgs) -> Result<(), Failure> {
+    let settings = serve_settings(args).map_err(Failure::Input)?;
+    let server = serve::Server::bind(&settings).map_err(Failure::Run)?;
+    serve::audit::info(&format!(
+        "hearth-server: listening on http://{} (state {}, Keystone {})",
+        server.local_addr(),
+        settings.state_dir.display(),
+        settings.keystone.url
+    ));
+    server.run().map_err(Failure::Run)
+}
+
+fn serve_settings(args: ServeArgs) -> Result<settings::Settings> {
+    let mut file = match &args.settings {
+        Some(path) => settings::SettingsFile::load(path)?,
+        None => settings::SettingsFile::default(),
+    };
+    fn set<T>(slot: &mut Option<T>, flag: Option<T>) {
+        if flag.is_some() {
+            *slot = flag;
         }
     }
+    set(&mut file.listen, args.listen);
+    set(&mut file.state_dir, args.state);
+    set(&mut file.public_url, args.public_url);
+    set(&mut file.workers, args.workers);
+    set(&mut file.signing.validity_days, args.validity_days);
+    set(&mut file.signing.ca_validity_days, args.ca_validity_days);
+    let keystone = &mut file.keystone;
+    set(&mut keystone.url, args.keystone_url);
+    set(&mut keystone.ca_file, args.keystone_ca_file);
+    if args.keystone_insecure {
+        keystone.verify_tls = Some(false);
+    }
+    set(&mut keystone.admin_role, args.admin_role);
+    set(&mut keystone.token_cache_seconds, args.token_cache_seconds);
+    let user = &mut keystone.service_user;
+    // A flag naming the user replaces however the file named it.
+    if args.service_user.is_some() {
+        user.id = None;
+        user.name = args.service_user;
+    }
+    if args.service_user_id.is_some() {
+        user.name = None;
+        user.id = args.service_user_id;
+    }
+    set(&mut user.domain, args.service_user_domain);
+    if args.service_project.is_some() {
+        user.project_id = None;
+        user.project = args.service_project;
+    }
+    set(&mut user.project_domain, args.service_project_domain);
+    if args.service_password_file.is_some() {
+        user.password = None;
+        user.password_file = args.service_password_file;
+    }
+    let password_env = std::env::var(settings::PASSWORD_ENV).ok().filter(|v| !v.is_empty());
+    file.resolve(password_env).context("serve settings")
+}
+
+fn ca_init(args: &CaInitArgs) -> Result<(), Failure> {
+    serve::cluster::ClusterUuid::parse(&args.cluster).map_err(|e| Failure::Input(e.into()))?;
+    if args.trustee_user_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+        return Err(Failure::Input(anyhow::anyhow!("--trustee-user-id is empty")));
+    }
+    let (path, pem) = serve::ca_init(
+        &args.state,
+        &args.cluster,
+        args.trustee_user_id.as_deref(),
+        args.name.as_deref(),
+        args.ca_validity_days,
+    )
+    .map_err(Failure::Run)?;
+    serve::audit::info(&format!("hearth-server: CA of cluster {}: {}", args.cluster, path.display()));
+    print!("{pem}");
+    Ok(())
 }

@@ -12,7 +12,7 @@ fn version_help_and_usage_errors() {
     let help = Command::new(SERVER).arg("--help").output().unwrap();
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
-    for command in ["validate", "render"] {
+    for command in ["validate", "render", "serve", "ca"] {
         assert!(help.contains(command), "{command} missing from --help:\n{help}");
     }
     let bare = Command::new(SERVER).output().unwrap();

@@ -5,7 +5,9 @@ pub mod cloud_init;
 pub mod debian_tree;
 pub mod heat;
 pub mod ignition;
+pub mod keystone;
 pub mod mounts;
+pub mod venv;
 
 pub use cloud::{StandInCloud, Trustee};
 pub use debian_tree::{copy_tree, debian_tree, debian_tree_copy, TreeCopy};

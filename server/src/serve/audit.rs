@@ -1,0 +1,136 @@
+//! The server's log: one line per decision on stderr, in a form journald understands (under systemd,
+//! `JOURNAL_STREAM` set, each line starts with its syslog priority, `<6>`).
+//!
+//! A decision line holds `key=value` pairs; values that come from callers (CSR subjects, SANs) are
+//! quoted with Rust's escaping, so a CN holding a newline cannot forge a second line. Tokens, passwords
+//! and keys are never part of a line: nothing here is given them.
+
+use std::fmt::{self, Write as _};
+use std::sync::OnceLock;
+
+#[derive(Clone, Copy, Debug)]
+enum Priority {
+    Error = 3,
+    Warning = 4,
+    Info = 6,
+}
+
+fn under_journald() -> bool {
+    static JOURNALD: OnceLock<bool> = OnceLock::new();
+    *JOURNALD.get_or_init(|| std::env::var_os("JOURNAL_STREAM").is_some())
+}
+
+fn log(priority: Priority, message: &str) {
+    let prefix = if under_journald() {
+        format!("<{}>", priority as u8)
+    } else {
+        match priority {
+            Priority::Error => "error: ".to_string(),
+            Priority::Warning => "warning: ".to_string(),
+            Priority::Info => String::new(),
+        }
+    };
+    // One write per line keeps lines from concurrent workers whole.
+    let mut text = String::new();
+    for line in message.lines() {
+        let _ = writeln!(text, "{prefix}{line}");
+    }
+    eprint!("{text}");
+}
+
+pub fn info(message: &str) {
+    log(Priority::Info, message);
+}
+
+pub fn warn(message: &str) {
+    log(Priority::Warning, message);
+}
+
+pub fn error(message: &str) {
+    log(Priority::Error, message);
+}
+
+/// One request's outcome.
+#[derive(Debug, Default)]
+pub struct Decision {
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub cluster: Option<String>,
+    /// The authenticated caller (a trust-scoped token's trustee).
+    pub user: Option<String>,
+    pub trust: Option<String>,
+    pub admin: bool,
+    pub cn: Option<String>,
+    pub o: Vec<String>,
+    pub sans: Vec<String>,
+    pub status: u16,
+    /// `issued`, `served` (the CA), `refused` or `failed`.
+    pub decision: &'static str,
+    pub reason: String,
+    pub serial: Option<String>,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        write!(
+            f,
+            "{} request={} {} {:?} cluster={} user={}",
+            self.decision,
+            self.request_id,
+            self.method,
+            self.path,
+            dash(&self.cluster),
+            dash(&self.user)
+        )?;
+        if let Some(trust) = &self.trust {
+            write!(f, " trust={trust}")?;
+        }
+        if self.admin {
+            f.write_str(" admin=true")?;
+        }
+        if let Some(cn) = &self.cn {
+            write!(f, " cn={cn:?} o={:?} sans={:?}", self.o.join(","), self.sans.join(","))?;
+        }
+        if let Some(serial) = &self.serial {
+            write!(f, " serial={serial}")?;
+        }
+        write!(f, " status={} reason={:?}", self.status, self.reason)
+    }
+}
+
+pub fn decision(decision: &Decision) {
+    let line = decision.to_string();
+    match decision.decision {
+        "failed" => error(&line),
+        _ => info(&line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_is_one_line_whatever_the_caller_sent() {
+        let d = Decision {
+            request_id: "req-1".into(),
+            method: "POST".into(),
+            path: "/v1/certificates".into(),
+            cluster: Some("c".into()),
+            user: Some("u".into()),
+            cn: Some("evil\nrefused request=forged".into()),
+            o: vec!["system:nodes".into()],
+            sans: vec!["IP:10.0.0.1".into()],
+            status: 403,
+            decision: "refused",
+            reason: "because".into(),
+            ..Decision::default()
+        };
+        let line = d.to_string();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.starts_with("refused request=req-1 POST \"/v1/certificates\" cluster=c user=u cn=\"evil\\n"));
+        assert!(line.ends_with("status=403 reason=\"because\""), "{line}");
+    }
+}
