@@ -38,6 +38,10 @@ enum Command {
         settings: PathBuf,
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Also register the cluster (its UUID and trustee) in the state directory of
+        /// `hearth-server serve`, so serve signs its nodes' certificates.
+        #[arg(long = "state", value_name = "DIR")]
+        state: Option<PathBuf>,
     },
     /// Serve Magnum's certificate API (GET /v1/certificates/{cluster}, POST /v1/certificates) to nodes,
     /// signing only node identities for each cluster's trustee.
@@ -149,7 +153,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { inputs, settings } => validate_command(&inputs, settings),
-        Command::Render { inputs, settings, out } => render_command(&inputs, &settings, &out),
+        Command::Render { inputs, settings, out, state } => render_command(&inputs, &settings, &out, state.as_deref()),
         Command::Serve(args) => serve_command(*args),
         Command::Ca { command: CaCommand::Init(args) } => ca_init(&args),
     };
@@ -192,7 +196,12 @@ fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<(), Fa
     Ok(())
 }
 
-fn render_command(inputs: &Inputs, settings: &std::path::Path, out: &std::path::Path) -> Result<(), Failure> {
+fn render_command(
+    inputs: &Inputs,
+    settings: &std::path::Path,
+    out: &std::path::Path,
+    state: Option<&std::path::Path>,
+) -> Result<(), Failure> {
     let (template, cluster) = inputs.load().map_err(Failure::Run)?;
     let settings = Loaded::load(settings).map_err(Failure::Run)?;
     let bundle = bundle::render(&template, &cluster, &settings).map_err(|e| match e {
@@ -201,6 +210,15 @@ fn render_command(inputs: &Inputs, settings: &std::path::Path, out: &std::path::
     })?;
     bundle.write(out).map_err(Failure::Run)?;
     print!("{}", bundle.summary(out));
+    if let Some(state) = state {
+        let record = serve::cluster::ClusterRecord {
+            cluster_uuid: cluster.uuid.clone().unwrap_or_default(),
+            trustee_user_id: settings.settings.trustee.user_id.clone(),
+            name: cluster.name.clone(),
+        };
+        let path = serve::cluster::StateDir::new(state).register(&record).map_err(Failure::Run)?;
+        println!("registered the cluster for serve: {}", path.display());
+    }
     Ok(())
 }
 

@@ -284,6 +284,31 @@ fn user_data_over_novas_limit_is_refused_at_render_time() {
 }
 
 #[test]
+fn render_registers_the_cluster_for_serve() {
+    let dir = examples_dir();
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let run = Command::new(SERVER)
+        .args(["render", "--settings"])
+        .arg(dir.join("settings.yaml"))
+        .arg("--cluster-template")
+        .arg(dir.join("cluster-template.yaml"))
+        .arg("--cluster")
+        .arg(dir.join("cluster.yaml"))
+        .arg("--out")
+        .arg(out.path())
+        .arg("--state")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let record = state.path().join("clusters/5d12f6fd-a196-4bf0-ae4c-1f639a523a52/cluster.json");
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
+    assert_eq!(record["trustee_user_id"], "2b7fa6c8d26e4b4e8a8e35a3a0e8ef5e");
+    assert_eq!(record["name"], "demo");
+}
+
+#[test]
 fn validate_and_render_exit_codes() {
     let dir = examples_dir();
     let ok = Command::new(SERVER)
