@@ -167,7 +167,7 @@ pub struct Heat {
     state: tempfile::TempDir,
     port: u16,
     agent: ureq::Agent,
-    venv: venv::Venv,
+    venv: crate::venv::Venv,
     times: StartTimes,
 }
 
@@ -542,7 +542,7 @@ impl Heat {
         for name in ["heat.log", "launcher.log"] {
             let path = self.state.path().join(name);
             let content = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
-            text.push_str(&format!("--- {name} (tail) ---\n{}\n", venv::tail_text(&content, max)));
+            text.push_str(&format!("--- {name} (tail) ---\n{}\n", crate::venv::tail_text(&content, max)));
         }
         text
     }

@@ -1,5 +1,5 @@
-//! Python virtual environments for fixtures that are Python programs (Keystone) or ship through PyPI
-//! (kubectl), installed once with pip and cached in the cache directory of [`crate::debian_tree`].
+//! Python virtual environments for fixtures that are Python programs (Heat, Keystone) or ship through
+//! PyPI (kubectl), installed once with pip and cached in the cache directory of [`crate::debian_tree`].
 //!
 //! Unlike the Debian tree, a venv cannot be built elsewhere and renamed into place: pip writes the
 //! venv's absolute path into the `#!` line of every script it installs. So a venv is built at its final
@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bump when the way a venv is made changes without its inputs changing.
 const LAYOUT: u32 = 1;
@@ -34,9 +34,32 @@ fn base_python() -> PathBuf {
     }
 }
 
+/// A ready venv: its root, and how getting it went (for fixtures that report their start-up).
+#[derive(Debug, Clone)]
+pub struct Venv {
+    pub root: PathBuf,
+    /// Finding, or building, it.
+    pub took: Duration,
+    /// True when this call built it (a cold cache).
+    pub built: bool,
+}
+
+impl Venv {
+    pub fn python(&self) -> PathBuf {
+        self.root.join("bin/python")
+    }
+}
+
 /// The path of a cached venv with `requirements` (pip requirement specifiers, pinned), building it
-/// first if needed. `name` makes the directory readable (`keystone`, `kubectl`).
+/// first if needed. `name` makes the directory readable (`heat`, `keystone`, `kubectl`).
 pub fn cached_venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
+    Ok(venv(name, requirements)?.root)
+}
+
+/// [`cached_venv`], saying how long it took and whether it was built.
+pub fn venv(name: &str, requirements: &[&str]) -> Result<Venv> {
+    let started = Instant::now();
+    let found = |root: PathBuf| Ok(Venv { root, took: started.elapsed(), built: false });
     let _in_process = IN_PROCESS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let python = base_python();
     let version = Command::new(&python)
@@ -54,7 +77,7 @@ pub fn cached_venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
     let cache = cache_dir()?;
     let entry = cache.join(format!("venv-{name}-{:016x}", fnv1a64(key.as_bytes())));
     if entry.join(COMPLETE_MARKER).is_file() {
-        return Ok(entry);
+        return found(entry);
     }
 
     std::fs::create_dir_all(&cache).with_context(|| format!("creating the cache directory {}", cache.display()))?;
@@ -67,7 +90,7 @@ pub fn cached_venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
         .with_context(|| format!("opening {}", lock_path.display()))?;
     lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
     if entry.join(COMPLETE_MARKER).is_file() {
-        return Ok(entry);
+        return found(entry);
     }
     if entry.exists() {
         eprintln!("hearth-tests: removing the unfinished venv {}", entry.display());
@@ -80,7 +103,7 @@ pub fn cached_venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
     }
     std::fs::write(entry.join(COMPLETE_MARKER), key).context("marking the venv complete")?;
     drop(lock);
-    Ok(entry)
+    Ok(Venv { root: entry, took: started.elapsed(), built: true })
 }
 
 fn build(python: &Path, entry: &Path, requirements: &[&str]) -> Result<()> {
@@ -117,13 +140,35 @@ fn run(command: &mut Command, log_path: &Path) -> Result<()> {
         .with_context(|| format!("running {command:?}"))?;
     if !status.success() {
         let text = std::fs::read_to_string(log_path).unwrap_or_default();
-        let tail: String = text.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("{command:?} failed ({status}):\n{tail}");
+        bail!("{command:?} failed ({status}):\n{}", tail_text(&text, 4000));
     }
     Ok(())
 }
 
+/// The last `max` bytes of `text` (at a character boundary).
+pub fn tail_text(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
+}
+
 /// FNV-1a: stable across Rust versions, unlike `std`'s `DefaultHasher`.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_text_keeps_the_end_at_a_character_boundary() {
+        assert_eq!(tail_text("abcdef", 3), "def");
+        assert_eq!(tail_text("ab", 10), "ab");
+        // "é" is two bytes: a cut inside it moves forward.
+        assert_eq!(tail_text("xé", 1), "");
+        assert_eq!(tail_text("xéy", 3), "éy");
+    }
 }
