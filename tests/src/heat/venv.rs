@@ -83,4 +83,3 @@ pub fn standins_json(venv: &Venv) -> Result<String> {
     }
     Ok(text)
 }
-
