@@ -56,14 +56,7 @@ pub fn debian_tree() -> Result<PathBuf> {
 
     let debootstrap = preflight()?;
     std::fs::create_dir_all(&cache).with_context(|| format!("creating the cache directory {}", cache.display()))?;
-    let lock_path = cache.join(format!("{}.lock", entry_name()));
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
+    let lock = lock_file(&cache.join(format!("{}.lock", entry_name())))?;
 
     // Someone else may have built it while we waited for the lock.
     if entry.join(COMPLETE_MARKER).is_file() {
@@ -143,6 +136,19 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Opens and exclusively locks `path` (created if absent): the cache's guard across test processes.
+/// The lock holds until the returned file is dropped.
+pub fn lock_file(path: &Path) -> Result<File> {
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    lock.lock().with_context(|| format!("locking {}", path.display()))?;
+    Ok(lock)
 }
 
 /// Where cached trees live: `$HEARTH_CACHE_DIR`, else `$XDG_CACHE_HOME/hearth`, else `$HOME/.cache/hearth`.

@@ -8,7 +8,7 @@
 //! hash of the requirements and the interpreter, so changing either builds a new venv. Nothing depends
 //! on the cache existing: an absent venv is built (about a minute for Keystone, which compiles uwsgi).
 
-use crate::debian_tree::cache_dir;
+use crate::debian_tree::{cache_dir, lock_file};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -81,14 +81,7 @@ pub fn venv(name: &str, requirements: &[&str]) -> Result<Venv> {
     }
 
     std::fs::create_dir_all(&cache).with_context(|| format!("creating the cache directory {}", cache.display()))?;
-    let lock_path = entry.with_extension("lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
+    let lock = lock_file(&entry.with_extension("lock"))?;
     if entry.join(COMPLETE_MARKER).is_file() {
         return found(entry);
     }

@@ -1,9 +1,9 @@
 //! The Python virtual environment holding OpenStack Heat ([`crate::venv`]), and the stand-in templates
 //! generated from it. Everything here runs `<venv>/bin/python …`.
 
+use crate::debian_tree::lock_file;
 use crate::venv::{fnv1a64, tail_text, Venv};
 use anyhow::{bail, Context, Result};
-use std::fs::File;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -40,14 +40,7 @@ pub fn standins_json(venv: &Venv) -> Result<String> {
         return Ok(text);
     }
     let _in_process = IN_PROCESS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let lock_path = venv.root.join("standins.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
+    let _lock = lock_file(&venv.root.join("standins.lock"))?;
     if let Ok(text) = std::fs::read_to_string(&path) {
         return Ok(text);
     }
