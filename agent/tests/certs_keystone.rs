@@ -5,7 +5,7 @@
 //! agent retries and then reports.
 
 use hearth_server::serve::{self, settings::SettingsFile};
-use hearth_tests::keystone::{free_port, Keystone, Scope, User};
+use hearth_tests::keystone::{free_port, Keystone, Tenancy, User};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -28,15 +28,8 @@ struct World {
 impl World {
     fn new() -> World {
         let keystone = Keystone::shared().unwrap();
-        let service_project = Keystone::unique("service");
-        let service_project_id = keystone.create_project(&service_project, "default").unwrap();
-        let service = keystone.create_user(&Keystone::unique("hearth"), "service-password", "default").unwrap();
-        keystone.assign_role(&service.id, &service_project_id, "service").unwrap();
-        let project = keystone.create_project(&Keystone::unique("demo"), "default").unwrap();
-        let owner = keystone.create_user(&Keystone::unique("owner"), "owner-password", "default").unwrap();
-        keystone.assign_role(&owner.id, &project, "member").unwrap();
-        let owner_token = keystone.token(&owner.id, &owner.password, Scope::Project(&project)).unwrap();
-        let trustee_domain = keystone.create_domain(&Keystone::unique("magnum")).unwrap();
+        let Tenancy { service, service_project, owner, project, owner_token, trustee_domain } =
+            keystone.magnum_tenancy().unwrap();
         let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap().trim().to_string();
         let trustee = keystone.create_user(&format!("{uuid}_trustee"), "Tr'u$tee\"pass", &trustee_domain).unwrap();
         let trust = keystone.create_trust(&owner_token, &owner.id, &trustee.id, &project, &["member"], true).unwrap();

@@ -49,6 +49,19 @@ pub enum Scope<'a> {
     Trust(&'a str),
 }
 
+/// See [`Keystone::magnum_tenancy`].
+#[derive(Clone, Debug)]
+pub struct Tenancy {
+    pub service: User,
+    /// The service user's project (by name).
+    pub service_project: String,
+    pub owner: User,
+    /// The owner's project (by id).
+    pub project: String,
+    pub owner_token: String,
+    pub trustee_domain: String,
+}
+
 /// A user made by [`Keystone::create_user`].
 #[derive(Clone, Debug)]
 pub struct User {
@@ -183,6 +196,22 @@ impl Keystone {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// What Magnum's deployment has in Keystone around its clusters: a service user for the certificate
+    /// API (role `service`), a project with its owner (role `member`, and a project token to make trusts
+    /// with), and the domain trustees live in.
+    pub fn magnum_tenancy(&self) -> Result<Tenancy> {
+        let service_project = Keystone::unique("service");
+        let service_project_id = self.create_project(&service_project, "default")?;
+        let service = self.create_user(&Keystone::unique("hearth"), "service-password", "default")?;
+        self.assign_role(&service.id, &service_project_id, "service")?;
+        let project = self.create_project(&Keystone::unique("demo"), "default")?;
+        let owner = self.create_user(&Keystone::unique("owner"), "owner-password", "default")?;
+        self.assign_role(&owner.id, &project, "member")?;
+        let owner_token = self.token(&owner.id, &owner.password, Scope::Project(&project))?;
+        let trustee_domain = self.create_domain(&Keystone::unique("magnum"))?;
+        Ok(Tenancy { service, service_project, owner, project, owner_token, trustee_domain })
     }
 
     /// A name no other test in this process uses: `prefix-<pid>-<n>`.

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use hearth_tests::keystone::{Keystone, Scope, User};
+use hearth_tests::keystone::{Keystone, Scope, Tenancy, User};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -39,15 +39,8 @@ impl World {
     /// `clusters` clusters; the first is registered with `hearth-server ca init --trustee-user-id`,
     /// the others by writing `cluster.json` the way `render` will.
     pub fn new(keystone: &'static Keystone, clusters: usize) -> World {
-        let service_project = Keystone::unique("service");
-        let service_project_id = keystone.create_project(&service_project, "default").unwrap();
-        let service = keystone.create_user(&Keystone::unique("hearth"), "service-password", "default").unwrap();
-        keystone.assign_role(&service.id, &service_project_id, "service").unwrap();
-        let project = keystone.create_project(&Keystone::unique("demo"), "default").unwrap();
-        let owner = keystone.create_user(&Keystone::unique("owner"), "owner-password", "default").unwrap();
-        keystone.assign_role(&owner.id, &project, "member").unwrap();
-        let owner_token = keystone.token(&owner.id, &owner.password, Scope::Project(&project)).unwrap();
-        let trustee_domain = keystone.create_domain(&Keystone::unique("magnum")).unwrap();
+        let Tenancy { service, service_project, owner, project, owner_token, trustee_domain } =
+            keystone.magnum_tenancy().unwrap();
         let state = tempfile::Builder::new().prefix("hearth-serve-state-").tempdir().unwrap();
         let clusters = (0..clusters)
             .map(|n| {
