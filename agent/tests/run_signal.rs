@@ -112,7 +112,7 @@ fn success_carries_the_summary_and_names_unimplemented_steps() {
     assert!(
         data.contains(
             "NOT IMPLEMENTED (allowed by --allow-unimplemented): agent-service, docker-storage, registry-config, \
-             kube-minion, services, registry-service"
+             services, registry-service"
         ),
         "{data}"
     );

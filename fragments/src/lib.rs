@@ -1,10 +1,12 @@
 //! Hearth's node side: the node config contract, facts about the host, the one interface through which
 //! steps touch the machine, and the steps themselves (one module each, named as in the catalogue).
 
+pub mod component;
 pub mod config;
 pub mod facts;
 pub mod host;
 pub mod http;
+pub mod kube;
 pub mod openstack;
 pub mod pki;
 pub mod steps;

@@ -426,6 +426,9 @@ pub struct Etcd {
     pub server_ip: Option<IpAddr>,
     /// Data volume (`ETCD_VOLUME`, `ETCD_VOLUME_SIZE`).
     pub volume: Volume,
+    /// Fixed IPs of every master, this one included, for a static initial cluster when there is no
+    /// discovery URL (native config only; the server fills it). Empty: this master alone.
+    pub members: Vec<IpAddr>,
 }
 
 impl Default for Etcd {
@@ -436,6 +439,7 @@ impl Default for Etcd {
             lb_vip: None,
             server_ip: None,
             volume: Volume::default(),
+            members: Vec::new(),
         }
     }
 }

@@ -2,7 +2,10 @@
 //! recognise them. One module per step; a step is a function of the config, the facts and the host.
 
 pub mod certs;
+mod etcd;
 mod install_ca;
+mod kube_master;
+mod kube_minion;
 mod kube_os_config;
 mod node_config;
 mod proxy;
@@ -81,7 +84,7 @@ const MINION: &[Entry] = &[
     step(6, "certs", certs::run),
     missing(7, "docker-storage"),
     missing(8, "registry-config"),
-    missing(9, "kube-minion"),
+    step(9, "kube-minion", kube_minion::run),
     step(10, "proxy", proxy::run),
     missing(11, "services"),
     missing(12, "registry-service"),
@@ -92,10 +95,10 @@ const MASTER: &[Entry] = &[
     step(1, "install-ca", install_ca::run),
     step(2, "selinux", selinux::run),
     step(3, "node-config", node_config::run),
-    missing(4, "etcd"),
+    step(4, "etcd", etcd::run),
     step(5, "kube-os-config", kube_os_config::run),
     missing(6, "docker-storage"),
-    missing(7, "kube-master"),
+    step(7, "kube-master", kube_master::run),
     step(8, "certs", certs::run),
     step(9, "proxy", proxy::run),
     missing(10, "agent-service"),

@@ -1,0 +1,315 @@
+//! The Kubernetes components of each role as [`crate::component::Component`]s: image, mounts, and the files
+//! each reads, which are the same on every OS family.
+//!
+//! A component's configuration is its sysconfig file (`/etc/kubernetes/apiserver`, `…/kubelet`, …), one
+//! variable holding its whole command line, because that is what Magnum's images read: their entrypoint
+//! sources `/etc/kubernetes/<component>` and `/etc/kubernetes/config` and runs the binary with those
+//! variables (magnum `dockerfiles/kubernetes-*/launch.sh`). Atomic installs them with that entrypoint, and
+//! the podman, docker and ctr units run the same images with `/etc/kubernetes` mounted, so one set of files
+//! configures every OS family. The other variables those scripts read (`KUBE_MASTER`, `KUBE_ALLOW_PRIV`,
+//! …) are left empty: every flag is in the one variable, chosen for the release by [`super::args`].
+
+use super::args::{self, Inputs};
+use super::kubeconfig::{Identity, Kubeconfig};
+use super::version::Component as Kind;
+use super::{cert, kube_image, RuntimeKind};
+use crate::component::{Component, Mount, Propagation};
+use crate::config::Role;
+use crate::host::{FileSpec, Outcome, Systemd};
+use crate::steps::Context;
+use anyhow::{bail, Context as _, Result};
+use std::path::Path;
+
+/// The settings every component's entrypoint sources besides its own file.
+pub const SHARED_CONFIG: &str = "/etc/kubernetes/config";
+
+/// Directories the components and their mounts need before they start (a bind mount of a missing
+/// directory fails the container).
+pub const DIRS: &[&str] = &[
+    "/etc/kubernetes",
+    super::MANIFESTS,
+    "/etc/cni/net.d",
+    "/opt/cni/bin",
+    "/var/lib/cni",
+    "/var/lib/kubelet",
+    "/var/lib/kubelet/volumeplugins",
+];
+
+/// NetworkManager must leave calico's interfaces alone (Magnum wrote this where NetworkManager runs).
+pub const CALICO_NETWORK_MANAGER: &str = "/etc/NetworkManager/conf.d/calico.conf";
+
+/// The directories of [`DIRS`], and what the network driver needs of the host.
+pub fn prepare_node(ctx: &Context) -> Result<()> {
+    for dir in DIRS {
+        ctx.host.ensure_dir(Path::new(dir), 0o755)?;
+    }
+    if ctx.config.network.driver == "calico" && ctx.host.exists(Path::new("/etc/NetworkManager"))? {
+        let text = "# Written by hearth-agent: calico manages these interfaces.\n[keyfile]\n\
+                    unmanaged-devices=interface-name:cali*;interface-name:tunl*\n";
+        if ctx.host.write_file(&FileSpec::new(CALICO_NETWORK_MANAGER, text, 0o644))? != Outcome::Unchanged {
+            ctx.host.systemd(Systemd::TryRestart, Some("NetworkManager.service"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The sysconfig file of a component and the variable Magnum's image reads from it.
+pub fn sysconfig_location(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::ApiServer => ("/etc/kubernetes/apiserver", "KUBE_API_ARGS"),
+        Kind::ControllerManager => ("/etc/kubernetes/controller-manager", "KUBE_CONTROLLER_MANAGER_ARGS"),
+        Kind::Scheduler => ("/etc/kubernetes/scheduler", "KUBE_SCHEDULER_ARGS"),
+        Kind::Kubelet => ("/etc/kubernetes/kubelet", "KUBELET_ARGS"),
+        Kind::Proxy => ("/etc/kubernetes/proxy", "KUBE_PROXY_ARGS"),
+    }
+}
+
+/// `VAR="args"` for a shell to source: the argument builders refuse quotes, backslashes and backquotes,
+/// so only `$` needs escaping.
+pub fn sysconfig(kind: Kind, args: &[String]) -> FileSpec {
+    let (path, var) = sysconfig_location(kind);
+    let line = args.iter().map(|a| a.replace('$', "\\$")).collect::<Vec<_>>().join(" ");
+    let text = format!(
+        "# Written by hearth-agent: the whole command line of {}, as Magnum's image reads it.\n{var}=\"{line}\"\n",
+        kind.binary()
+    );
+    FileSpec::new(path, text, 0o644)
+}
+
+/// `/etc/kubernetes/config`, with the shared variables empty.
+pub fn shared_config() -> FileSpec {
+    let text = "# Written by hearth-agent. Magnum's images source this file too; every flag is in the\n\
+                # component's own file, so these stay empty.\n\
+                KUBE_LOGTOSTDERR=\"\"\nKUBE_LOG_LEVEL=\"\"\nKUBE_ALLOW_PRIV=\"\"\nKUBE_MASTER=\"\"\n";
+    FileSpec::new(SHARED_CONFIG, text, 0o644)
+}
+
+/// The API server's URL for this node's components.
+fn server(inputs: &Inputs) -> Result<String> {
+    let c = inputs.config;
+    let scheme = if c.cluster.tls_disabled { "http" } else { "https" };
+    let host = match c.role {
+        Role::Master => "127.0.0.1".to_string(),
+        Role::Minion => match c.api.master_ip {
+            Some(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+            Some(ip) => ip.to_string(),
+            None => bail!("api.master_ip (KUBE_MASTER_IP) is not set: the minion's kubelet needs the API address"),
+        },
+    };
+    Ok(format!("{scheme}://{host}:{}", c.api.port))
+}
+
+/// The kubeconfig `kind` uses, at its path.
+fn kubeconfig(inputs: &Inputs, kind: Kind) -> Result<Option<FileSpec>> {
+    let c = inputs.config;
+    let (path, identity) = match (kind, c.role) {
+        (Kind::ApiServer, _) => return Ok(None),
+        (Kind::Kubelet, _) => (super::KUBELET_KUBECONFIG, ("kubelet", format!("system:node:{}", inputs.node_name))),
+        (Kind::Proxy, Role::Minion) => (super::PROXY_KUBECONFIG_MINION, ("proxy", "system:kube-proxy".to_string())),
+        // The masters' own identity (see `args`): the apiserver's certificate.
+        (Kind::Proxy, Role::Master) => (super::PROXY_KUBECONFIG_MASTER, ("server", "kubernetes".to_string())),
+        (Kind::ControllerManager, _) => (super::CONTROLLER_MANAGER_KUBECONFIG, ("server", "kubernetes".to_string())),
+        (Kind::Scheduler, _) => (super::SCHEDULER_KUBECONFIG, ("server", "kubernetes".to_string())),
+    };
+    let tls = !c.cluster.tls_disabled;
+    let (file, user) = identity;
+    let config = Kubeconfig {
+        server: server(inputs)?,
+        certificate_authority: tls.then(|| cert("ca.crt")),
+        identity: tls.then(|| Identity {
+            user,
+            certificate: cert(&format!("{file}.crt")),
+            key: cert(&format!("{file}.key")),
+        }),
+        insecure_skip_tls_verify: false,
+        cluster_name: "kubernetes".into(),
+    };
+    Ok(Some(config.file(path)))
+}
+
+/// The static ABAC rule: the user `kubernetes` (the masters' apiserver certificate) may do anything. Read
+/// by kube-apiserver at start, before any RBAC object can exist, so the controller-manager, the scheduler
+/// and the agent's API steps work on a fresh cluster.
+pub fn authorization_policy() -> FileSpec {
+    let rule = r#"{"apiVersion": "abac.authorization.kubernetes.io/v1beta1", "kind": "Policy", "spec": {"user": "kubernetes", "namespace": "*", "resource": "*", "apiGroup": "*", "nonResourcePath": "*"}}"#;
+    FileSpec::new(super::AUTHORIZATION_POLICY, format!("{rule}\n"), 0o644)
+}
+
+/// Magnum's webhook kubeconfig for k8s-keystone-auth, which serves on the master's loopback with a
+/// self-signed certificate.
+pub fn keystone_webhook_config() -> FileSpec {
+    Kubeconfig {
+        server: "https://127.0.0.1:8443/webhook".into(),
+        certificate_authority: None,
+        identity: None,
+        insecure_skip_tls_verify: true,
+        cluster_name: "webhook".into(),
+    }
+    .file(super::KEYSTONE_WEBHOOK_CONFIG)
+}
+
+fn mounts(kind: Kind, runtime: RuntimeKind) -> Vec<Mount> {
+    let config = Mount::same("/etc/kubernetes", false).relabel();
+    match kind {
+        Kind::ApiServer | Kind::ControllerManager | Kind::Scheduler => vec![config],
+        Kind::Proxy => vec![config, Mount::same("/lib/modules", false), Mount::same("/run", true)],
+        Kind::Kubelet => {
+            let runtime_state = match runtime {
+                RuntimeKind::Docker => "/var/lib/docker",
+                RuntimeKind::Containerd => "/var/lib/containerd",
+            };
+            vec![
+                config,
+                Mount {
+                    host: "/".into(),
+                    container: "/rootfs".into(),
+                    writable: false,
+                    propagation: Propagation::Slave,
+                    relabel: false,
+                },
+                Mount::same("/dev", true),
+                Mount::same("/sys", true),
+                Mount::same("/run", true),
+                Mount::same("/var/lib/kubelet", true).propagation(Propagation::Shared),
+                Mount::same(runtime_state, true).propagation(Propagation::Slave),
+                Mount::same("/var/lib/cni", true),
+                Mount::same("/var/log", true),
+                Mount::same("/etc/cni/net.d", true),
+                Mount::same("/opt/cni", true),
+                Mount::same("/lib/modules", false),
+                Mount::same("/etc/machine-id", false),
+            ]
+        }
+    }
+}
+
+/// One Kubernetes component of this node, with `extra` files it also reads.
+pub fn component(inputs: &Inputs, kind: Kind, extra: Vec<FileSpec>) -> Result<Component> {
+    let args = args::for_component(kind, inputs).with_context(|| format!("building {}'s arguments", kind.binary()))?;
+    let mut files = vec![sysconfig(kind, &args)];
+    files.extend(kubeconfig(inputs, kind)?);
+    files.extend(extra);
+    let runtime_unit = inputs.runtime.unit().to_string();
+    let (after, privileged, host_pid) = match kind {
+        Kind::ApiServer => (vec!["etcd.service".to_string()], false, false),
+        Kind::ControllerManager | Kind::Scheduler => (vec!["kube-apiserver.service".to_string()], false, false),
+        Kind::Kubelet => (vec![runtime_unit], true, true),
+        Kind::Proxy => (Vec::new(), true, false),
+    };
+    // Atomic's kubelet template mounts a fixed set; /opt/cni (the CNI plugins) comes in as Magnum added it.
+    let system_container_settings = match kind {
+        Kind::Kubelet => vec![
+            r#"ADDTL_MOUNTS=,{"type":"bind","source":"/opt/cni","destination":"/opt/cni","options":["bind","rw","slave","mode=777"]}"#
+                .to_string(),
+        ],
+        _ => Vec::new(),
+    };
+    // The keys Magnum's unprivileged images (uid 996) read: the apiserver's, the service-account pair, and
+    // the CA key when controller-manager signs.
+    let tls = !inputs.config.cluster.tls_disabled;
+    let system_container_user_files: Vec<String> = match kind {
+        _ if !tls => Vec::new(),
+        Kind::ApiServer => ["server.key", "service_account.key", "service_account_private.key"].map(cert).to_vec(),
+        Kind::ControllerManager => {
+            let mut keys = ["server.key", "service_account_private.key"].map(cert).to_vec();
+            if inputs.config.kubernetes.cert_manager_api {
+                keys.push(super::CA_KEY.to_string());
+            }
+            keys
+        }
+        Kind::Scheduler => vec![cert("server.key")],
+        Kind::Kubelet | Kind::Proxy => Vec::new(),
+    };
+    Ok(Component {
+        name: kind.binary().to_string(),
+        description: format!("Kubernetes {}", kind.binary()),
+        image: kube_image(inputs.config, kind),
+        args: Vec::new(),
+        env_file: None,
+        mounts: mounts(kind, inputs.runtime),
+        privileged,
+        host_network: true,
+        host_pid,
+        after,
+        system_container_settings,
+        system_container_user_files,
+        files,
+    })
+}
+
+/// A master's components: the control plane, then its kubelet and kube-proxy.
+pub fn master(inputs: &Inputs) -> Result<Vec<Component>> {
+    let c = inputs.config;
+    let tls = !c.cluster.tls_disabled;
+    let mut api_files = Vec::new();
+    if tls {
+        api_files.push(authorization_policy());
+        if c.kubernetes.keystone_auth_enabled {
+            api_files.push(keystone_webhook_config());
+        }
+    }
+    let mut cm_files = Vec::new();
+    if c.kubernetes.cert_manager_api {
+        let key = c.kubernetes.ca_key.expose().trim();
+        if key.is_empty() {
+            bail!("kubernetes.cert_manager_api (CERT_MANAGER_API) is on but kubernetes.ca_key (CA_KEY) is empty");
+        }
+        cm_files.push(FileSpec::new(super::CA_KEY, format!("{key}\n"), 0o600));
+    }
+    Ok(vec![
+        component(inputs, Kind::ApiServer, api_files)?,
+        component(inputs, Kind::ControllerManager, cm_files)?,
+        component(inputs, Kind::Scheduler, Vec::new())?,
+        component(inputs, Kind::Kubelet, Vec::new())?,
+        component(inputs, Kind::Proxy, Vec::new())?,
+    ])
+}
+
+/// A minion's components.
+pub fn minion(inputs: &Inputs) -> Result<Vec<Component>> {
+    Ok(vec![component(inputs, Kind::Kubelet, Vec::new())?, component(inputs, Kind::Proxy, Vec::new())?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+
+    #[test]
+    fn sysconfig_files_hold_one_shell_variable() {
+        let file = sysconfig(Kind::Scheduler, &["--kubeconfig=/x".into(), "--v=$2".into()]);
+        let text = String::from_utf8(file.contents).unwrap();
+        assert!(text.ends_with("KUBE_SCHEDULER_ARGS=\"--kubeconfig=/x --v=\\$2\"\n"), "{text}");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{text}\nprintf '%s' \"$KUBE_SCHEDULER_ARGS\""))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "--kubeconfig=/x --v=$2");
+    }
+
+    #[test]
+    fn master_components_use_the_masters_identity_and_minions_their_own() {
+        let mut c = NodeConfig::new(Role::Master);
+        c.kubernetes.tag = "v1.24.17".into();
+        c.node.ip = Some("10.0.0.4".parse().unwrap());
+        let inputs = Inputs::new(&c, "m-0".into()).unwrap();
+        let master = master(&inputs).unwrap();
+        let names: Vec<&str> = master.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"]);
+        let text = |component: &Component, path: &str| {
+            String::from_utf8(component.files.iter().find(|f| f.path.to_str() == Some(path)).unwrap().contents.clone())
+                .unwrap()
+        };
+        assert!(text(&master[1], super::super::CONTROLLER_MANAGER_KUBECONFIG).contains("certs/server.crt"));
+        assert!(text(&master[3], super::super::KUBELET_KUBECONFIG).contains("\"system:node:m-0\""));
+        assert!(text(&master[0], super::super::AUTHORIZATION_POLICY).contains("\"user\": \"kubernetes\""));
+
+        c.role = Role::Minion;
+        assert!(minion(&Inputs::new(&c, "n-0".into()).unwrap()).unwrap_err().to_string().contains("KUBE_MASTER_IP"));
+        c.api.master_ip = Some("10.0.0.4".parse().unwrap());
+        let minion = minion(&Inputs::new(&c, "n-0".into()).unwrap()).unwrap();
+        let proxy = text(&minion[1], super::super::PROXY_KUBECONFIG_MINION);
+        assert!(proxy.contains("https://10.0.0.4:6443") && proxy.contains("certs/proxy.key"), "{proxy}");
+    }
+}

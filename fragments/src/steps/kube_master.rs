@@ -1,0 +1,25 @@
+//! master part-007 kube-master: kube-apiserver, kube-controller-manager, kube-scheduler, and the master's
+//! kubelet and kube-proxy (inventory §3.11), each as `<name>.service` through the OS family's component
+//! runtime, configured for the Kubernetes release that runs (`crate::kube`).
+//!
+//! Writes, whole: the components' sysconfig files (`/etc/kubernetes/{config,apiserver,controller-manager,
+//! scheduler,kubelet,proxy}`), their kubeconfigs (0600: they name keys), the ABAC rule that authorises the
+//! masters' identity, the keystone webhook kubeconfig when keystone auth is on, and the cluster CA key when
+//! controller-manager signs CSRs (`cert_manager_api`). The certificates themselves come from the certs
+//! step, which runs after this one: the files only name them, and nothing starts before the services step.
+
+use super::{Context, Done};
+use crate::component;
+use crate::kube::args::Inputs;
+use crate::kube::components;
+use anyhow::Result;
+
+pub(super) fn run(ctx: &Context) -> Result<Done> {
+    let inputs = Inputs::new(ctx.config, ctx.config.node_name(&ctx.facts.hostname))?;
+    let master = components::master(&inputs)?;
+    components::prepare_node(ctx)?;
+    component::apply(ctx, component::for_node(ctx.facts.os, inputs.runtime), &master)?;
+    // After the install: atomic copies the images' own defaults of this file onto the host.
+    ctx.host.write_file(&components::shared_config())?;
+    Ok(Done::Applied)
+}

@@ -1,0 +1,24 @@
+//! minion part-009 kube-minion: the kubelet and kube-proxy (inventory §3.12) as `<name>.service` through the
+//! OS family's component runtime, configured for the Kubernetes release that runs (`crate::kube`).
+//!
+//! Writes, whole: `/etc/kubernetes/{config,kubelet,proxy}` and the two kubeconfigs (0600: they name keys;
+//! Magnum appended to them and left them world-readable). Not carried over from Magnum: the
+//! `KUBERNETES_MASTER` line appended to `/etc/environment` (a file other software owns; kubectl on a node
+//! is given a kubeconfig instead) and the transient hostname change (the node's name is `node.instance_name`
+//! or the host name, passed to the kubelet as `--hostname-override`).
+
+use super::{Context, Done};
+use crate::component;
+use crate::kube::args::Inputs;
+use crate::kube::components;
+use anyhow::Result;
+
+pub(super) fn run(ctx: &Context) -> Result<Done> {
+    let inputs = Inputs::new(ctx.config, ctx.config.node_name(&ctx.facts.hostname))?;
+    let minion = components::minion(&inputs)?;
+    components::prepare_node(ctx)?;
+    component::apply(ctx, component::for_node(ctx.facts.os, inputs.runtime), &minion)?;
+    // After the install: atomic copies the images' own defaults of this file onto the host.
+    ctx.host.write_file(&components::shared_config())?;
+    Ok(Done::Applied)
+}
