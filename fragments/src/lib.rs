@@ -8,5 +8,6 @@ pub mod http;
 pub mod openstack;
 pub mod pki;
 pub mod steps;
+pub mod volume;
 
 pub use config::{NodeConfig, Role};
