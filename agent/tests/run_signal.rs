@@ -97,25 +97,19 @@ fn assert_heat_shape(signal: &Signal, endpoint: &str) {
 }
 
 #[test]
-fn success_carries_the_summary_and_names_unimplemented_steps() {
+fn success_carries_the_summary() {
     let (endpoint, rx) = heat_handle();
     let work = tempfile::tempdir().unwrap();
     let (config, _cloud) = example_with_endpoint("minion", &endpoint, work.path());
     let tree = node_tree();
-    let output = run_rooted(&config, tree.path(), &["--allow-unimplemented"]);
+    let output = run_rooted(&config, tree.path(), &[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let signal = received(&rx);
     assert_heat_shape(&signal, &endpoint);
     assert_eq!(signal.body["status"], "SUCCESS");
     let data = signal.body["data"].as_str().unwrap();
     assert!(data.starts_with("12 steps in "), "{data}");
-    assert!(
-        data.contains(
-            "NOT IMPLEMENTED (allowed by --allow-unimplemented): agent-service, docker-storage, registry-config, \
-             services, registry-service"
-        ),
-        "{data}"
-    );
+    assert!(!data.contains("NOT IMPLEMENTED"), "every minion step is implemented: {data}");
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "exactly one signal");
 
     let status: serde_json::Value =
@@ -184,7 +178,11 @@ fn magnum_heat_params_signal_through_wait_curl() {
         .unwrap()
         .lines()
         .map(|line| {
-            if line.starts_with("WAIT_CURL=") {
+            if line.starts_with("TLS_DISABLED=") {
+                // No certificates: nothing here answers for Keystone, and the run must not wait out the
+                // certs step's retry deadline.
+                "TLS_DISABLED=\"True\"\n".to_string()
+            } else if line.starts_with("WAIT_CURL=") {
                 format!(
                     "WAIT_CURL=\"curl -i -X POST -H 'X-Auth-Token: {TOKEN}' -H 'Content-Type: application/json' \
                      -H 'Accept: application/json' {endpoint}\"\n"
@@ -198,11 +196,10 @@ fn magnum_heat_params_signal_through_wait_curl() {
     let params = work.path().join("heat-params");
     std::fs::write(&params, text).unwrap();
     let tree = node_tree();
-    // Without --allow-unimplemented the run must refuse to claim success, and say so to Heat.
+    // Every step of Magnum's minion runs from its heat-params, and Heat hears the result.
     let output = agent(&["run", "--heat-params", params.to_str().unwrap(), "--root", tree.path().to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let signal = received(&rx);
     assert_heat_shape(&signal, &endpoint);
-    assert_eq!(signal.body["status"], "FAILURE");
-    assert!(signal.body["reason"].as_str().unwrap().starts_with("part-004 agent-service: not implemented"));
+    assert_eq!(signal.body["status"], "SUCCESS", "{}", signal.body);
 }

@@ -165,8 +165,11 @@ fn verify_tree(root: &Path) -> Result<Verified, String> {
             None => problems.push(format!("{unit}.d/: no stand-in unit for this type; extend stand_in()")),
         }
     }
+    // The tree's own programs (the agent the agent-service step installs) are where its units say.
+    let local_bin = root.join("usr/local/bin");
+    let local_bin = local_bin.is_dir().then_some(local_bin.as_path());
     for unit in &to_verify {
-        if let Err(e) = systemd_analyze_verify(scratch.path(), unit) {
+        if let Err(e) = systemd_analyze_verify(scratch.path(), unit, local_bin) {
             problems.push(e);
         }
     }
@@ -181,13 +184,29 @@ fn verify_tree(root: &Path) -> Result<Verified, String> {
 
 /// `systemd-analyze verify --man=no DIR/UNIT` with DIR first in the unit path, so the unit's drop-ins
 /// in `DIR/UNIT.d/` are loaded. Fails on a non-zero exit and on any output on stderr (warnings included).
-fn systemd_analyze_verify(dir: &Path, unit: &str) -> Result<(), String> {
+///
+/// systemd-analyze checks that every `ExecStart=` program exists on this machine. With `local_bin` (a
+/// tree's `/usr/local/bin`), it runs in a private mount namespace where that directory is bind-mounted
+/// over `/usr/local/bin`, so a unit of the tree that runs a program the tree holds (`hearth-agent`) is
+/// checked against it; the machine's own `/usr/local/bin` is untouched.
+fn systemd_analyze_verify(dir: &Path, unit: &str, local_bin: Option<&Path>) -> Result<(), String> {
     let mut unit_path = dir.as_os_str().to_owned();
     for vendor in ["/usr/lib/systemd/system", "/lib/systemd/system"] {
         unit_path.push(":");
         unit_path.push(vendor);
     }
-    let out = Command::new("systemd-analyze")
+    let mut command = match local_bin {
+        Some(bin) => {
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg("mount --bind \"$0\" /usr/local/bin && exec \"$@\"")
+                .arg(bin)
+                .arg("systemd-analyze");
+            c
+        }
+        None => Command::new("systemd-analyze"),
+    };
+    let out = command
         .args(["verify", "--man=no", "--generators=no"])
         .arg(dir.join(unit))
         .env("SYSTEMD_UNIT_PATH", &unit_path)

@@ -10,5 +10,6 @@ pub mod kube;
 pub mod openstack;
 pub mod pki;
 pub mod steps;
+pub mod volume;
 
 pub use config::{NodeConfig, Role};

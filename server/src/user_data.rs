@@ -228,26 +228,10 @@ fn agent_program(settings: &Loaded) -> &str {
 }
 
 /// The systemd unit that runs the agent: once per boot until it has converged (its done-marker), its
-/// output on the console so `openstack console log show` tells a failing node's story without SSH.
+/// output on the console so `openstack console log show` tells a failing node's story without SSH. The
+/// agent's agent-service step installs the same unit, from the same function.
 pub fn agent_unit(settings: &Loaded) -> String {
-    format!(
-        "[Unit]\n\
-         Description=Hearth node agent: configure this node and signal Heat\n\
-         Wants=network-online.target\n\
-         After=network-online.target\n\
-         ConditionPathExists=!/var/lib/hearth/done\n\
-         \n\
-         [Service]\n\
-         Type=oneshot\n\
-         RemainAfterExit=yes\n\
-         ExecStart={} run --config {NODE_CONFIG}\n\
-         StandardOutput=journal+console\n\
-         StandardError=journal+console\n\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n",
-        agent_program(settings)
-    )
+    hearth_fragments::steps::agent_service::unit(agent_program(settings))
 }
 
 /// The cloud-init bootstrap script: get the agent (or find it on the image), check its SHA-256, start its

@@ -462,6 +462,11 @@ pub struct Runtime {
     pub container_infra_prefix: String,
     /// heat-container-agent tag (`HEAT_CONTAINER_AGENT_TAG`); Hearth replaces that agent, kept for tools.
     pub heat_container_agent_tag: String,
+    /// Mirrors of Docker Hub (`https://mirror.example:5000`) the runtime pulls through before Docker Hub
+    /// itself: docker's `registry-mirrors`, containerd's `docker.io` hosts. Native config only; omitted
+    /// from the document when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub registry_mirrors: Vec<String>,
 }
 
 /// Pod networking.
@@ -642,11 +647,21 @@ impl Default for Signal {
 pub struct Agent {
     /// SELinux mode to set and persist: `permissive` (Magnum's choice), `enforcing` or `disabled`.
     pub selinux_mode: String,
+    /// How long to wait for an attached Cinder volume to appear under `/dev/disk/by-id` before failing
+    /// (Magnum: 60 tries of half a second). Omitted from the document when it is the default.
+    #[serde(skip_serializing_if = "is_default_device_wait")]
+    pub device_wait_secs: u64,
+}
+
+const DEFAULT_DEVICE_WAIT_SECS: u64 = 60;
+
+fn is_default_device_wait(secs: &u64) -> bool {
+    *secs == DEFAULT_DEVICE_WAIT_SECS
 }
 
 impl Default for Agent {
     fn default() -> Self {
-        Agent { selinux_mode: "permissive".into() }
+        Agent { selinux_mode: "permissive".into(), device_wait_secs: DEFAULT_DEVICE_WAIT_SECS }
     }
 }
 

@@ -74,6 +74,15 @@ pub fn validate(c: &NodeConfig) -> Vec<ConfigError> {
     if c.openstack.api_deadline_secs == 0 {
         e.push(err("openstack.api_deadline_secs", 0, "must be at least 1 second"));
     }
+    if c.agent.device_wait_secs == 0 {
+        e.push(err("agent.device_wait_secs", 0, "must be at least 1 second"));
+    }
+    for mirror in &c.runtime.registry_mirrors {
+        url(&mut e, "runtime.registry_mirrors", mirror);
+        if mirror.is_empty() {
+            e.push(err("runtime.registry_mirrors", "", "an empty mirror URL"));
+        }
+    }
     if c.api.port == 0 {
         e.push(err("api.port (KUBE_API_PORT)", 0, "must be a port between 1 and 65535"));
     }

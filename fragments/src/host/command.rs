@@ -27,6 +27,10 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
     pub rooted: RootedRun,
+    /// The command only reads (`blkid`, `pvs`): a successful run is recorded as unchanged, so a converged
+    /// node that is probed again reports no change, and a host that cannot run it skips it unrecorded (a
+    /// probe that is not run changes nothing, and a plan has no use for it).
+    pub read_only: bool,
 }
 
 impl Cmd {
@@ -37,7 +41,14 @@ impl Cmd {
             env: Vec::new(),
             timeout: Duration::from_secs(120),
             rooted: RootedRun::Never,
+            read_only: false,
         }
+    }
+
+    /// Marks the command as one that changes nothing (see [`Cmd::read_only`]).
+    pub fn reads_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {

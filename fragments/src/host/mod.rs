@@ -54,19 +54,25 @@ pub enum Systemd {
     DaemonReload,
     Enable,
     Start,
+    /// Start without waiting for the unit to be up (`systemctl --no-block start`): units that wait for
+    /// each other (kubelet for the API server) must not hold up the run.
+    StartNoBlock,
+    Stop,
     Restart,
     /// Restart only if the unit is running, so a configuration change reaches it without starting it early.
     TryRestart,
 }
 
 impl Systemd {
-    fn verb(self) -> &'static str {
+    fn args(self) -> &'static [&'static str] {
         match self {
-            Systemd::DaemonReload => "daemon-reload",
-            Systemd::Enable => "enable",
-            Systemd::Start => "start",
-            Systemd::Restart => "restart",
-            Systemd::TryRestart => "try-restart",
+            Systemd::DaemonReload => &["daemon-reload"],
+            Systemd::Enable => &["enable"],
+            Systemd::Start => &["start"],
+            Systemd::StartNoBlock => &["--no-block", "start"],
+            Systemd::Stop => &["stop"],
+            Systemd::Restart => &["restart"],
+            Systemd::TryRestart => &["try-restart"],
         }
     }
 }
@@ -210,11 +216,15 @@ impl Host {
             (Mode::Rooted(_), RootedRun::Never) | (Mode::DryRun { .. }, _) => None,
         };
         let Some(argv) = argv else {
+            if cmd.read_only {
+                return Ok(CmdOutput::not_run());
+            }
             self.journal.record(ActionKind::Command, cmd.display(), "not run on this host".into(), Outcome::NotRun);
             return Ok(CmdOutput::not_run());
         };
         let output = command::run(&argv, cmd.timeout, &cmd.env);
         let outcome = match &output {
+            Ok(_) if cmd.read_only => Outcome::Unchanged,
             Ok(_) => Outcome::Changed,
             Err(_) => Outcome::Failed,
         };
@@ -255,7 +265,7 @@ impl Host {
 
     /// A systemd operation. Rooted hosts can only enable (through `systemctl --root`); the rest is recorded.
     pub fn systemd(&self, op: Systemd, unit: Option<&str>) -> Result<CmdOutput> {
-        let mut cmd = Cmd::new("systemctl").arg(op.verb());
+        let mut cmd = Cmd::new("systemctl").args(op.args().iter().copied());
         if let Some(unit) = unit {
             cmd = cmd.arg(unit);
         }

@@ -1,7 +1,9 @@
 //! The step catalogue: what each role runs, in order, under Magnum's cloud-init part numbers so operators
 //! recognise them. One module per step; a step is a function of the config, the facts and the host.
 
+pub mod agent_service;
 pub mod certs;
+mod docker_storage;
 mod etcd;
 mod install_ca;
 mod kube_master;
@@ -9,7 +11,11 @@ mod kube_minion;
 mod kube_os_config;
 mod node_config;
 mod proxy;
+mod registry_config;
+mod registry_service;
+pub mod runtime;
 mod selinux;
+mod services;
 
 use crate::config::{NodeConfig, Role};
 use crate::facts::Facts;
@@ -79,15 +85,15 @@ const MINION: &[Entry] = &[
     step(1, "install-ca", install_ca::run),
     step(2, "selinux", selinux::run),
     step(3, "node-config", node_config::run),
-    missing(4, "agent-service"),
+    step(4, "agent-service", agent_service::run),
     step(5, "kube-os-config", kube_os_config::run),
     step(6, "certs", certs::run),
-    missing(7, "docker-storage"),
-    missing(8, "registry-config"),
+    step(7, "docker-storage", docker_storage::run),
+    step(8, "registry-config", registry_config::run),
     step(9, "kube-minion", kube_minion::run),
     step(10, "proxy", proxy::run),
-    missing(11, "services"),
-    missing(12, "registry-service"),
+    step(11, "services", services::run),
+    step(12, "registry-service", registry_service::run),
     signal(13),
 ];
 
@@ -97,12 +103,12 @@ const MASTER: &[Entry] = &[
     step(3, "node-config", node_config::run),
     step(4, "etcd", etcd::run),
     step(5, "kube-os-config", kube_os_config::run),
-    missing(6, "docker-storage"),
+    step(6, "docker-storage", docker_storage::run),
     step(7, "kube-master", kube_master::run),
     step(8, "certs", certs::run),
     step(9, "proxy", proxy::run),
-    missing(10, "agent-service"),
-    missing(11, "services"),
+    step(10, "agent-service", agent_service::run),
+    step(11, "services", services::run),
     missing(12, "network-config"),
     missing(13, "apiserver-kubelet-rbac"),
     missing(14, "health"),

@@ -1,0 +1,169 @@
+//! master part-006 / minion part-007 docker-storage: where the container runtime keeps its images and
+//! containers, and the runtime's daemon config ([`super::runtime`]).
+//!
+//! | `runtime.storage_driver` | with a volume (`runtime.volume.size` > 0) | without |
+//! |---|---|---|
+//! | `overlay2` (default), `overlay` | the volume as xfs at the runtime's data directory (`/var/lib/docker` or `/var/lib/containerd`), in fstab by UUID ([`crate::volume`]) | the root filesystem |
+//! | `devicemapper` (docker only) | the volume as LVM physical volume of VG `docker`, then docker-storage-setup's thin pool | docker-storage-setup's thin pool in the root VG |
+//!
+//! devicemapper is Magnum's: `/etc/sysconfig/docker-storage-setup` (`STORAGE_DRIVER=devicemapper`,
+//! `GROWROOT=True`, `VG=docker` or `ROOT_SIZE=5GB`/`DATA_SIZE=95%FREE`), then `docker-storage-setup`, which
+//! Fedora Atomic ships; it writes docker's storage options itself. Unlike Magnum, the physical volume and
+//! the VG are made only when the disk is not already docker's, and the tool runs only while the thin pool
+//! does not exist or its config changed.
+//!
+//! Departures from Magnum: the volume is formatted only when it holds no xfs (Magnum formatted it on every
+//! run), fstab holds one entry by UUID (Magnum appended `<device> … 0 0` per run), and nothing is deleted:
+//! Magnum emptied `/var/lib/docker` before mounting; here the runtime is stopped first when it has been
+//! using the directory (so it does not keep writing to what the mount hides) and started again after.
+//! Magnum's Ironic branch (`ENABLE_CINDER=False`, `/dev/disk/by-label/ephemeral0`) could never run in
+//! Stein (the key was never substituted) and is not carried over.
+//!
+//! After a config change the running daemon is restarted (`try-restart`: one that is not running is left
+//! to the services step); a changed unit override is loaded with `daemon-reload` first.
+
+use super::runtime::{self, RuntimeKind, StorageDriver};
+use super::{Context, Done};
+use crate::host::{Cmd, FileSpec, Outcome, Systemd};
+use crate::volume::{self, Device};
+use anyhow::{bail, Context as _, Result};
+use std::path::Path;
+use std::time::Duration;
+
+pub const STORAGE_SETUP_CONFIG: &str = "/etc/sysconfig/docker-storage-setup";
+/// The volume group Magnum gives docker's volume, and the thin pool docker-storage-setup makes in it.
+const DOCKER_VG: &str = "docker";
+const THIN_POOL: &str = "docker-pool";
+const WHAT: &str = "container storage";
+
+pub(super) fn run(ctx: &Context) -> Result<Done> {
+    let config = ctx.config;
+    let kind = RuntimeKind::of(config)?;
+    let driver = StorageDriver::of(config)?;
+    let volume = &config.runtime.volume;
+    let volume_id = match (volume.size, volume.id.trim()) {
+        (0, _) => None,
+        (size, "") => bail!(
+            "runtime.volume.size (DOCKER_VOLUME_SIZE) is {size} GB but runtime.volume.id (DOCKER_VOLUME) is empty: \
+             the volume cannot be found without its Cinder id"
+        ),
+        (_, id) => Some(id),
+    };
+
+    let stopped = match (driver, volume_id) {
+        (StorageDriver::Devicemapper, _) => {
+            devicemapper(ctx, kind, volume_id)?;
+            false
+        }
+        (_, Some(id)) => overlay_on_volume(ctx, kind, id)?,
+        // No volume: the runtime's data directory stays on the root filesystem.
+        (_, None) => false,
+    };
+
+    let changes = runtime::configure(ctx, kind, driver)?;
+    if changes.unit {
+        ctx.host.systemd(Systemd::DaemonReload, None)?;
+    }
+    if stopped {
+        ctx.host.systemd(Systemd::Start, Some(kind.unit()))?;
+    } else if changes.config || changes.unit {
+        ctx.host.systemd(Systemd::TryRestart, Some(kind.unit()))?;
+    }
+    Ok(Done::Applied)
+}
+
+/// The volume at the runtime's data directory. Returns whether the runtime was stopped for it.
+fn overlay_on_volume(ctx: &Context, kind: RuntimeKind, volume_id: &str) -> Result<bool> {
+    let data_dir = kind.data_dir();
+    let in_use = !volume::is_mounted(ctx, data_dir)? && has_entries(ctx, data_dir)?;
+    if in_use {
+        ctx.host
+            .systemd(Systemd::Stop, Some(kind.unit()))
+            .with_context(|| format!("stopping {} before mounting its volume over {data_dir}", kind.name()))?;
+    }
+    volume::prepare(ctx, volume_id, data_dir, WHAT)?;
+    Ok(in_use)
+}
+
+/// Whether a directory exists and holds anything.
+fn has_entries(ctx: &Context, dir: &str) -> Result<bool> {
+    let real = ctx.host.resolve(Path::new(dir))?;
+    match std::fs::read_dir(&real) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("listing {dir}")),
+    }
+}
+
+fn devicemapper(ctx: &Context, kind: RuntimeKind, volume_id: Option<&str>) -> Result<()> {
+    if kind != RuntimeKind::Docker {
+        bail!(
+            "runtime.storage_driver (DOCKER_STORAGE_DRIVER) devicemapper needs the docker runtime (this node runs \
+             {}): Magnum's devicemapper storage is docker's thin pool; use overlay2 with containerd",
+            kind.name()
+        );
+    }
+    let mut setup =
+        String::from("# Written by hearth-agent (docker-storage step).\nGROWROOT=True\nSTORAGE_DRIVER=devicemapper\n");
+    match volume_id {
+        Some(_) => setup.push_str(&format!("VG={DOCKER_VG}\n")),
+        None => setup.push_str("ROOT_SIZE=5GB\nDATA_SIZE=95%FREE\n"),
+    }
+    // The config is written after the volume group is made: when it is there already, so is the VG.
+    let configured = ctx.host.read_to_string(Path::new(STORAGE_SETUP_CONFIG))?.as_deref() == Some(setup.as_str());
+    if let (Some(id), false) = (volume_id, configured) {
+        let device = volume::wait_for_device(ctx, id, WHAT)?;
+        ensure_volume_group(ctx, &device, id)?;
+    }
+    let written = ctx.host.write_file(&FileSpec::new(STORAGE_SETUP_CONFIG, setup, 0o644))?;
+    if written != Outcome::Unchanged || thin_pool_exists(ctx)? == Some(false) {
+        let tool = Cmd::new("docker-storage-setup").timeout(Duration::from_secs(600));
+        ctx.host.run(&tool).context(
+            "making docker's devicemapper thin pool with docker-storage-setup (Fedora Atomic's tool; other \
+             systems use overlay2)",
+        )?;
+    }
+    Ok(())
+}
+
+/// The disk as the only physical volume of VG `docker`, made only when it is not that already.
+fn ensure_volume_group(ctx: &Context, device: &Device, id: &str) -> Result<()> {
+    let path = device.path.display().to_string();
+    let blkid = Cmd::new("blkid").args(["--probe", "--match-tag", "TYPE", "--output", "value"]).arg(&path).reads_only();
+    let fstype = match ctx.host.run(&blkid) {
+        Ok(out) => out.ran.then(|| out.stdout.trim().to_string()),
+        // Exit status 2: nothing on the disk yet.
+        Err(e) if volume::exit_code(&e) == Some(2) => Some(String::new()),
+        Err(e) => return Err(e).with_context(|| format!("probing Cinder volume {id} ({WHAT})")),
+    };
+    let vg = match fstype.as_deref() {
+        Some("LVM2_member") => {
+            let pvs = Cmd::new("pvs").args(["--noheadings", "--options", "vg_name"]).arg(&path).reads_only();
+            let out = ctx.host.run(&pvs).with_context(|| format!("reading the volume group of {path}"))?;
+            Some(out.stdout.trim().to_string())
+        }
+        _ => None,
+    };
+    match vg.as_deref() {
+        Some(DOCKER_VG) => return Ok(()),
+        Some("") => {}
+        Some(other) => bail!(
+            "Cinder volume {id} ({WHAT}, {path}) belongs to volume group {other:?}, not {DOCKER_VG:?}: refusing to \
+             take it over"
+        ),
+        None => {
+            let pvcreate = Cmd::new("pvcreate").args(["-f", "-y"]).arg(&path);
+            ctx.host.run(&pvcreate).with_context(|| format!("making Cinder volume {id} an LVM physical volume"))?;
+        }
+    }
+    let vgcreate = Cmd::new("vgcreate").arg(DOCKER_VG).arg(&path);
+    ctx.host.run(&vgcreate).with_context(|| format!("making volume group {DOCKER_VG} on Cinder volume {id}"))?;
+    Ok(())
+}
+
+/// Whether docker-storage-setup's thin pool exists in any volume group; `None` where LVM cannot be asked.
+fn thin_pool_exists(ctx: &Context) -> Result<Option<bool>> {
+    let lvs = Cmd::new("lvs").args(["--noheadings", "--options", "lv_name"]).reads_only();
+    let out = ctx.host.run(&lvs).context("listing LVM logical volumes")?;
+    Ok(out.ran.then(|| out.stdout.lines().any(|l| l.trim() == THIN_POOL)))
+}

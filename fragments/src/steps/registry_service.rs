@@ -1,0 +1,19 @@
+//! minion part-012 registry-service: the local registry written by registry-config (part 8) enabled and
+//! started (without waiting for it), only when `registry.enabled`. Magnum's enable-docker-registry did
+//! the same (inventory §3.16); a registry that is already enabled and running is left alone.
+
+use super::registry_config::{disabled, UNIT, UNIT_FILE};
+use super::services::{enable_and_start, unit_text};
+use super::{Context, Done};
+use anyhow::{bail, Result};
+
+pub(super) fn run(ctx: &Context) -> Result<Done> {
+    if let Some(reason) = disabled(ctx) {
+        return Ok(Done::Skipped(reason));
+    }
+    if unit_text(ctx, UNIT)?.is_none() {
+        bail!("{UNIT_FILE} does not exist: the registry-config step (part 8) writes it; run it first");
+    }
+    enable_and_start(ctx, &[UNIT])?;
+    Ok(Done::Applied)
+}
