@@ -2,11 +2,15 @@
 //! steps touch the machine, and the steps themselves (one module each, named as in the catalogue).
 
 pub mod config;
+pub mod etcd_client;
 pub mod facts;
 pub mod host;
 pub mod http;
+pub mod kube_api;
+pub mod manifests;
 pub mod openstack;
 pub mod pki;
+pub mod probe;
 pub mod steps;
 
 pub use config::{NodeConfig, Role};

@@ -1,9 +1,13 @@
 //! The step catalogue: what each role runs, in order, under Magnum's cloud-init part numbers so operators
 //! recognise them. One module per step; a step is a function of the config, the facts and the host.
 
+mod addons;
+mod apiserver_kubelet_rbac;
 pub mod certs;
+mod health;
 mod install_ca;
 mod kube_os_config;
+mod network_config;
 mod node_config;
 mod proxy;
 mod selinux;
@@ -100,10 +104,10 @@ const MASTER: &[Entry] = &[
     step(9, "proxy", proxy::run),
     missing(10, "agent-service"),
     missing(11, "services"),
-    missing(12, "network-config"),
-    missing(13, "apiserver-kubelet-rbac"),
-    missing(14, "health"),
-    missing(15, "addons"),
+    step(12, "network-config", network_config::run),
+    step(13, "apiserver-kubelet-rbac", apiserver_kubelet_rbac::run),
+    step(14, "health", health::run),
+    step(15, "addons", addons::run),
     signal(16),
 ];
 
