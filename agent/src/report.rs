@@ -68,9 +68,13 @@ impl StepRecord {
                 let files = count(&[ActionKind::File, ActionKind::Dir, ActionKind::Symlink, ActionKind::Remove]);
                 let commands = count(&[ActionKind::Command]);
                 let requests = count(&[ActionKind::Http]);
+                let objects = count(&[ActionKind::Remote]);
                 let mut parts = Vec::new();
                 if files > 0 {
                     parts.push(format!("{files} file{}", if files == 1 { "" } else { "s" }));
+                }
+                if objects > 0 {
+                    parts.push(format!("{objects} cluster object{}", if objects == 1 { "" } else { "s" }));
                 }
                 if commands > 0 {
                     parts.push(format!("{commands} command{}", if commands == 1 { "" } else { "s" }));

@@ -103,7 +103,7 @@ fn containerd_storage_on_a_real_volume_then_containerd_with_the_agents_config() 
     let dump = machine.ok(&["containerd", "config", "dump"]);
     for applied in [
         "SystemdCgroup = true",
-        "sandbox_image = \"registry.k8s.io/pause:3.6\"",
+        "sandbox_image = \"registry.k8s.io/pause:3.7\"",
         "snapshotter = \"overlayfs\"",
         "config_path = \"/etc/containerd/certs.d\"",
         "bin_dir = \"/opt/cni/bin\"",
@@ -165,6 +165,9 @@ fn devicemapper_makes_the_volume_group_for_real_and_stops_at_the_thin_pool() {
     by_id_link(&machine, &disk);
     node_config(&machine, |c| {
         c["runtime"]["kind"] = "docker".into();
+        // docker is the runtime of the Kubernetes releases that still had dockershim.
+        c["kubernetes"]["tag"] = "v1.23.17".into();
+        c["kubernetes"]["version"] = "v1.23.17".into();
         c["runtime"]["storage_driver"] = "devicemapper".into();
         c["runtime"]["volume"] = serde_json::json!({"id": VOLUME_ID, "size": 1});
     });
@@ -197,6 +200,9 @@ fn dockerd_runs_with_the_agents_daemon_json_and_trusts_only_its_insecure_registr
     );
     node_config(&machine, |c| {
         c["runtime"]["kind"] = "docker".into();
+        // docker is the runtime of the Kubernetes releases that still had dockershim.
+        c["kubernetes"]["tag"] = "v1.23.17".into();
+        c["kubernetes"]["version"] = "v1.23.17".into();
         c["runtime"]["insecure_registry_url"] = "registry.hearth.test:5000".into();
         c["runtime"]["registry_mirrors"] = serde_json::json!(["https://mirror.hearth.test"]);
         c["runtime"]["volume"] = serde_json::json!({"id": "", "size": 0});

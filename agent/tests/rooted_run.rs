@@ -186,12 +186,13 @@ fn rooted_twice(role: &str, hostname: &str) {
     let before_host = host_state();
     let tree = node_tree(hostname);
     let example = example(role);
-    let first = run_example(&example, tree.path(), &["--allow-unimplemented"]);
+    // Every step of the role is implemented: the run succeeds without --allow-unimplemented.
+    let first = run_example(&example, tree.path(), &[]);
     assert_ok(&first);
     let after_first = snapshot(tree.path());
     check_golden(&format!("{role}.tree"), &example.with_example_urls(&render(tree.path(), &after_first)));
 
-    let second = run_example(&example, tree.path(), &["--allow-unimplemented"]);
+    let second = run_example(&example, tree.path(), &[]);
     assert_ok(&second);
     assert_eq!(snapshot(tree.path()), after_first, "the second run changed the tree");
     let out = stdout(&second);
@@ -220,19 +221,6 @@ fn master_example_rooted_twice() {
 }
 
 #[test]
-fn without_allow_unimplemented_a_run_never_claims_success() {
-    let tree = node_tree("k8s-demo-minion-0");
-    let output = run_example(&example("minion"), tree.path(), &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(err.contains("part-009 kube-minion: not implemented"), "{err}");
-    assert!(!tree.path().join("var/lib/hearth/done").exists());
-    let status = std::fs::read_to_string(tree.path().join("var/lib/hearth/status.json")).unwrap();
-    assert!(status.contains("\"state\": \"failed\""), "{status}");
-    assert!(!status.contains("\"part\": 10"), "steps after the failure must not run:\n{status}");
-}
-
-#[test]
 fn dry_run_and_plan_change_nothing_and_list_every_action() {
     let tree = node_tree("k8s-demo-master-0");
     // A converged file and a stale one, so the plan has both kinds to tell apart.
@@ -253,7 +241,7 @@ fn dry_run_and_plan_change_nothing_and_list_every_action() {
     let real = node_tree("k8s-demo-master-0");
     std::fs::create_dir_all(real.path().join("etc/selinux")).unwrap();
     std::fs::write(real.path().join("etc/selinux/config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n").unwrap();
-    assert_ok(&run_example(&master, real.path(), &["--allow-unimplemented"]));
+    assert_ok(&run_example(&master, real.path(), &[]));
     let plan_text = stdout(&plan);
     for (path, (kind, _)) in snapshot(real.path()) {
         if kind.starts_with("file") && !path.starts_with("/var/lib/hearth") && !before.contains_key(&path) {
@@ -262,7 +250,6 @@ fn dry_run_and_plan_change_nothing_and_list_every_action() {
     }
     assert!(plan_text.contains("/etc/selinux/config"), "{plan_text}");
     assert!(plan_text.contains("update-ca-certificates"), "{plan_text}");
-    assert!(plan_text.contains("not implemented yet"), "{plan_text}");
 }
 
 #[test]
@@ -273,7 +260,7 @@ fn steps_lists_every_step_of_a_role() {
     assert_eq!(text.lines().count(), 13, "{text}");
     assert!(text.lines().next().unwrap().starts_with("part-001  install-ca"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("part-006  certs") && l.ends_with(" implemented")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("part-009  kube-minion") && l.ends_with("unimplemented")), "{text}");
+    assert!(text.lines().all(|l| l.ends_with(" implemented")), "every minion step is implemented:\n{text}");
     assert!(text.lines().last().unwrap().contains("signal") && text.lines().last().unwrap().ends_with(" implemented"));
     assert_eq!(stdout(&agent(&["steps", "--role", "master"])).lines().count(), 16);
 }

@@ -149,6 +149,9 @@ fn scenarios() -> Vec<Scenario> {
             role: "minion",
             os_release: FEDORA_COREOS,
             edit: |c| {
+                // docker is the runtime of the releases that still had dockershim.
+                c["kubernetes"]["tag"] = "v1.23.17".into();
+                c["kubernetes"]["version"] = "v1.23.17".into();
                 c["runtime"]["kind"] = "docker".into();
                 c["runtime"]["volume"] = serde_json::json!({"id": "", "size": 0});
             },

@@ -2,9 +2,14 @@
 //! call (Heat signal, Keystone, downloads) gets the same CA bundle, proxy and timeouts, and one retry
 //! loop with an exponential backoff bounded by a deadline.
 //!
+//! A request may bring its own TLS identity ([`ClientIdentity`]: the cluster CA and a client certificate,
+//! for etcd and the Kubernetes API) and its own retry deadline; proxies, timeouts and the backoff stay the
+//! client's, so there is still one retry policy.
+//!
 //! Errors name the method and URL of a request but never its header values (tokens) or its body.
 
 use crate::config::secret::mask_url_credentials;
+use crate::config::Secret;
 use ipnet::IpNet;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -102,18 +107,35 @@ impl RetryPolicy {
     }
 }
 
-/// One HTTP request. [`Debug`](fmt::Debug) shows header names only, and the body's length.
+/// One HTTP request. [`Debug`](fmt::Debug) shows header names only, the body's length and whether the
+/// request carries its own TLS identity.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    /// Trust these CAs only and present this client certificate, instead of the client's TLS settings.
+    pub identity: Option<ClientIdentity>,
+    /// Retry until this long after the first attempt instead of the client's deadline (the backoff stays
+    /// the client's): a wait with its own budget, such as the health step's.
+    pub deadline: Option<Duration>,
+    /// Addressed to a service this node runs itself (etcd, the API server of a master), which a rooted host
+    /// does not start: see [`Host::http`](crate::host::Host::http).
+    pub node_service: bool,
 }
 
 impl Request {
     pub fn new(method: &str, url: impl Into<String>) -> Self {
-        Request { method: method.to_string(), url: url.into(), headers: Vec::new(), body: None }
+        Request {
+            method: method.to_string(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            identity: None,
+            deadline: None,
+            node_service: false,
+        }
     }
 
     pub fn get(url: impl Into<String>) -> Self {
@@ -122,9 +144,18 @@ impl Request {
 
     /// A POST of `value` as JSON, asking for JSON back.
     pub fn post_json(url: impl Into<String>, value: &serde_json::Value) -> Self {
-        Request { body: Some(value.to_string().into_bytes()), ..Request::new("POST", url) }
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
+        Request::new("POST", url).json_body(value)
+    }
+
+    /// `value` as the JSON body, asking for JSON back.
+    pub fn json_body(self, value: &serde_json::Value) -> Self {
+        self.body(value.to_string().into_bytes(), "application/json").header("Accept", "application/json")
+    }
+
+    /// The body and its `Content-Type`.
+    pub fn body(mut self, body: impl Into<Vec<u8>>, content_type: &str) -> Self {
+        self.body = Some(body.into());
+        self.header("Content-Type", content_type)
     }
 
     /// Sets a header, replacing any of the same name (names are case-insensitive).
@@ -132,6 +163,21 @@ impl Request {
         let name = name.into();
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
         self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn with_identity(mut self, identity: ClientIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    pub fn retry_within(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    pub fn to_node_service(mut self) -> Self {
+        self.node_service = true;
         self
     }
 }
@@ -143,7 +189,55 @@ impl fmt::Debug for Request {
             .field("url", &mask_url_credentials(&self.url))
             .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
             .field("body_bytes", &self.body.as_ref().map(Vec::len))
+            .field("identity", &self.identity.as_ref().map(|i| i.source.as_str()))
+            .field("deadline", &self.deadline)
+            .field("node_service", &self.node_service)
             .finish()
+    }
+}
+
+/// The TLS identity of a request to a service of the cluster rather than of the cloud (etcd, the
+/// Kubernetes API): trust the cluster CA only (neither the system store nor the OpenStack CA) and present a
+/// client certificate. Parsed when the request is sent, so a dry run, which sends nothing, never needs the
+/// files. [`Debug`](fmt::Debug) names where the PEMs came from, never the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// Where the PEMs were read, for errors: `/etc/kubernetes/certs/{ca.crt,server.crt,server.key}`.
+    pub source: String,
+    pub ca_pem: String,
+    /// The client certificate, optionally followed by intermediates.
+    pub cert_pem: String,
+    pub key_pem: Secret,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// The rustls configuration for this identity.
+    fn tls_config(&self) -> Result<Arc<ClientConfig>, HttpError> {
+        let bad = |why: String| HttpError::Config(format!("TLS identity from {}: {why}", self.source));
+        let mut roots = RootCertStore::empty();
+        for (i, ca) in pem_certificates(&self.ca_pem).map_err(|e| bad(format!("CA: {e}")))?.into_iter().enumerate() {
+            roots.add(ca).map_err(|e| bad(format!("CA certificate #{} is not a usable trust anchor: {e}", i + 1)))?;
+        }
+        let chain = pem_certificates(&self.cert_pem).map_err(|e| bad(format!("client certificate: {e}")))?;
+        // The parser's own errors may quote the PEM: name the problem only.
+        let key = match rustls_pemfile::private_key(&mut self.key_pem.expose().as_bytes()) {
+            Ok(Some(key)) => key,
+            Ok(None) => return Err(bad("client key: no PEM private key found".into())),
+            Err(_) => return Err(bad("client key: unreadable PEM".into())),
+        };
+        let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpError::Config(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| bad(format!("client certificate and key: {e}")))?;
+        Ok(Arc::new(config))
     }
 }
 
@@ -255,9 +349,22 @@ pub struct Client {
     // ureq gives an agent one proxy, so there is one agent per route and `send` picks per URL.
     via_http_proxy: Option<ureq::Agent>,
     via_https_proxy: Option<ureq::Agent>,
+    /// The proxies of those routes, and the settings, for the agents built for requests with their own
+    /// TLS identity.
+    http_proxy: Option<ureq::Proxy>,
+    https_proxy: Option<ureq::Proxy>,
+    settings: HttpSettings,
     no_proxy: String,
     policy: RetryPolicy,
     on_retry: Option<RetryHook>,
+}
+
+/// How a request leaves: directly or through one of the proxies.
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    Direct,
+    HttpProxy,
+    HttpsProxy,
 }
 
 impl fmt::Debug for Client {
@@ -281,35 +388,24 @@ enum Attempt {
 impl Client {
     pub fn new(settings: &HttpSettings, policy: RetryPolicy) -> Result<Client, HttpError> {
         let tls = tls_config(settings)?;
-        let agent = |proxy: Option<ureq::Proxy>| {
-            let builder = ureq::AgentBuilder::new()
-                // The settings are the only source of proxies: the agent's environment may not match the node's.
-                .try_proxy_from_env(false)
-                .tls_config(tls.clone())
-                .timeout_connect(settings.connect_timeout)
-                .timeout(settings.request_timeout)
-                // A redirect is an answer for the caller; following it could resend a token elsewhere.
-                .redirects(0)
-                .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")));
-            match proxy {
-                Some(proxy) => builder.proxy(proxy),
-                None => builder,
-            }
-            .build()
-        };
-        let proxied = |which: &str, url: &str| -> Result<Option<ureq::Agent>, HttpError> {
+        let proxy = |which: &str, url: &str| -> Result<Option<ureq::Proxy>, HttpError> {
             if url.trim().is_empty() {
                 return Ok(None);
             }
-            let proxy = ureq::Proxy::new(url.trim()).map_err(|_| {
+            ureq::Proxy::new(url.trim()).map(Some).map_err(|_| {
                 HttpError::Config(format!("{which} {} is not a usable proxy URL", mask_url_credentials(url)))
-            })?;
-            Ok(Some(agent(Some(proxy))))
+            })
         };
+        let http_proxy = proxy("http_proxy", &settings.http_proxy)?;
+        let https_proxy = proxy("https_proxy", &settings.https_proxy)?;
+        let via = |proxy: &Option<ureq::Proxy>| proxy.clone().map(|p| build_agent(settings, tls.clone(), Some(p)));
         Ok(Client {
-            via_http_proxy: proxied("http_proxy", &settings.http_proxy)?,
-            via_https_proxy: proxied("https_proxy", &settings.https_proxy)?,
-            direct: agent(None),
+            via_http_proxy: via(&http_proxy),
+            via_https_proxy: via(&https_proxy),
+            direct: build_agent(settings, tls.clone(), None),
+            http_proxy,
+            https_proxy,
+            settings: settings.clone(),
             no_proxy: settings.no_proxy.clone(),
             policy,
             on_retry: None,
@@ -326,14 +422,21 @@ impl Client {
         &self.policy
     }
 
-    /// Sends `req`, retrying transport errors, 5xx and 429 per the policy. Any other status is `Ok`:
-    /// whether a 4xx is an error is the caller's call (see [`Response::error_for_status`]).
+    /// Sends `req`, retrying transport errors, 5xx and 429 per the policy (with the request's own deadline
+    /// when it has one). Any other status is `Ok`: whether a 4xx is an error is the caller's call (see
+    /// [`Response::error_for_status`]).
     pub fn send(&self, req: &Request) -> Result<Response, HttpError> {
         let shown_url = mask_url_credentials(&req.url);
         let invalid =
             |reason: String| HttpError::InvalidRequest { method: req.method.clone(), url: shown_url.clone(), reason };
         check_headers(&req.headers).map_err(&invalid)?;
-        let agent = self.agent_for(req).map_err(invalid)?;
+        let route = self.route(req).map_err(invalid)?;
+        let own_agent = match &req.identity {
+            Some(identity) => Some(build_agent(&self.settings, identity.tls_config()?, self.proxy(route))),
+            None => None,
+        };
+        let agent = own_agent.as_ref().unwrap_or_else(|| self.agent(route));
+        let policy = RetryPolicy { deadline: req.deadline.unwrap_or(self.policy.deadline), ..self.policy };
 
         let started = Instant::now();
         let mut failed = 0;
@@ -345,7 +448,7 @@ impl Client {
             };
             failed += 1;
             let elapsed = started.elapsed();
-            let Some(wait) = self.policy.next_delay(failed, elapsed, retry_after) else {
+            let Some(wait) = policy.next_delay(failed, elapsed, retry_after) else {
                 return Err(HttpError::GaveUp {
                     method: req.method.clone(),
                     url: shown_url,
@@ -361,19 +464,51 @@ impl Client {
         }
     }
 
-    fn agent_for(&self, req: &Request) -> Result<&ureq::Agent, String> {
+    fn route(&self, req: &Request) -> Result<Route, String> {
         let parsed = self.direct.request(&req.method, &req.url);
         let url = parsed.request_url().map_err(|e| format!("not a valid URL ({})", e.kind()))?;
-        let proxy = match url.scheme() {
-            "http" => &self.via_http_proxy,
-            "https" => &self.via_https_proxy,
+        let (route, agent) = match url.scheme() {
+            "http" => (Route::HttpProxy, &self.via_http_proxy),
+            "https" => (Route::HttpsProxy, &self.via_https_proxy),
             other => return Err(format!("unsupported scheme {other:?}")),
         };
-        Ok(match proxy {
-            Some(agent) if !bypass_proxy(url.host(), &self.no_proxy) => agent,
-            _ => &self.direct,
-        })
+        Ok(if agent.is_some() && !bypass_proxy(url.host(), &self.no_proxy) { route } else { Route::Direct })
     }
+
+    fn agent(&self, route: Route) -> &ureq::Agent {
+        let proxied = match route {
+            Route::Direct => None,
+            Route::HttpProxy => self.via_http_proxy.as_ref(),
+            Route::HttpsProxy => self.via_https_proxy.as_ref(),
+        };
+        proxied.unwrap_or(&self.direct)
+    }
+
+    fn proxy(&self, route: Route) -> Option<ureq::Proxy> {
+        match route {
+            Route::Direct => None,
+            Route::HttpProxy => self.http_proxy.clone(),
+            Route::HttpsProxy => self.https_proxy.clone(),
+        }
+    }
+}
+
+/// An agent with the settings' timeouts, `tls` and `proxy`.
+fn build_agent(settings: &HttpSettings, tls: Arc<ClientConfig>, proxy: Option<ureq::Proxy>) -> ureq::Agent {
+    let builder = ureq::AgentBuilder::new()
+        // The settings are the only source of proxies: the agent's environment may not match the node's.
+        .try_proxy_from_env(false)
+        .tls_config(tls)
+        .timeout_connect(settings.connect_timeout)
+        .timeout(settings.request_timeout)
+        // A redirect is an answer for the caller; following it could resend a token elsewhere.
+        .redirects(0)
+        .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")));
+    match proxy {
+        Some(proxy) => builder.proxy(proxy),
+        None => builder,
+    }
+    .build()
 }
 
 /// Rejects what ureq would reject mid-request, by ureq's rules (RFC 7230 tokens; visible ASCII, space
@@ -447,17 +582,32 @@ fn transport_failure(t: ureq::Transport, req: &Request, shown_url: &str) -> Atte
     }
 }
 
-/// Whether the TLS handshake failed on the server's certificate: a wrong CA bundle does not fix itself,
-/// while other handshake failures (a reset, an overloaded balancer) may.
+/// Whether the TLS handshake failed on a certificate: the server's, which a wrong CA bundle rejects, or
+/// ours, which the server refused with an alert. Neither fixes itself, while other handshake failures (a
+/// reset, an overloaded balancer) may.
 fn is_certificate_rejection(t: &ureq::Transport) -> bool {
+    use rustls::AlertDescription as A;
     let mut cause = std::error::Error::source(t);
     while let Some(err) = cause {
         // io::Error hides the error it wraps from `source()`; rustls' lives behind `get_ref()`.
         let inner =
             err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as &dyn std::error::Error);
         for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(_)) = candidate.downcast_ref::<rustls::Error>() {
-                return true;
+            match candidate.downcast_ref::<rustls::Error>() {
+                Some(rustls::Error::InvalidCertificate(_)) => return true,
+                Some(rustls::Error::AlertReceived(
+                    A::BadCertificate
+                    | A::UnsupportedCertificate
+                    | A::CertificateRevoked
+                    | A::CertificateExpired
+                    | A::CertificateUnknown
+                    | A::UnknownCA
+                    | A::CertificateRequired
+                    // A signature in the handshake did not verify, e.g. a client certificate from another
+                    // CA of the same name.
+                    | A::DecryptError,
+                )) => return true,
+                _ => {}
             }
         }
         cause = err.source();
@@ -495,16 +645,20 @@ fn extra_ca_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, HttpError> 
     if pem.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let bad = |why: String| HttpError::Config(format!("extra CA bundle: {why}"));
+    pem_certificates(pem).map_err(|why| HttpError::Config(format!("extra CA bundle: {why}")))
+}
+
+/// Every certificate of a PEM bundle; an error for anything else in it, or for no certificate at all.
+fn pem_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let mut certs = Vec::new();
     for (i, item) in rustls_pemfile::read_all(&mut pem.as_bytes()).enumerate() {
-        match item.map_err(|e| bad(format!("PEM section #{} is unreadable: {e}", i + 1)))? {
+        match item.map_err(|e| format!("PEM section #{} is unreadable: {e}", i + 1))? {
             rustls_pemfile::Item::X509Certificate(cert) => certs.push(cert),
-            _ => return Err(bad(format!("PEM section #{} is not a certificate (a key?)", i + 1))),
+            _ => return Err(format!("PEM section #{} is not a certificate (a key?)", i + 1)),
         }
     }
     if certs.is_empty() {
-        return Err(bad("no PEM certificate found (expected -----BEGIN CERTIFICATE-----)".into()));
+        return Err("no PEM certificate found (expected -----BEGIN CERTIFICATE-----)".into());
     }
     Ok(certs)
 }
@@ -827,6 +981,137 @@ mod tests {
         assert!(started.elapsed() < 5 * SEC, "an untrusted certificate is not retried");
         assert_eq!(served.load(Ordering::SeqCst), 2);
     }
+    /// A CA and what it issued, as PEM: a server certificate for 127.0.0.1 and a client certificate.
+    struct Pki {
+        ca: String,
+        server: (String, String),
+        client: (String, String),
+    }
+
+    fn pki(ca_name: &str, client_name: &str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, ca_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(params, ca_key);
+        let leaf = |sans: Vec<String>, name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(sans).unwrap();
+            params.distinguished_name.push(DnType::CommonName, name);
+            (params.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+        };
+        Pki { ca, server: leaf(vec!["127.0.0.1".into()], "server"), client: leaf(Vec::new(), client_name) }
+    }
+
+    fn identity(ca: &str, (cert, key): &(String, String)) -> ClientIdentity {
+        ClientIdentity {
+            source: "/etc/test/{ca.crt,client.crt,client.key}".into(),
+            ca_pem: ca.into(),
+            cert_pem: cert.clone(),
+            key_pem: Secret::new(key.clone()),
+        }
+    }
+
+    /// A loopback HTTPS server that requires a client certificate from `pki`'s CA and answers with the
+    /// common name of the certificate it was shown.
+    fn serve_mutual_tls(pki: &Pki) -> String {
+        let pem_certs = |pem: &str| pem_certificates(pem).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(pem_certs(&pki.ca).remove(0)).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut pki.server.1.as_bytes()).unwrap().unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(pem_certs(&pki.server.0), key)
+            .unwrap();
+        let (config, listener) = (Arc::new(config), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        let url = format!("https://{}/", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config.clone()).unwrap(), tcp);
+                let (mut head, mut byte) = (Vec::new(), [0u8]);
+                while !head.ends_with(b"\r\n\r\n") && matches!(tls.read(&mut byte), Ok(1)) {
+                    head.push(byte[0]);
+                }
+                let Some(peer) = tls.conn.peer_certificates().and_then(|c| c.first().cloned()) else { continue };
+                let (_, cert) = x509_parser::parse_x509_certificate(&peer).unwrap();
+                let name = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_string();
+                let answer =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}", name.len());
+                let _ = std::io::Write::write_all(&mut tls, answer.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = std::io::Write::flush(&mut tls);
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn http_a_request_with_its_own_identity_trusts_its_ca_and_shows_its_certificate() {
+        let cluster = pki("cluster CA", "kubernetes");
+        let url = serve_mutual_tls(&cluster);
+        // The client's own settings trust nothing the server has: only the identity's CA can work.
+        let client = Client::new(&HttpSettings::default(), policy(10 * SEC)).unwrap();
+        let answer = client.send(&Request::get(&url).with_identity(identity(&cluster.ca, &cluster.client))).unwrap();
+        assert_eq!((answer.status, answer.body.as_slice()), (200, &b"kubernetes"[..]));
+
+        let started = Instant::now();
+        let err = client.send(&Request::get(&url)).unwrap_err();
+        assert!(matches!(err, HttpError::Tls { .. }), "the server's CA is not trusted without the identity: {err:?}");
+        let other = pki("another CA", "intruder");
+        let err = client.send(&Request::get(&url).with_identity(identity(&other.ca, &other.client))).unwrap_err();
+        assert!(matches!(err, HttpError::Tls { .. }), "a foreign CA: {err:?}");
+        // The right CA trusted, but a client certificate the server does not accept (from another CA, or
+        // from another CA that has the same name): refused by an alert.
+        let namesake = pki("cluster CA", "intruder");
+        for foreign in [&other.client, &namesake.client] {
+            let err = client.send(&Request::get(&url).with_identity(identity(&cluster.ca, foreign))).unwrap_err();
+            assert!(matches!(err, HttpError::Tls { .. }), "a foreign client certificate: {err:?}");
+        }
+        assert!(started.elapsed() < 5 * SEC, "certificate problems are not retried");
+    }
+
+    #[test]
+    fn http_a_broken_identity_is_named_without_its_key() {
+        let cluster = pki("cluster CA", "kubernetes");
+        let client = Client::new(&HttpSettings::default(), policy(10 * SEC)).unwrap();
+        let send = |identity: ClientIdentity| {
+            let err = client.send(&Request::get("https://127.0.0.1:1/").with_identity(identity)).unwrap_err();
+            assert!(matches!(err, HttpError::Config(_)), "{err:?}");
+            err.to_string()
+        };
+        let mut broken = identity(&cluster.ca, &cluster.client);
+        broken.key_pem =
+            Secret::new("-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n");
+        let err = send(broken);
+        assert!(err.contains("/etc/test/{ca.crt,client.crt,client.key}") && err.contains("key"), "{err}");
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+        let mut no_cert = identity(&cluster.ca, &cluster.client);
+        no_cert.cert_pem = String::new();
+        assert!(send(no_cert).contains("client certificate: no PEM certificate"));
+        let shown = format!("{:?}", Request::get("https://x/").with_identity(identity(&cluster.ca, &cluster.client)));
+        assert!(!shown.contains("PRIVATE KEY") && shown.contains("/etc/test/"), "{shown}");
+    }
+
+    #[test]
+    fn http_a_request_deadline_replaces_the_clients() {
+        let (url, hits, server) = serve(&[(503, "")]);
+        let client = Client::new(&HttpSettings::default(), policy(600 * SEC)).unwrap();
+        let started = Instant::now();
+        let err = client.send(&Request::get(&url).retry_within(Duration::from_millis(1200))).unwrap_err();
+        let HttpError::GaveUp { attempts, .. } = err else { panic!("{err:?}") };
+        assert!(started.elapsed() < 3 * SEC && attempts >= 2, "{:?} {attempts}", started.elapsed());
+        assert_eq!(attempts as usize, hits.load(Ordering::SeqCst));
+        server.unblock();
+    }
+
     #[test]
     fn http_proxy_is_used_per_scheme_unless_no_proxy_matches() {
         let (target, _, target_server) = serve(&[(200, "")]);

@@ -3,12 +3,16 @@
 
 pub mod component;
 pub mod config;
+pub mod etcd_client;
 pub mod facts;
 pub mod host;
 pub mod http;
 pub mod kube;
+pub mod kube_api;
+pub mod manifests;
 pub mod openstack;
 pub mod pki;
+pub mod probe;
 pub mod steps;
 pub mod volume;
 

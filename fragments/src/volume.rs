@@ -54,8 +54,9 @@ pub struct Device {
 }
 
 /// Formats (if needed), records in fstab and mounts the Cinder volume `volume_id` at `mount_point`.
-/// `what` says what the volume is for ("container storage"), in the fstab comment and in errors.
-pub fn prepare(ctx: &Context, volume_id: &str, mount_point: &str, what: &str) -> Result<()> {
+/// `what` says what the volume is for ("container storage"), in the fstab comment and in errors; `mode`
+/// is the mount point's (the owner of the data decides, e.g. etcd wants 0700).
+pub fn prepare(ctx: &Context, volume_id: &str, mount_point: &str, mode: u32, what: &str) -> Result<()> {
     check_volume_id(volume_id, what)?;
     let mount_path = Path::new(mount_point);
     let mount_table = ctx.host.read_to_string(Path::new(MOUNTINFO))?;
@@ -63,7 +64,7 @@ pub fn prepare(ctx: &Context, volume_id: &str, mount_point: &str, what: &str) ->
 
     // Converged already? Checked without commands, so a second run changes and runs nothing.
     if has_our_entry(&fstab, mount_point) {
-        ctx.host.ensure_dir(mount_path, 0o755)?;
+        ctx.host.ensure_dir(mount_path, mode)?;
         match &mount_table {
             None => return Ok(()),
             Some(table) => {
@@ -79,7 +80,7 @@ pub fn prepare(ctx: &Context, volume_id: &str, mount_point: &str, what: &str) ->
     }
 
     let device = wait_for_device(ctx, volume_id, what)?;
-    ctx.host.ensure_dir(mount_path, 0o755)?;
+    ctx.host.ensure_dir(mount_path, mode)?;
     let uuid = ensure_xfs(ctx, &device, volume_id, what)?;
     let entry = fstab_entry(&uuid, mount_point, volume_id, what);
     ctx.host.write_file(&FileSpec::new(FSTAB, with_entry(&fstab, mount_point, &entry), 0o644))?;

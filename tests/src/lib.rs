@@ -3,9 +3,12 @@
 pub mod cloud;
 pub mod cloud_init;
 pub mod debian_tree;
+pub mod etcd;
 pub mod heat;
 pub mod ignition;
 pub mod keystone;
+pub mod kube_api;
+pub mod master_node;
 pub mod mounts;
 pub mod venv;
 

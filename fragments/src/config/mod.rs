@@ -600,6 +600,10 @@ pub struct Addons {
     pub tiller_namespace: String,
     /// `NODE_PROBLEM_DETECTOR_TAG`.
     pub node_problem_detector_tag: String,
+    /// CoreDNS image tag. Native config only: Stein's manifest hard-coded `1.3.0`, later releases took the
+    /// `coredns_tag` label (default `1.3.1`); heat-params input keeps a later release's `COREDNS_TAG`,
+    /// unread, in `magnum_extra` and uses this default.
+    pub coredns_tag: String,
 }
 
 impl Default for Addons {
@@ -619,6 +623,7 @@ impl Default for Addons {
             tiller_tag: "v2.12.3".into(),
             tiller_namespace: "magnum-tiller".into(),
             node_problem_detector_tag: "v0.6.2".into(),
+            coredns_tag: "1.3.1".into(),
         }
     }
 }
@@ -647,6 +652,10 @@ impl Default for Signal {
 pub struct Agent {
     /// SELinux mode to set and persist: `permissive` (Magnum's choice), `enforcing` or `disabled`.
     pub selinux_mode: String,
+    /// How long a master step that needs etcd or the API server (network-config, apiserver-kubelet-rbac,
+    /// health, addons) waits for it to be healthy, in seconds; on expiry the step fails with the last
+    /// probe's answer. Magnum's scripts waited without a bound.
+    pub health_deadline_secs: u64,
     /// How long to wait for an attached Cinder volume to appear under `/dev/disk/by-id` before failing
     /// (Magnum: 60 tries of half a second). Omitted from the document when it is the default.
     #[serde(skip_serializing_if = "is_default_device_wait")]
@@ -661,7 +670,11 @@ fn is_default_device_wait(secs: &u64) -> bool {
 
 impl Default for Agent {
     fn default() -> Self {
-        Agent { selinux_mode: "permissive".into(), device_wait_secs: DEFAULT_DEVICE_WAIT_SECS }
+        Agent {
+            selinux_mode: "permissive".into(),
+            health_deadline_secs: 600,
+            device_wait_secs: DEFAULT_DEVICE_WAIT_SECS,
+        }
     }
 }
 

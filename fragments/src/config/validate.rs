@@ -74,6 +74,9 @@ pub fn validate(c: &NodeConfig) -> Vec<ConfigError> {
     if c.openstack.api_deadline_secs == 0 {
         e.push(err("openstack.api_deadline_secs", 0, "must be at least 1 second"));
     }
+    if c.agent.health_deadline_secs == 0 {
+        e.push(err("agent.health_deadline_secs", 0, "must be at least 1 second"));
+    }
     if c.agent.device_wait_secs == 0 {
         e.push(err("agent.device_wait_secs", 0, "must be at least 1 second"));
     }

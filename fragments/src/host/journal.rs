@@ -29,6 +29,8 @@ pub enum ActionKind {
     Remove,
     Command,
     Http,
+    /// State a service keeps for the cluster (a Kubernetes object, an etcd key), as the service answered.
+    Remote,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,10 @@
 //!   sends no HTTP request either, so a plan never asks a signer for anything.
 //!
 //! HTTP goes through the run's one [`Client`] (CA bundle, proxy, retry policy), given with
-//! [`Host::with_http`]; rooted hosts send for real, which tests use against loopback servers.
+//! [`Host::with_http`]; rooted hosts send for real, which tests use against loopback servers, except
+//! requests to the node's own services (etcd, the API server), which no rooted tree runs: those are
+//! recorded like commands that cannot act on a root, unless [`Host::with_node_services`] says stand-ins
+//! serve them.
 //!
 //! Every call is recorded in the host's journal, which the runner drains after each step.
 
@@ -83,11 +86,25 @@ pub struct Host {
     journal: Journal,
     /// The client for [`Host::http`], or why there is none (its settings did not build).
     http: std::result::Result<Client, String>,
+    /// A rooted host sends requests to the node's own services (tests serve stand-ins for them).
+    node_services: bool,
 }
 
 impl Host {
     pub fn new(mode: Mode) -> Self {
-        Host { mode, journal: Journal::default(), http: Err("no HTTP client was set up for this run".into()) }
+        Host {
+            mode,
+            journal: Journal::default(),
+            http: Err("no HTTP client was set up for this run".into()),
+            node_services: false,
+        }
+    }
+
+    /// Lets a rooted host send the requests marked [`Request::to_node_service`]: for tests that serve
+    /// stand-ins for the node's etcd or API server on loopback.
+    pub fn with_node_services(mut self) -> Self {
+        self.node_services = true;
+        self
     }
 
     /// The client [`Host::http`] sends with. An error (a CA bundle or proxy that does not build) is kept
@@ -233,13 +250,21 @@ impl Host {
     }
 
     /// Sends `req` with the run's client (retries per its policy) and returns the answer whatever its
-    /// status; on a dry run records it and returns `None`, the answer a real run would get. `what` says what
-    /// the request is for ("signing kubelet certificate") in the journal, which never holds header values or
-    /// bodies (tokens, passwords).
+    /// status; on a dry run records it and returns `None`, the answer a real run would get. So does a rooted
+    /// host for a request to the node's own services ([`Request::to_node_service`]), which do not run under
+    /// a root (unless [`Host::with_node_services`]). `what` says what the request is for ("signing kubelet
+    /// certificate") in the journal, which never holds header values or bodies (tokens, passwords).
     pub fn http(&self, req: &Request, what: &str) -> std::result::Result<Option<Response>, HttpError> {
         let target = format!("{} {}", req.method, mask_url_credentials(&req.url));
-        if self.is_dry_run() {
-            self.journal.record(ActionKind::Http, target, what.to_string(), Outcome::NotRun);
+        let unsent = match self.mode {
+            Mode::DryRun { .. } => Some(what.to_string()),
+            Mode::Rooted(_) if req.node_service && !self.node_services => {
+                Some(format!("{what} (not sent: the node's services do not run under a root)"))
+            }
+            Mode::Rooted(_) | Mode::System => None,
+        };
+        if let Some(detail) = unsent {
+            self.journal.record(ActionKind::Http, target, detail, Outcome::NotRun);
             return Ok(None);
         }
         let sent = match &self.http {
@@ -261,6 +286,12 @@ impl Host {
                 Err(e)
             }
         }
+    }
+
+    /// Records what a step did to state kept by a service rather than on the node's disk, from the
+    /// service's answers: a Kubernetes object created, an etcd key found as it should be.
+    pub fn record_remote(&self, target: impl std::fmt::Display, detail: String, outcome: Outcome) {
+        self.journal.record(ActionKind::Remote, target, detail, outcome);
     }
 
     /// A systemd operation. Rooted hosts can only enable (through `systemctl --root`); the rest is recorded.
@@ -349,6 +380,40 @@ mod tests {
                 (Outcome::Failed, format!("{target} reading x")),
             ]
         );
+    }
+
+    #[test]
+    fn rooted_hosts_send_to_the_nodes_services_only_when_told_they_are_served() {
+        use crate::http::{Client, HttpSettings, RetryPolicy};
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/healthz", server.server_addr().to_ip().unwrap());
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let _ = request.respond(tiny_http::Response::from_string("ok"));
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let rooted = || {
+            Host::new(Mode::Rooted(dir.path().to_path_buf()))
+                .with_http(Client::new(&HttpSettings::default(), RetryPolicy::default()))
+        };
+        let local = Request::get(&url).to_node_service();
+        let plain = rooted();
+        assert_eq!(plain.http(&local, "probing").unwrap(), None);
+        assert_eq!(plain.http(&Request::get(&url), "probing").unwrap().unwrap().status, 200);
+        let served = rooted().with_node_services();
+        assert_eq!(served.http(&local, "probing").unwrap().unwrap().body, b"ok");
+        let recorded: Vec<(Outcome, String)> =
+            plain.take_actions().into_iter().map(|a| (a.outcome, a.detail)).collect();
+        assert_eq!(
+            recorded,
+            [
+                (Outcome::NotRun, "probing (not sent: the node's services do not run under a root)".to_string()),
+                (Outcome::Sent, "probing: HTTP 200".to_string())
+            ]
+        );
+        served.record_remote("ConfigMap kube-system/x", "created".into(), Outcome::Changed);
+        assert_eq!(served.take_actions().last().unwrap().kind, ActionKind::Remote);
     }
 
     #[test]

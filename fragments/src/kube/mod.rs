@@ -96,11 +96,31 @@ impl RuntimeKind {
         })
     }
 
+    /// [`RuntimeKind::of`] for the node's own Kubernetes version.
+    pub fn for_node(config: &NodeConfig) -> Result<RuntimeKind> {
+        RuntimeKind::of(config, KubeVersion::of(config)?)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Containerd => "containerd",
+        }
+    }
+
     /// The systemd unit of the runtime (shared contract).
     pub fn unit(self) -> &'static str {
         match self {
             RuntimeKind::Docker => "docker.service",
             RuntimeKind::Containerd => "containerd.service",
+        }
+    }
+
+    /// Where it keeps images and containers: the mount point of its Cinder volume.
+    pub fn data_dir(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "/var/lib/docker",
+            RuntimeKind::Containerd => "/var/lib/containerd",
         }
     }
 }

@@ -38,7 +38,7 @@ const WHAT: &str = "container storage";
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let config = ctx.config;
-    let kind = RuntimeKind::of(config)?;
+    let kind = RuntimeKind::for_node(config)?;
     let driver = StorageDriver::of(config)?;
     let volume = &config.runtime.volume;
     let volume_id = match (volume.size, volume.id.trim()) {
@@ -81,7 +81,7 @@ fn overlay_on_volume(ctx: &Context, kind: RuntimeKind, volume_id: &str) -> Resul
             .systemd(Systemd::Stop, Some(kind.unit()))
             .with_context(|| format!("stopping {} before mounting its volume over {data_dir}", kind.name()))?;
     }
-    volume::prepare(ctx, volume_id, data_dir, WHAT)?;
+    volume::prepare(ctx, volume_id, data_dir, 0o755, WHAT)?;
     Ok(in_use)
 }
 

@@ -33,6 +33,8 @@ use std::path::Path;
 pub const CONF: &str = "/etc/etcd/etcd.conf";
 pub const CONF_DIR: &str = "/etc/etcd";
 pub const DATA_DIR: &str = "/var/lib/etcd";
+/// etcd wants its data directory private (it warns from 3.4 when it is not).
+const DATA_DIR_MODE: u32 = 0o700;
 pub const CERTS: &str = "/etc/etcd/certs";
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
@@ -45,8 +47,7 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     let conf = render(config)?;
     let has_credentials = conf.lines().any(|l| l.starts_with("ETCD_DISCOVERY_PROXY=") && l.contains('@'));
     ctx.host.ensure_dir(Path::new(CONF_DIR), 0o755)?;
-    // etcd wants its data directory private (it warns from 3.4 when it is not).
-    ctx.host.ensure_dir(Path::new(DATA_DIR), 0o700)?;
+    ctx.host.ensure_dir(Path::new(DATA_DIR), DATA_DIR_MODE)?;
     let version = KubeVersion::of(config)?;
     let runtime = component::for_node(ctx.facts.os, RuntimeKind::of(config, version)?);
     let etcd = Component {
@@ -69,17 +70,9 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     Ok(Done::Applied)
 }
 
-/// The data volume (Cinder, by id) mounted at `/var/lib/etcd`. The volume helper (`crate::volume`) is
-/// written by another change; until it is merged a sized volume fails the step instead of silently
-/// leaving etcd on the root disk.
+/// etcd's data on its own Cinder volume (Heat attaches it at /dev/vdc), as Magnum's configure-etcd did.
 fn data_volume(ctx: &Context) -> Result<()> {
-    let volume = &ctx.config.etcd.volume;
-    bail!(
-        "etcd data volume: not implemented in this build (etcd.volume.size = {} GB, volume {:?}); set \
-         etcd.volume.size to 0 to keep etcd's data on the root disk",
-        volume.size,
-        volume.id
-    )
+    crate::volume::prepare(ctx, &ctx.config.etcd.volume.id, DATA_DIR, DATA_DIR_MODE, "etcd data")
 }
 
 /// `scheme://ip:port`, with IPv6 addresses in brackets.

@@ -39,7 +39,7 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     if let Some(reason) = disabled(ctx) {
         return Ok(Done::Skipped(reason));
     }
-    let kind = RuntimeKind::of(ctx.config)?;
+    let kind = RuntimeKind::for_node(ctx.config)?;
     let config = registry_config(ctx)?;
     let config_written = ctx.host.write_file(&FileSpec::new(CONFIG, config, 0o600))?;
     let unit_written = ctx.host.write_file(&FileSpec::new(UNIT_FILE, unit(ctx, kind), 0o644))?;

@@ -25,6 +25,7 @@
 use super::Context;
 use crate::config::NodeConfig;
 use crate::host::{FileSpec, Outcome};
+pub use crate::kube::RuntimeKind;
 use anyhow::{bail, Context as _, Result};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -44,81 +45,6 @@ const DOCKER_OVERRIDE_UNIT: &str = "/etc/systemd/system/docker.service";
 const DOCKER_VENDOR_UNITS: &[&str] = &["/usr/lib/systemd/system/docker.service", "/lib/systemd/system/docker.service"];
 const DOCKER_SYSCONFIG: &str = "/etc/sysconfig/docker";
 const DOCKER_STORAGE_SYSCONFIG: &str = "/etc/sysconfig/docker-storage";
-/// Kubernetes' first release without dockershim.
-const CONTAINERD_FROM_MINOR: u32 = 24;
-
-/// The container runtime of a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuntimeKind {
-    Docker,
-    Containerd,
-}
-
-impl RuntimeKind {
-    /// The runtime `config` asks for: `runtime.kind`, or by Kubernetes version when it is empty.
-    pub fn of(config: &NodeConfig) -> Result<RuntimeKind> {
-        match config.runtime.kind.as_str() {
-            "docker" | "host-docker" => Ok(RuntimeKind::Docker),
-            "containerd" => Ok(RuntimeKind::Containerd),
-            "" => {
-                let tag = &config.kubernetes.tag;
-                let (major, minor) = kubernetes_version(tag).with_context(|| {
-                    format!(
-                        "runtime.kind (CONTAINER_RUNTIME) is empty and kubernetes.tag (KUBE_TAG) {tag:?} is not a \
-                         version such as v1.24.17, so the runtime cannot be chosen"
-                    )
-                })?;
-                Ok(if (major, minor) >= (1, CONTAINERD_FROM_MINOR) {
-                    RuntimeKind::Containerd
-                } else {
-                    RuntimeKind::Docker
-                })
-            }
-            other => bail!("runtime.kind (CONTAINER_RUNTIME) {other:?} is not docker, host-docker or containerd"),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RuntimeKind::Docker => "docker",
-            RuntimeKind::Containerd => "containerd",
-        }
-    }
-
-    /// The systemd unit that runs it.
-    pub fn unit(self) -> &'static str {
-        match self {
-            RuntimeKind::Docker => "docker.service",
-            RuntimeKind::Containerd => "containerd.service",
-        }
-    }
-
-    /// Where it keeps images and containers: the mount point of its Cinder volume.
-    pub fn data_dir(self) -> &'static str {
-        match self {
-            RuntimeKind::Docker => "/var/lib/docker",
-            RuntimeKind::Containerd => "/var/lib/containerd",
-        }
-    }
-
-    /// The socket kubelet talks to (`--container-runtime-endpoint` from Kubernetes 1.24; docker nodes
-    /// before it use dockershim, which reads docker's own socket).
-    pub fn socket(self) -> &'static str {
-        match self {
-            RuntimeKind::Docker => "unix:///var/run/docker.sock",
-            RuntimeKind::Containerd => "unix:///run/containerd/containerd.sock",
-        }
-    }
-}
-
-/// `(major, minor)` of a Kubernetes tag: `v1.24.17` → `(1, 24)`; also `1.24`, `v1.11.6-rancher1`.
-pub fn kubernetes_version(tag: &str) -> Option<(u32, u32)> {
-    let mut parts = tag.trim().trim_start_matches('v').split(['.', '-', '+']);
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
 /// The storage driver asked for (`runtime.storage_driver`, default `overlay2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageDriver {
@@ -148,18 +74,9 @@ impl StorageDriver {
     }
 }
 
-/// The pod sandbox ("pause") image, from the image prefix when one is set; kube-steps gives kubelet the
-/// same (`--pod-infra-container-image`). Magnum's `pause:3.0` for the Kubernetes it shipped; the pause
-/// image of Kubernetes 1.24's era after it.
-pub fn sandbox_image(config: &NodeConfig) -> String {
-    let modern = kubernetes_version(&config.kubernetes.tag).is_some_and(|v| v >= (1, CONTAINERD_FROM_MINOR));
-    let prefix = &config.runtime.container_infra_prefix;
-    match (prefix.is_empty(), modern) {
-        (true, true) => "registry.k8s.io/pause:3.6".into(),
-        (true, false) => "gcr.io/google_containers/pause:3.0".into(),
-        (false, true) => format!("{prefix}pause:3.6"),
-        (false, false) => format!("{prefix}pause:3.0"),
-    }
+/// The pod sandbox ("pause") image: the one kube-steps gives kubelet, so the two never disagree.
+pub fn sandbox_image(config: &NodeConfig) -> Result<String> {
+    Ok(crate::kube::pause_image(config, crate::kube::KubeVersion::of(config)?))
 }
 
 /// Registries the runtime reaches without TLS verification, as `host[:port]`: the configured insecure
@@ -312,7 +229,7 @@ fn configure_containerd(ctx: &Context, driver: StorageDriver) -> Result<Changes>
     }
     let config = ctx.config;
     let mut changes = Changes::default();
-    let text = containerd_config(config);
+    let text = containerd_config(config)?;
     changes.config |= changed(ctx.host.write_file(&FileSpec::new(CONTAINERD_CONFIG, text, 0o644))?);
 
     let wanted = containerd_hosts(config);
@@ -355,7 +272,7 @@ fn hosts_on_disk(ctx: &Context) -> Result<Vec<String>> {
 }
 
 /// containerd's config (schema version 2, read by containerd 1.5 to 1.7; 2.x migrates it).
-fn containerd_config(config: &NodeConfig) -> String {
+fn containerd_config(config: &NodeConfig) -> Result<String> {
     let systemd_cgroup = config.kubernetes.cgroup_driver == "systemd";
     let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
     let mut out = String::new();
@@ -365,7 +282,7 @@ fn containerd_config(config: &NodeConfig) -> String {
     let _ = writeln!(out, "state = \"/run/containerd\"");
     let _ = writeln!(out, "\n[grpc]\n  address = \"/run/containerd/containerd.sock\"");
     let _ = writeln!(out, "\n[{cri}]");
-    let _ = writeln!(out, "  sandbox_image = {}", toml_string(&sandbox_image(config)));
+    let _ = writeln!(out, "  sandbox_image = {}", toml_string(&sandbox_image(config)?));
     let _ = writeln!(out, "\n[{cri}.containerd]");
     let _ = writeln!(out, "  snapshotter = \"overlayfs\"");
     let _ = writeln!(out, "  default_runtime_name = \"runc\"");
@@ -378,7 +295,7 @@ fn containerd_config(config: &NodeConfig) -> String {
     let _ = writeln!(out, "  conf_dir = \"{CNI_CONF_DIR}\"");
     let _ = writeln!(out, "\n[{cri}.registry]");
     let _ = writeln!(out, "  config_path = \"{CONTAINERD_HOSTS_DIR}\"");
-    out
+    Ok(out)
 }
 
 /// `hosts.toml` per registry host: insecure registries are tried over HTTPS without verification, then
@@ -435,31 +352,33 @@ mod tests {
         let mut c = NodeConfig::new(Role::Minion);
         c.runtime.kind = kind.into();
         c.kubernetes.tag = tag.into();
+        c.kubernetes.version = tag.into();
         c
     }
 
     #[test]
     fn the_runtime_follows_the_kind_then_the_kubernetes_version() {
-        assert_eq!(RuntimeKind::of(&config("", "v1.11.6")).unwrap(), RuntimeKind::Docker);
-        assert_eq!(RuntimeKind::of(&config("", "v1.23.17")).unwrap(), RuntimeKind::Docker);
-        assert_eq!(RuntimeKind::of(&config("", "v1.24.0")).unwrap(), RuntimeKind::Containerd);
-        assert_eq!(RuntimeKind::of(&config("", "v1.31.2-rancher1")).unwrap(), RuntimeKind::Containerd);
-        assert_eq!(RuntimeKind::of(&config("docker", "v1.30.0")).unwrap(), RuntimeKind::Docker);
-        assert_eq!(RuntimeKind::of(&config("host-docker", "v1.11.6")).unwrap(), RuntimeKind::Docker);
-        assert_eq!(RuntimeKind::of(&config("containerd", "v1.11.6")).unwrap(), RuntimeKind::Containerd);
-        let err = RuntimeKind::of(&config("", "latest")).unwrap_err().to_string();
+        let kind = |k: &str, tag: &str| RuntimeKind::for_node(&config(k, tag));
+        assert_eq!(kind("", "v1.11.6").unwrap(), RuntimeKind::Docker);
+        assert_eq!(kind("", "v1.23.17").unwrap(), RuntimeKind::Docker);
+        assert_eq!(kind("", "v1.24.0").unwrap(), RuntimeKind::Containerd);
+        assert_eq!(kind("", "v1.31.2-rancher1").unwrap(), RuntimeKind::Containerd);
+        assert_eq!(kind("host-docker", "v1.11.6").unwrap(), RuntimeKind::Docker);
+        assert_eq!(kind("containerd", "v1.11.6").unwrap(), RuntimeKind::Containerd);
+        let no_dockershim = kind("docker", "v1.30.0").unwrap_err().to_string();
+        assert!(no_dockershim.contains("dockershim"), "{no_dockershim}");
+        let err = kind("", "latest").unwrap_err().to_string();
         assert!(err.contains("KUBE_TAG") && err.contains("\"latest\""), "{err}");
-        assert_eq!(kubernetes_version("1.9"), Some((1, 9)));
     }
 
     #[test]
-    fn the_sandbox_image_comes_from_the_prefix() {
+    fn the_sandbox_image_is_the_kubelets_pause_image() {
         let mut c = config("", "v1.24.17");
-        assert_eq!(sandbox_image(&c), "registry.k8s.io/pause:3.6");
+        let kubelets = |c: &NodeConfig| crate::kube::pause_image(c, crate::kube::KubeVersion::of(c).unwrap());
+        assert_eq!(sandbox_image(&c).unwrap(), kubelets(&c));
         c.runtime.container_infra_prefix = "registry.example:5000/magnum/".into();
-        assert_eq!(sandbox_image(&c), "registry.example:5000/magnum/pause:3.6");
-        c.kubernetes.tag = "v1.11.6".into();
-        assert_eq!(sandbox_image(&c), "registry.example:5000/magnum/pause:3.0");
+        assert!(sandbox_image(&c).unwrap().starts_with("registry.example:5000/magnum/pause:"));
+        assert_eq!(sandbox_image(&c).unwrap(), kubelets(&c));
     }
 
     #[test]

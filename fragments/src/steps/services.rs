@@ -28,7 +28,7 @@ const UNIT_DIRS: &[&str] = &[
 const ETC_UNITS: &str = "/etc/systemd/system";
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
-    let runtime = RuntimeKind::of(ctx.config)?;
+    let runtime = RuntimeKind::for_node(ctx.config)?;
     let mut wanted: Vec<&str> = vec![runtime.unit()];
     if ctx.config.role == Role::Master {
         wanted.extend([

@@ -1,0 +1,24 @@
+//! master part-013 apiserver-kubelet-rbac: the ClusterRole `system:kube-apiserver-to-kubelet` (nodes/proxy,
+//! stats, log, spec, metrics) bound to user `kubernetes`, the API server's client identity towards the
+//! kubelets, so `kubectl logs`, `exec` and metrics work (Magnum's kube-apiserver-to-kubelet-role.sh).
+//!
+//! Applied through the API with the master's own identity (see [`crate::kube_api`]), idempotently, from
+//! every master: the objects are the same from each. The step runs before health, so it first waits for
+//! the API server within `agent.health_deadline_secs`, as Magnum's script waited for `/healthz`.
+
+use super::{Context, Done};
+use crate::kube_api::KubeApi;
+use crate::manifests;
+use crate::probe::Budget;
+use anyhow::Result;
+use std::time::Duration;
+
+pub(super) fn run(ctx: &Context) -> Result<Done> {
+    let objects = manifests::apiserver_kubelet_rbac()?;
+    let api = KubeApi::for_master(ctx.config, ctx.host)?;
+    api.wait_ready(&Budget::new(Duration::from_secs(ctx.config.agent.health_deadline_secs)))?;
+    for object in &objects {
+        api.apply(object)?;
+    }
+    Ok(Done::Applied)
+}
