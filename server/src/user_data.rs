@@ -54,6 +54,8 @@ const MASTER_ONLY: &[Placeholder] = &[
     at("api_private_address", &["api", "private_address"]),
     at("etcd_lb_vip", &["etcd", "lb_vip"]),
     at("etcd_volume", &["etcd", "volume", "id"]),
+    // Every master's address (their ports are made before any master), for etcd's static cluster.
+    at("master_addresses", &["etcd", "members"]),
 ];
 const MINION_ONLY: &[Placeholder] =
     &[at("kube_master_ip", &["api", "master_ip"]), at("etcd_server_ip", &["etcd", "server_ip"])];
@@ -145,6 +147,11 @@ fn worst_case(name: &str) -> &'static str {
         "instance_name" => "k8s-production-cluster-abcdef-master-127",
         "master_index" => "127",
         "docker_volume" | "etcd_volume" | "cluster_subnet" => "01234567-89ab-cdef-0123-456789abcdef",
+        "master_addresses" => concat!(
+            "fd00:1234:5678:9abc:def0:1234:5678:9abc,fd00:1234:5678:9abc:def0:1234:5678:9abd,",
+            "fd00:1234:5678:9abc:def0:1234:5678:9abe,fd00:1234:5678:9abc:def0:1234:5678:9abf,",
+            "fd00:1234:5678:9abc:def0:1234:5678:9ac0"
+        ),
         _ => "fd00:1234:5678:9abc:def0:1234:5678:9abc",
     }
 }

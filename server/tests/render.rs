@@ -107,6 +107,7 @@ fn heat_values(role: Role) -> Vec<(&'static str, String)> {
                 "etcd_lb_vip" => "",
                 "docker_volume" => "0f6b6c0e-3d5b-4a4e-8f2a-2c1d0e9b8a76",
                 "etcd_volume" => "",
+                "master_addresses" => "10.0.0.4,10.0.0.6",
                 "cluster_subnet" => "6f0c2a1e-6b1d-4e34-9e2f-0b8f7f1d2c3a",
                 "wait_endpoint" => "http://127.0.0.1:8004/v1/admin/stacks/s/1/resources/wait_handle/signal",
                 "wait_token" => "gAAAAB-tok_en=",
@@ -219,6 +220,7 @@ fn recovered_and_expected(
         expected.api.private_address = ip("api_private_address");
         expected.etcd.lb_vip = ip("etcd_lb_vip");
         expected.etcd.volume.id = get("etcd_volume");
+        expected.etcd.members = vec!["10.0.0.4".parse().unwrap(), "10.0.0.6".parse().unwrap()];
     } else {
         expected.api.master_ip = ip("kube_master_ip");
         expected.etcd.server_ip = ip("etcd_server_ip");

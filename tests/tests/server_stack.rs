@@ -157,6 +157,7 @@ fn check_node_configs(
             want.etcd.lb_vip = got.etcd.lb_vip;
             want.etcd.server_ip = got.etcd.server_ip;
             want.etcd.volume.id = got.etcd.volume.id.clone();
+            want.etcd.members = got.etcd.members.clone();
             want.runtime.volume.id = got.runtime.volume.id.clone();
             want.openstack.cluster_subnet = got.openstack.cluster_subnet.clone();
             want.signal.endpoint = got.signal.endpoint.clone();
@@ -204,12 +205,27 @@ fn run_cluster(template: &str, cluster: &str, suffix: &str, ignition_format: boo
     let mut indexes: Vec<u32> = configs.iter().filter_map(|n| n.node.master_index).collect();
     indexes.sort();
     assert_eq!(indexes, (0..bundle.masters as u32).collect::<Vec<_>>(), "each master knows its index");
+    // Every master knows every master's address (etcd's static initial cluster), and its own is one.
+    let masters: Vec<&NodeConfig> = configs.iter().filter(|n| n.role == Role::Master).collect();
+    for master in &masters {
+        assert_eq!(master.etcd.members.len() as i64, bundle.masters, "{:?}", master.etcd.members);
+        assert_eq!(master.etcd.members, masters[0].etcd.members, "the same list, in the same order");
+        assert!(master.etcd.members.contains(&master.node.ip.unwrap()));
+    }
     signal_all(&handles, &configs, None);
     let done = finish(&heat, &stack);
     assert_eq!(done.status, "CREATE_COMPLETE", "{}\n{}", done.status_reason, heat.log_tail(4000));
     let listed = |key: &str| done.outputs.get(key).and_then(Value::as_array).map(Vec::len).unwrap_or(0);
     assert_eq!(listed("kube_masters_private") as i64, bundle.masters);
     assert_eq!(listed("kube_minions_private") as i64, bundle.minions);
+    let private: Vec<String> = done.outputs["kube_masters_private"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ip| ip.as_str().unwrap().to_string())
+        .collect();
+    let members: Vec<String> = masters[0].etcd.members.iter().map(|ip| ip.to_string()).collect();
+    assert_eq!(members, private, "etcd's members are the masters the stack reports");
     assert!(
         done.outputs.get("api_address").and_then(Value::as_str).is_some_and(|a| !a.is_empty()),
         "{:?}",

@@ -68,6 +68,25 @@ fn optional_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>,
     }
 }
 
+/// A list of addresses, as a JSON list or one comma-separated string (`""` is the empty list).
+fn address_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Addresses {
+        List(Vec<IpAddr>),
+        Text(String),
+    }
+    match Addresses::deserialize(d)? {
+        Addresses::List(list) => Ok(list),
+        Addresses::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address"))))
+            .collect(),
+    }
+}
+
 /// An optional index given as a number or, as Heat substitutes a ResourceGroup's `%index%` into
 /// user-data, as a string.
 fn optional_index<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
@@ -427,7 +446,9 @@ pub struct Etcd {
     /// Data volume (`ETCD_VOLUME`, `ETCD_VOLUME_SIZE`).
     pub volume: Volume,
     /// Fixed IPs of every master, this one included, for a static initial cluster when there is no
-    /// discovery URL (native config only; the server fills it). Empty: this master alone.
+    /// discovery URL (native config only; the server fills it). Empty: this master alone. Also read as
+    /// one comma-separated string, which is how Heat substitutes a list into user-data.
+    #[serde(deserialize_with = "address_list")]
     pub members: Vec<IpAddr>,
 }
 

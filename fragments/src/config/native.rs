@@ -80,6 +80,10 @@ mod tests {
         assert_eq!(parse(&text, "t", None).unwrap().node.public_ip, None);
         let bad = text.replacen("\"public_ip\": \"\"", "\"public_ip\": \"10.0.0.300\"", 1);
         assert!(parse(&bad, "t", None).unwrap_err().to_string().contains("invalid IP address"));
+        let members = text.replacen("\"members\": []", "\"members\": \"10.0.0.4, 10.0.0.5\"", 1);
+        assert_eq!(parse(&members, "t", None).unwrap().etcd.members.len(), 2);
+        let bad = text.replacen("\"members\": []", "\"members\": \"10.0.0.4,nope\"", 1);
+        assert!(parse(&bad, "t", None).unwrap_err().to_string().contains("\"nope\" is not an IP address"));
         let index = text.replacen("\"master_index\": null", "\"master_index\": \"2\"", 1);
         assert_eq!(parse(&index, "t", None).unwrap().node.master_index, Some(2));
     }
