@@ -138,22 +138,10 @@ fn render(snapshot: &BTreeMap<String, (String, Vec<u8>)>, record: &serde_json::V
 }
 
 fn check_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/kube-steps").join(name);
-    if std::env::var_os("HEARTH_BLESS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (HEARTH_BLESS=1 writes it)", path.display()));
-    if expected != actual {
-        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
-        panic!(
-            "{} differs from this run (first differing line {:?}); HEARTH_BLESS=1 regenerates it.\n--- actual ---\n{actual}",
-            path.display(),
-            first.map(|i| i + 1)
-        );
-    }
+    hearth_tests::golden::check(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/kube-steps").join(name),
+        actual,
+    );
 }
 
 /// Runs `step` twice on a fresh tree of `os`: golden after the first run, nothing changed by the second,

@@ -302,22 +302,7 @@ fn render_entry(path: &str, (kind, contents): &(String, Vec<u8>)) -> String {
 }
 
 fn check_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("HEARTH_BLESS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (HEARTH_BLESS=1 writes it)", path.display()));
-    if expected != actual {
-        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
-        panic!(
-            "{} differs (first differing line {:?}); HEARTH_BLESS=1 regenerates it.\n--- actual ---\n{actual}",
-            path.display(),
-            first.map(|i| i + 1)
-        );
-    }
+    hearth_tests::golden::check(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name), actual);
 }
 
 /// `systemd-analyze verify` of every unit the steps wrote in `/etc/systemd/system` (not the stand-ins the

@@ -13,6 +13,7 @@ pub mod manifests;
 pub mod openstack;
 pub mod pki;
 pub mod probe;
+pub mod quote;
 pub mod steps;
 pub mod volume;
 

@@ -38,7 +38,6 @@ fn load(template: &str, cluster: &str) -> (ClusterTemplate, Cluster, Loaded) {
 
 #[test]
 fn bundles_match_their_golden_files_and_keep_secrets_private() {
-    let bless = std::env::var_os("HEARTH_BLESS").is_some();
     for (name, template, cluster) in VARIANTS {
         let out = tempfile::tempdir().unwrap();
         let dir = examples_dir();
@@ -71,14 +70,7 @@ fn bundles_match_their_golden_files_and_keep_secrets_private() {
             let path = out.path().join(file);
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{name}/{file}");
             let got = std::fs::read_to_string(&path).unwrap();
-            let want_path = golden.join(file);
-            if bless {
-                std::fs::create_dir_all(&golden).unwrap();
-                std::fs::write(&want_path, &got).unwrap();
-            }
-            let want =
-                std::fs::read_to_string(&want_path).unwrap_or_else(|_| panic!("no golden {}", want_path.display()));
-            assert!(got == want, "{name}/{file} differs from its golden file (HEARTH_BLESS=1 to regenerate)");
+            hearth_tests::golden::check(&golden.join(file), &got);
         }
         // The environment file and the API body carry the same parameters.
         let env: Value =

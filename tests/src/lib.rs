@@ -4,6 +4,7 @@ pub mod cloud;
 pub mod cloud_init;
 pub mod debian_tree;
 pub mod etcd;
+pub mod golden;
 pub mod heat;
 pub mod ignition;
 pub mod keystone;

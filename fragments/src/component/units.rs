@@ -23,18 +23,7 @@ pub fn systemd_word(arg: &str) -> String {
     if !escaped.is_empty() && !escaped.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';')) {
         return escaped;
     }
-    let mut quoted = String::from("\"");
-    for c in escaped.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
+    crate::quote::double_quoted(&escaped)
 }
 
 /// `Key=argv`: the program and its subcommand on the first line, then each option, and the image with

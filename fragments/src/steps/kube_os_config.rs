@@ -78,18 +78,7 @@ fn gcfg_value(value: &str) -> String {
     if plain {
         return value.to_string();
     }
-    let mut quoted = String::from("\"");
-    for c in value.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
+    crate::quote::double_quoted(value)
 }
 
 #[cfg(test)]
