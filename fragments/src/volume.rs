@@ -322,7 +322,7 @@ fn mounted_device(mountinfo: &str, mount_point: &str) -> Option<(u32, u32)> {
 }
 
 /// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
-fn unescape_mountinfo(field: &str) -> String {
+pub fn unescape_mountinfo(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

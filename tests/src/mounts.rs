@@ -76,7 +76,7 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found: Vec<PathBuf> = info
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .map(|field| PathBuf::from(hearth_fragments::volume::unescape_mountinfo(field)))
         .filter(|mount_point| mount_point.starts_with(&dir))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -109,36 +109,16 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
     std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
-/// Undoes the octal escapes (`\040` for a space, …) of `/proc/self/mountinfo`.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let value = bytes[i + 1..i + 4].iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-            if let Ok(byte) = u8::try_from(value) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape_mountinfo("/tmp/a\\040b"), "/tmp/a b");
-        assert_eq!(unescape_mountinfo("/x\\134y\\011"), "/x\\y\t");
-        assert_eq!(unescape_mountinfo("/plain\\"), "/plain\\");
-        assert_eq!(unescape_mountinfo("/bad\\999"), "/bad\\999");
+        assert_eq!(hearth_fragments::volume::unescape_mountinfo("/tmp/a\\040b"), "/tmp/a b");
+        assert_eq!(hearth_fragments::volume::unescape_mountinfo("/x\\134y\\011"), "/x\\y\t");
+        assert_eq!(hearth_fragments::volume::unescape_mountinfo("/plain\\"), "/plain\\");
+        assert_eq!(hearth_fragments::volume::unescape_mountinfo("/bad\\999"), "/bad\\999");
     }
 
     #[test]
