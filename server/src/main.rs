@@ -115,6 +115,9 @@ struct ServeArgs {
     /// Request worker threads (default: 32).
     #[arg(long)]
     workers: Option<usize>,
+    /// Serve this hearth-agent binary at /agent/hearth-agent (the bootstrap's `agent.url`).
+    #[arg(long, value_name = "FILE")]
+    agent: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +251,7 @@ fn serve_settings(args: ServeArgs) -> Result<settings::Settings> {
     set(&mut file.state_dir, args.state);
     set(&mut file.public_url, args.public_url);
     set(&mut file.workers, args.workers);
+    set(&mut file.agent_file, args.agent);
     set(&mut file.signing.validity_days, args.validity_days);
     set(&mut file.signing.ca_validity_days, args.ca_validity_days);
     let keystone = &mut file.keystone;

@@ -128,3 +128,47 @@ fn serve_runs_from_a_settings_file_and_refuses_callers_without_a_token() {
     assert!(!format!("{line}{rest}").contains("secret-pw"));
     assert!(state.path().join("state").is_dir(), "the state directory is created");
 }
+
+#[test]
+fn serve_hands_out_the_agent_binary_with_its_checksum() {
+    let state = tempfile::tempdir().unwrap();
+    let agent = state.path().join("hearth-agent");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    std::fs::write(&agent, &bytes).unwrap();
+    let sha256 = {
+        let out = Command::new("sha256sum").arg(&agent).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+    };
+    let mut child = Command::new(SERVER)
+        .args(["serve", "--listen", "127.0.0.1:0", "--keystone-url", "http://127.0.0.1:9/v3"])
+        .args(["--service-user", "hearth", "--service-project", "service", "--state"])
+        .arg(state.path().join("state"))
+        .arg("--agent")
+        .arg(&agent)
+        .env("HEARTH_SERVICE_PASSWORD", "secret-pw")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "serve ended: {seen}");
+        seen.push_str(&line);
+        if let Some(address) = line.split_whitespace().find_map(|w| w.strip_prefix("http://")) {
+            break address.to_string();
+        }
+    };
+    assert!(seen.contains(&format!("sha256 {sha256}")), "the log names the checksum for settings: {seen}");
+    let response = ureq::get(&format!("http://{address}/agent/hearth-agent")).call().unwrap();
+    assert_eq!(response.header("X-Checksum-Sha256"), Some(sha256.as_str()));
+    let mut served = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut served).unwrap();
+    assert!(served == bytes, "the bytes served are the file's");
+    let Err(ureq::Error::Status(405 | 404, _)) = ureq::post(&format!("http://{address}/agent/hearth-agent")).call()
+    else {
+        panic!("only GET and HEAD fetch the agent");
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

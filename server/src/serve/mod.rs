@@ -79,7 +79,25 @@ impl Server {
         let http =
             tiny_http::Server::http(settings.listen).map_err(|e| anyhow!("listening on {}: {e}", settings.listen))?;
         let local_addr = http.server_addr().to_ip().context("the server listens on an IP address")?;
+        let agent = match &settings.agent_file {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("reading the agent {}", path.display()))?;
+                let sha256 = ring::digest::digest(&ring::digest::SHA256, &bytes)
+                    .as_ref()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>();
+                audit::info(&format!(
+                    "hearth-server: serving {} ({} bytes, sha256 {sha256}) at {AGENT_PATH}",
+                    path.display(),
+                    bytes.len()
+                ));
+                Some(Agent { bytes, sha256 })
+            }
+        };
         let service = Service {
+            agent,
             cas: CaStore::new(state.clone(), settings.signing.ca_validity_days),
             state,
             keystone,
@@ -140,9 +158,25 @@ impl Running {
     }
 }
 
+/// Where nodes download `hearth-agent` (settings `agent.url` of `render` points here).
+pub const AGENT_PATH: &str = "/agent/hearth-agent";
+
+/// The agent binary `serve` hands out, read once at start.
+struct Agent {
+    bytes: Vec<u8>,
+    sha256: String,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("bytes", &self.bytes.len()).field("sha256", &self.sha256).finish()
+    }
+}
+
 /// What a request needs, shared by the workers.
 #[derive(Debug)]
 struct Service {
+    agent: Option<Agent>,
     state: StateDir,
     cas: CaStore,
     keystone: Keystone,
@@ -193,7 +227,51 @@ fn route(method: &tiny_http::Method, url: &str) -> Route {
 }
 
 impl Service {
-    fn answer(&self, mut request: tiny_http::Request) {
+    fn answer(&self, request: tiny_http::Request) {
+        let path = request.url().split(['?', '#']).next().unwrap_or_default();
+        if path == AGENT_PATH && matches!(request.method(), tiny_http::Method::Get | tiny_http::Method::Head) {
+            return self.serve_agent(request);
+        }
+        self.answer_api(request)
+    }
+
+    /// The agent binary: public (the node has no credentials yet), checked by its SHA-256 on the node.
+    fn serve_agent(&self, request: tiny_http::Request) {
+        let request_id = request_id();
+        let mut decision = Decision {
+            request_id: request_id.clone(),
+            method: request.method().to_string(),
+            path: AGENT_PATH.into(),
+            ..Decision::default()
+        };
+        let response = match &self.agent {
+            Some(agent) => {
+                decision.decision = "served";
+                decision.status = 200;
+                let mut response = tiny_http::Response::from_data(agent.bytes.clone());
+                for (name, value) in [
+                    ("Content-Type", "application/octet-stream".to_string()),
+                    ("X-Checksum-Sha256", agent.sha256.clone()),
+                    (api::REQUEST_ID_HEADER, request_id),
+                ] {
+                    if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                        response.add_header(header);
+                    }
+                }
+                response
+            }
+            None => {
+                decision.decision = "refused";
+                decision.status = 404;
+                decision.reason = "no agent file configured (serve --agent FILE)".into();
+                tiny_http::Response::from_data(b"no agent file is configured\n".to_vec()).with_status_code(404)
+            }
+        };
+        audit::decision(&decision);
+        let _ = request.respond(response);
+    }
+
+    fn answer_api(&self, mut request: tiny_http::Request) {
         let request_id = request_id();
         let mut decision = Decision {
             request_id: request_id.clone(),

@@ -59,6 +59,8 @@ pub struct Settings {
     pub workers: usize,
     pub keystone: KeystoneSettings,
     pub signing: SigningSettings,
+    /// The `hearth-agent` binary served at [`super::AGENT_PATH`] for the nodes' bootstrap to download.
+    pub agent_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +116,7 @@ pub struct SettingsFile {
     pub state_dir: Option<PathBuf>,
     pub public_url: Option<String>,
     pub workers: Option<usize>,
+    pub agent_file: Option<PathBuf>,
     #[serde(default)]
     pub keystone: KeystoneFile,
     #[serde(default)]
@@ -197,7 +200,7 @@ impl SettingsFile {
             bail!("validity_days and ca_validity_days must be at least 1");
         }
         let keystone = self.keystone.resolve(password_env)?;
-        Ok(Settings { listen, state_dir, public_url, workers, keystone, signing })
+        Ok(Settings { listen, state_dir, public_url, workers, keystone, signing, agent_file: self.agent_file })
     }
 }
 
