@@ -51,6 +51,7 @@ fn main() {
                 state_dir: state.path().to_path_buf(),
                 public_url: None,
                 workers: hearth_server::serve::settings::DEFAULT_WORKERS,
+                agent_file: None,
                 keystone: KeystoneSettings {
                     url: keystone.clone(),
                     verify_tls: true,
