@@ -8,6 +8,10 @@
 //! nobody ever sees half a tree. Nothing depends on the cache existing: an absent tree is built.
 //!
 //! Tests must never modify the cached tree: they work on a copy ([`debian_tree_copy`], [`copy_tree`]).
+//!
+//! Besides this base tree, fixtures may cache trees of their own content ([`Variant`], [`variant_tree`]),
+//! e.g. the bootable "cloud" tree of [`crate::node`]; each is cached, locked and renamed into place the
+//! same way, under its own entry name.
 
 use crate::mounts;
 use anyhow::{bail, Context, Result};
@@ -42,30 +46,92 @@ const ROOT_DIR: &str = "root";
 /// Serialises builders inside one test process; the lock file does it across processes.
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
+/// A cached tree of another content than the base tree: more packages, and a preparation step run on
+/// the fresh tree before it is marked complete.
+#[derive(Debug)]
+pub struct Variant {
+    /// In the entry name, instead of the variant (`debian-bookworm-<label>-…`); lower case, no spaces.
+    pub label: &'static str,
+    /// debootstrap's `--include` (on top of `--variant=minbase`). debootstrap resolves dependencies but
+    /// not virtual packages: name the package that provides one.
+    pub include: &'static [&'static str],
+    /// Bump when `prepare` (or anything else that decides the content) changes, so old caches are not
+    /// reused.
+    pub revision: u32,
+    /// Runs on the fresh tree's `/` after debootstrap and the common trim, before the tree is marked
+    /// complete: a failure leaves nothing in the cache.
+    pub prepare: fn(&Path) -> Result<()>,
+}
+
+/// The base tree, in the terms of a variant; its entry name is the one [`entry_name`] has always given.
+#[derive(Debug, Clone, Copy)]
+enum Flavour<'a> {
+    Base,
+    Variant(&'a Variant),
+}
+
+impl Flavour<'_> {
+    fn include(&self) -> &[&str] {
+        match self {
+            Flavour::Base => INCLUDE,
+            Flavour::Variant(variant) => variant.include,
+        }
+    }
+
+    fn entry_name(&self) -> String {
+        let mut include: Vec<&str> = self.include().to_vec();
+        include.sort_unstable();
+        let mut key = format!(
+            "layout={LAYOUT}\nsuite={SUITE}\nvariant={VARIANT}\ninclude={}\nmirror={MIRROR}\narch={}\n",
+            include.join(","),
+            std::env::consts::ARCH
+        );
+        let label = match self {
+            Flavour::Base => VARIANT,
+            Flavour::Variant(variant) => {
+                key.push_str(&format!("label={}\nrevision={}\n", variant.label, variant.revision));
+                variant.label
+            }
+        };
+        format!("debian-{SUITE}-{label}-{}-{:016x}", std::env::consts::ARCH, fnv1a64(key.as_bytes()))
+    }
+}
+
 /// The path of the cached Debian tree (its `/`), building it first if it is not cached yet.
 ///
 /// Needs root and `debootstrap` (`.ci/run` installs it). Never write into the returned tree: copy it.
 pub fn debian_tree() -> Result<PathBuf> {
+    cached_tree(Flavour::Base)
+}
+
+/// The path of `variant`'s cached tree (its `/`), building it first if it is not cached yet; the same
+/// needs and rules as [`debian_tree`].
+pub fn variant_tree(variant: &Variant) -> Result<PathBuf> {
+    cached_tree(Flavour::Variant(variant))
+}
+
+fn cached_tree(flavour: Flavour) -> Result<PathBuf> {
     let _in_process = IN_PROCESS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let cache = cache_dir()?;
-    let entry = cache.join(entry_name());
+    let name = flavour.entry_name();
+    let entry = cache.join(&name);
     if entry.join(COMPLETE_MARKER).is_file() {
-        remove_leftovers_if_idle(&cache);
+        remove_leftovers_if_idle(&cache, &name);
         return Ok(entry.join(ROOT_DIR));
     }
 
     let debootstrap = preflight()?;
     std::fs::create_dir_all(&cache).with_context(|| format!("creating the cache directory {}", cache.display()))?;
-    let lock = lock_file(&cache.join(format!("{}.lock", entry_name())))?;
+    let lock = lock_file(&cache.join(format!("{name}.lock")))?;
 
     // Someone else may have built it while we waited for the lock.
     if entry.join(COMPLETE_MARKER).is_file() {
         return Ok(entry.join(ROOT_DIR));
     }
-    remove_leftovers(&cache, &entry)?;
+    remove_leftovers(&cache, &name)?;
 
-    let building = cache.join(format!("{}.tmp-{}", entry_name(), std::process::id()));
-    let result = build(&debootstrap, &building);
+    let building = cache.join(format!("{name}.tmp-{}", std::process::id()));
+    let result = build(&debootstrap, &building, flavour);
     if let Err(e) = result {
         if let Err(cleanup) = mounts::remove_tree(&building) {
             eprintln!("hearth-tests: could not clean up {}: {cleanup:#}", building.display());
@@ -168,14 +234,12 @@ pub fn cache_dir() -> Result<PathBuf> {
 
 /// The cache entry's name: readable, plus a hash of every input that decides the tree's content.
 pub fn entry_name() -> String {
-    let mut include: Vec<&str> = INCLUDE.to_vec();
-    include.sort_unstable();
-    let key = format!(
-        "layout={LAYOUT}\nsuite={SUITE}\nvariant={VARIANT}\ninclude={}\nmirror={MIRROR}\narch={}\n",
-        include.join(","),
-        std::env::consts::ARCH
-    );
-    format!("debian-{SUITE}-{VARIANT}-{}-{:016x}", std::env::consts::ARCH, fnv1a64(key.as_bytes()))
+    Flavour::Base.entry_name()
+}
+
+/// [`entry_name`] for a variant's tree.
+pub fn variant_entry_name(variant: &Variant) -> String {
+    Flavour::Variant(variant).entry_name()
 }
 
 /// FNV-1a: stable across Rust versions and platforms, unlike `std`'s `DefaultHasher`.
@@ -208,26 +272,27 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 
 /// Removes what a killed builder left behind when nobody is building right now (best effort: the tree
 /// is already there, so this never fails the caller).
-fn remove_leftovers_if_idle(cache: &Path) {
-    let prefix = format!("{}.tmp-", entry_name());
+fn remove_leftovers_if_idle(cache: &Path, name: &str) {
+    let prefix = format!("{name}.tmp-");
     let has_leftovers = std::fs::read_dir(cache)
         .map(|items| items.flatten().any(|item| item.file_name().to_string_lossy().starts_with(&prefix)))
         .unwrap_or(false);
     if !has_leftovers {
         return;
     }
-    let lock_path = cache.join(format!("{}.lock", entry_name()));
+    let lock_path = cache.join(format!("{name}.lock"));
     let Ok(lock) = File::options().create(true).truncate(false).write(true).open(&lock_path) else { return };
     if lock.try_lock().is_ok() {
-        let _ = remove_leftovers(cache, &cache.join(entry_name()));
+        let _ = remove_leftovers(cache, name);
     }
 }
 
 /// Removes build directories that a killed builder left behind (we hold the lock), and
 /// an entry without its completion marker (which the rename protocol never produces, but a hand copy
 /// might).
-fn remove_leftovers(cache: &Path, entry: &Path) -> Result<()> {
-    let prefix = format!("{}.tmp-", entry_name());
+fn remove_leftovers(cache: &Path, name: &str) -> Result<()> {
+    let entry = &cache.join(name);
+    let prefix = format!("{name}.tmp-");
     for item in std::fs::read_dir(cache).with_context(|| format!("listing {}", cache.display()))? {
         let item = item?;
         if item.file_name().to_string_lossy().starts_with(&prefix) {
@@ -246,8 +311,10 @@ fn remove_leftovers(cache: &Path, entry: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs debootstrap into `building/root`, trims the result and writes the completion marker.
-fn build(debootstrap: &Path, building: &Path) -> Result<()> {
+/// Runs debootstrap into `building/root`, trims (and prepares) the result and writes the completion
+/// marker.
+fn build(debootstrap: &Path, building: &Path, flavour: Flavour) -> Result<()> {
+    let include = flavour.include().join(",");
     let root = building.join(ROOT_DIR);
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let log_path = building.join("debootstrap.out");
@@ -262,7 +329,7 @@ fn build(debootstrap: &Path, building: &Path) -> Result<()> {
         .args(["--kill-after=30", &DEBOOTSTRAP_TIMEOUT_SECS.to_string()])
         .arg(debootstrap)
         .arg(format!("--variant={VARIANT}"))
-        .arg(format!("--include={}", INCLUDE.join(",")))
+        .arg(format!("--include={include}"))
         .arg(SUITE)
         .arg(&root)
         .arg(MIRROR)
@@ -290,10 +357,11 @@ fn build(debootstrap: &Path, building: &Path) -> Result<()> {
     // debootstrap unmounts what it mounted; make sure, so nothing live ends up in the cache.
     mounts::unmount_all_under(building)?;
     trim(&root)?;
-    let description = format!(
-        "debootstrap --variant={VARIANT} --include={} {SUITE} {MIRROR}\nbuilt in {seconds:.1} s\n",
-        INCLUDE.join(",")
-    );
+    if let Flavour::Variant(variant) = flavour {
+        (variant.prepare)(&root).with_context(|| format!("preparing the {} tree", variant.label))?;
+    }
+    let description =
+        format!("debootstrap --variant={VARIANT} --include={include} {SUITE} {MIRROR}\nbuilt in {seconds:.1} s\n");
     std::fs::write(building.join(COMPLETE_MARKER), description)?;
     eprintln!("hearth-tests: built the Debian test tree in {seconds:.1} s");
     Ok(())
@@ -338,6 +406,23 @@ mod tests {
         // FNV-1a's published test vectors.
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn variants_have_names_of_their_own_and_the_base_name_did_not_move() {
+        // The base tree's name from before variants existed: existing caches stay valid.
+        if std::env::consts::ARCH == "x86_64" {
+            assert_eq!(entry_name(), "debian-bookworm-minbase-x86_64-0bd6391301d26063");
+        }
+        fn nothing(_: &Path) -> Result<()> {
+            Ok(())
+        }
+        let one = Variant { label: "extra", include: &["openssl", "ca-certificates"], revision: 1, prepare: nothing };
+        let two = Variant { revision: 2, ..one };
+        let name = variant_entry_name(&one);
+        assert!(name.starts_with("debian-bookworm-extra-"), "{name}");
+        assert_ne!(name, entry_name(), "same packages, but a variant is prepared: another tree");
+        assert_ne!(name, variant_entry_name(&two), "a new revision is a new tree");
     }
 
     #[test]

@@ -11,8 +11,10 @@ pub mod keystone;
 pub mod kube_api;
 pub mod master_node;
 pub mod mounts;
+pub mod node;
 pub mod venv;
 
 pub use cloud::{StandInCloud, Trustee};
 pub use debian_tree::{copy_tree, debian_tree, debian_tree_copy, TreeCopy};
 pub use mounts::MountGuard;
+pub use node::{Network, Node, NodeOptions};
