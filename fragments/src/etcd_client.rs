@@ -102,11 +102,7 @@ impl<'h> Etcd<'h> {
     }
 
     fn request(&self, method: &str, path: &str) -> Request {
-        let request = Request::new(method, format!("{}{path}", self.base)).to_node_service();
-        match &self.identity {
-            Some(identity) => request.with_identity(identity.clone()),
-            None => request,
-        }
+        Request::node_service(method, &self.base, path, self.identity.as_ref())
     }
 
     fn service(&self) -> String {

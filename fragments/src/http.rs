@@ -180,6 +180,16 @@ impl Request {
         self.node_service = true;
         self
     }
+
+    /// A request to one of this node's own services (etcd, the API server) under `base`, presenting
+    /// `identity` when the service wants a client certificate.
+    pub fn node_service(method: &str, base: &str, path: &str, identity: Option<&ClientIdentity>) -> Self {
+        let request = Request::new(method, format!("{base}{path}")).to_node_service();
+        match identity {
+            Some(identity) => request.with_identity(identity.clone()),
+            None => request,
+        }
+    }
 }
 
 impl fmt::Debug for Request {

@@ -176,11 +176,7 @@ impl<'h> KubeApi<'h> {
     }
 
     fn request(&self, method: &str, path: &str) -> Request {
-        let request = Request::new(method, format!("{}{path}", self.base)).to_node_service();
-        match &self.identity {
-            Some(identity) => request.with_identity(identity.clone()),
-            None => request,
-        }
+        Request::node_service(method, &self.base, path, self.identity.as_ref())
     }
 
     /// Waits within `budget` for `/healthz` to answer `ok`, then for `/readyz` where the server has it
