@@ -13,7 +13,7 @@
 //!
 //! Regenerate the golden files on purpose with `HEARTH_BLESS=1 cargo test -p hearth-agent --test kube_steps`.
 
-use std::collections::BTreeMap;
+use hearth_tests::golden::{self, Snapshot};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -75,32 +75,11 @@ fn assert_ok(output: &Output) {
     );
 }
 
-/// Every file, link and directory under `root` but the agent's status and events: path → (kind and mode,
-/// contents).
-fn snapshot(root: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = path.symlink_metadata().unwrap();
-            let rel = format!("/{}", path.strip_prefix(root).unwrap().display());
-            if ["/var/lib/hearth/status.json", "/var/lib/hearth/events.jsonl"].contains(&rel.as_str()) {
-                continue;
-            }
-            let mode = meta.permissions().mode() & 0o7777;
-            let value = if meta.is_dir() {
-                stack.push(path.clone());
-                (format!("dir {mode:04o}"), Vec::new())
-            } else if meta.file_type().is_symlink() {
-                ("link".into(), std::fs::read_link(&path).unwrap().display().to_string().into_bytes())
-            } else {
-                (format!("file {mode:04o}"), std::fs::read(&path).unwrap())
-            };
-            out.insert(rel, value);
-        }
-    }
-    out
+/// The tree under `root` but the agent's status and events (they carry timestamps).
+fn snapshot(root: &Path) -> Snapshot {
+    let mut tree = golden::snapshot(root);
+    tree.retain(|path, _| !["/var/lib/hearth/status.json", "/var/lib/hearth/events.jsonl"].contains(&path.as_str()));
+    tree
 }
 
 /// The step's record in the status file.
@@ -110,7 +89,7 @@ fn step_record(root: &Path) -> serde_json::Value {
     status["steps"][0].clone()
 }
 
-fn render(snapshot: &BTreeMap<String, (String, Vec<u8>)>, record: &serde_json::Value) -> String {
+fn render(snapshot: &Snapshot, record: &serde_json::Value) -> String {
     let mut text = String::from("## commands and systemd operations (rooted: recorded, not run)\n");
     for action in record["actions"].as_array().unwrap() {
         if action["kind"] == "command" {
@@ -122,16 +101,9 @@ fn render(snapshot: &BTreeMap<String, (String, Vec<u8>)>, record: &serde_json::V
         }
     }
     text.push_str("## files\n");
-    for (path, (kind, contents)) in snapshot {
-        if path == "/etc" || path == "/etc/os-release" || path == "/etc/hostname" {
-            continue;
-        }
-        text.push_str(&format!("== {path} ({kind})\n"));
-        if !kind.starts_with("dir") {
-            text.push_str(&String::from_utf8_lossy(contents));
-            if !contents.ends_with(b"\n") {
-                text.push_str("\n(no newline at end)\n");
-            }
+    for (path, entry) in snapshot {
+        if path != "/etc" && path != "/etc/os-release" && path != "/etc/hostname" {
+            text.push_str(&golden::render_entry(path, entry));
         }
     }
     text

@@ -6,24 +6,15 @@
 //! Each kubeconfig names node paths (`/etc/kubernetes/certs/...`); the test maps them into the rooted
 //! tree the agent wrote and changes nothing else.
 
+use hearth_tests::s_server::MutualTlsServer;
 use hearth_tests::StandInCloud;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_hearth-agent");
 
 fn workspace(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -83,27 +74,13 @@ fn kubectl_reaches_a_mutual_tls_server_with_every_kubeconfig() {
     let minion_root = converge(&minion, "k8s-demo-minion-0", &["kube-minion", "certs"]);
 
     let certs = master_root.path().join("etc/kubernetes/certs");
-    let log = std::fs::File::create(master_root.path().join("s_server.log")).unwrap();
-    let _server = Running(
-        Command::new("openssl")
-            .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
-            .arg(certs.join("server.crt"))
-            .arg("-key")
-            .arg(certs.join("server.key"))
-            .arg("-CAfile")
-            .arg(certs.join("ca.crt"))
-            .args(["-Verify", "1", "-verify_return_error", "-www"])
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let _server = MutualTlsServer::start(
+        port,
+        &certs.join("server.crt"),
+        &certs.join("server.key"),
+        &certs.join("ca.crt"),
+        &master_root.path().join("s_server.log"),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "openssl s_server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let get_version = |kubeconfig: &Path| {
         Command::new(&kubectl)

@@ -9,9 +9,8 @@
 //! Regenerate the golden files on purpose with `HEARTH_BLESS=1 cargo test -p hearth-agent --test rooted_run`
 //! and review the diff.
 
+use hearth_tests::golden::{self, Snapshot};
 use hearth_tests::StandInCloud;
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -68,48 +67,24 @@ fn run_example(example: &Example, root: &Path, extra: &[&str]) -> Output {
     agent(&args)
 }
 
-/// Every file, link and directory under `root`: path → (kind and mode, contents). The agent's state
-/// files carry timestamps, so only their presence is compared.
-fn snapshot(root: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = path.symlink_metadata().unwrap();
-            let rel = format!("/{}", path.strip_prefix(root).unwrap().display());
-            let mode = meta.permissions().mode() & 0o7777;
-            let value = if meta.is_dir() {
-                stack.push(path.clone());
-                (format!("dir {mode:04o}"), Vec::new())
-            } else if meta.file_type().is_symlink() {
-                ("link".into(), std::fs::read_link(&path).unwrap().display().to_string().into_bytes())
-            } else if rel.starts_with("/var/lib/hearth/") {
-                (format!("file {mode:04o}"), b"(agent state)".to_vec())
-            } else if rel == "/usr/local/bin/hearth-agent" {
-                // The agent-service step installs the agent that ran: its bytes, not shown.
-                let same = std::fs::read(&path).unwrap() == std::fs::read(AGENT).unwrap();
-                (format!("file {mode:04o}"), format!("(the hearth-agent that ran: {same})").into_bytes())
-            } else {
-                (format!("file {mode:04o}"), std::fs::read(&path).unwrap())
-            };
-            out.insert(rel, value);
+/// The tree under `root`. The agent's state files carry timestamps, so only their presence is compared.
+fn snapshot(root: &Path) -> Snapshot {
+    let mut tree = golden::snapshot(root);
+    for (path, (kind, contents)) in tree.iter_mut() {
+        if path.starts_with("/var/lib/hearth/") && kind.starts_with("file") {
+            *contents = b"(agent state)".to_vec();
         }
     }
-    out
+    golden::mark_installed_agent(&mut tree, Path::new(AGENT));
+    tree
 }
 
-fn render(root: &Path, snapshot: &BTreeMap<String, (String, Vec<u8>)>) -> String {
+fn render(root: &Path, snapshot: &Snapshot) -> String {
     let mut text = String::new();
-    for (path, (kind, contents)) in snapshot {
-        text.push_str(&format!("== {path} ({kind})\n"));
-        if let Some(described) = describe_tls_file(root, path) {
-            text.push_str(&described);
-        } else if kind.starts_with("file") || kind == "link" {
-            text.push_str(&String::from_utf8_lossy(contents));
-            if !contents.ends_with(b"\n") {
-                text.push_str("\n(no newline at end)\n");
-            }
+    for (path, entry) in snapshot {
+        match describe_tls_file(root, path) {
+            Some(described) => text.push_str(&format!("== {path} ({})\n{described}", entry.0)),
+            None => text.push_str(&golden::render_entry(path, entry)),
         }
     }
     text

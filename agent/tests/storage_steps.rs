@@ -11,7 +11,7 @@
 //!
 //! Regenerate with `HEARTH_BLESS=1 cargo test -p hearth-agent --test storage_steps` and review the diff.
 
-use std::collections::BTreeMap;
+use hearth_tests::golden::{self, Snapshot};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -203,7 +203,7 @@ fn storage_steps_per_role_and_os_family_match_their_golden_files_and_converge() 
             }
             for (path, value) in &after {
                 if before.get(path) != Some(value) {
-                    golden.push_str(&render_entry(path, value));
+                    golden.push_str(&golden::render_entry(path, value));
                 }
             }
             golden.push('\n');
@@ -260,45 +260,12 @@ fn run_step(root: &Path, config: &Path, step: &str) -> (bool, String, Vec<String
     (out.status.success(), text, actions)
 }
 
-/// Path → (kind and mode, contents) of everything under `root` but the agent's state.
-fn snapshot(root: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = format!("/{}", path.strip_prefix(root).unwrap().display());
-            if rel.starts_with("/var/lib/hearth") {
-                continue;
-            }
-            let meta = path.symlink_metadata().unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let value = if meta.is_dir() {
-                stack.push(path.clone());
-                (format!("dir {mode:04o}"), Vec::new())
-            } else if meta.file_type().is_symlink() {
-                ("link".into(), std::fs::read_link(&path).unwrap().display().to_string().into_bytes())
-            } else if rel == "/usr/local/bin/hearth-agent" {
-                let same = std::fs::read(&path).unwrap() == std::fs::read(AGENT).unwrap();
-                (format!("file {mode:04o}"), format!("(the hearth-agent that ran: {same})\n").into_bytes())
-            } else {
-                (format!("file {mode:04o}"), std::fs::read(&path).unwrap())
-            };
-            out.insert(rel, value);
-        }
-    }
-    out
-}
-
-fn render_entry(path: &str, (kind, contents): &(String, Vec<u8>)) -> String {
-    let mut text = format!("== {path} ({kind})\n");
-    if kind.starts_with("file") || kind == "link" {
-        text.push_str(&String::from_utf8_lossy(contents));
-        if !contents.ends_with(b"\n") {
-            text.push_str("\n(no newline at end)\n");
-        }
-    }
-    text
+/// The tree under `root` but the agent's state.
+fn snapshot(root: &Path) -> Snapshot {
+    let mut tree = golden::snapshot(root);
+    tree.retain(|path, _| !path.starts_with("/var/lib/hearth"));
+    golden::mark_installed_agent(&mut tree, Path::new(AGENT));
+    tree
 }
 
 fn check_golden(name: &str, actual: &str) {

@@ -6,6 +6,7 @@
 mod serve_support;
 
 use hearth_tests::keystone::Keystone;
+use hearth_tests::s_server::MutualTlsServer;
 use serve_support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -156,27 +157,8 @@ fn kubectl_and_openssl_s_server_agree_on_mutual_tls_with_issued_certificates() {
 
     // An API server stand-in that demands a client certificate from our CA.
     let port = free_port();
-    let log = std::fs::File::create(dir.path().join("s_server.log")).unwrap();
-    let _server = Running(
-        Command::new("openssl")
-            .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
-            .arg(&ours.server.0)
-            .arg("-key")
-            .arg(&ours.server.1)
-            .arg("-CAfile")
-            .arg(&ours.ca)
-            .args(["-Verify", "1", "-verify_return_error", "-www"])
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "openssl s_server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _server =
+        MutualTlsServer::start(port, &ours.server.0, &ours.server.1, &ours.ca, &dir.path().join("s_server.log"));
 
     let get_version = |name: &str, ca: &Path, client: &(PathBuf, PathBuf)| {
         let kubeconfig = write(

@@ -12,6 +12,7 @@ pub mod kube_api;
 pub mod master_node;
 pub mod mounts;
 pub mod node;
+pub mod s_server;
 pub mod venv;
 
 pub use cloud::{StandInCloud, Trustee};
