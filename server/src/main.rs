@@ -4,6 +4,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hearth_server::bundle::{self, RenderError};
 use hearth_server::model::{self, Cluster, ClusterTemplate};
+use hearth_server::serve::deny::{self, Allowed, Denied, EditError};
 use hearth_server::serve::{self, settings};
 use hearth_server::settings::Loaded;
 use hearth_server::validate::{self, FieldError};
@@ -51,6 +52,52 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// The operator's per-cluster deny list: nodes serve no longer issues their node certificate
+    /// (CN=system:node:NAME). Takes effect at once, without restarting serve.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Refuse the node its certificate from now on (403 with the reason). Certificates already issued
+    /// stay valid (revoking them needs a new CA); kube-proxy and API server certificates are not per
+    /// node and not affected. Denying a denied node updates its reason when --reason is given.
+    Deny(NodeDenyArgs),
+    /// Let a denied node obtain its certificate again (a node that is not denied: nothing to do).
+    Allow(NodeArgs),
+    /// The cluster's denied nodes, one per line: name, since when (UTC), reason; tab-separated.
+    List(NodeClusterArgs),
+}
+
+#[derive(Debug, Args)]
+struct NodeClusterArgs {
+    /// The state directory of `serve`.
+    #[arg(long = "state", value_name = "DIR")]
+    state: PathBuf,
+    /// The cluster's UUID (registered by `render --state` or `ca init --trustee-user-id`).
+    #[arg(long, value_name = "UUID")]
+    cluster: String,
+}
+
+#[derive(Debug, Args)]
+struct NodeArgs {
+    #[command(flatten)]
+    cluster: NodeClusterArgs,
+    /// The node's name: NAME of CN=system:node:NAME, the Kubernetes node name.
+    #[arg(value_name = "NAME")]
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct NodeDenyArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Why, told to the node in the 403 (one line).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,7 +113,7 @@ struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:9511 (port 0 picks a free port; the log says which).
     #[arg(long)]
     listen: Option<String>,
-    /// State directory: clusters/<uuid>/{cluster.json, ca.crt, ca.key}.
+    /// State directory: clusters/<uuid>/{cluster.json, ca.crt, ca.key, denied-nodes.json}.
     #[arg(long = "state", value_name = "DIR")]
     state: Option<PathBuf>,
     /// Settings file (YAML or JSON) with the same settings as these flags, and more.
@@ -159,6 +206,7 @@ fn main() -> ExitCode {
         Command::Render { inputs, settings, out, state } => render_command(&inputs, &settings, &out, state.as_deref()),
         Command::Serve(args) => serve_command(*args),
         Command::Ca { command: CaCommand::Init(args) } => ca_init(&args),
+        Command::Node { command } => node_command(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -301,5 +349,52 @@ fn ca_init(args: &CaInitArgs) -> Result<(), Failure> {
     .map_err(Failure::Run)?;
     serve::audit::info(&format!("hearth-server: CA of cluster {}: {}", args.cluster, path.display()));
     print!("{pem}");
+    Ok(())
+}
+
+fn node_command(command: &NodeCommand) -> Result<(), Failure> {
+    let (NodeCommand::Deny(NodeDenyArgs { node: NodeArgs { cluster: args, .. }, .. })
+    | NodeCommand::Allow(NodeArgs { cluster: args, .. })
+    | NodeCommand::List(args)) = command;
+    let uuid = serve::cluster::ClusterUuid::parse(&args.cluster).map_err(|e| Failure::Input(e.into()))?;
+    let state = serve::cluster::StateDir::new(&args.state);
+    let failure = |e: EditError| match e {
+        EditError::Failed(e) => Failure::Run(e),
+        e => Failure::Input(e.into()),
+    };
+    match command {
+        NodeCommand::Deny(NodeDenyArgs { node: NodeArgs { name, .. }, reason }) => {
+            let (change, denial) = deny::deny(&state, &uuid, name, reason.as_deref()).map_err(failure)?;
+            let reason =
+                if denial.reason.is_empty() { "no reason given".to_string() } else { format!("{:?}", denial.reason) };
+            match change {
+                Denied::Now => println!("node {name} of cluster {uuid} is denied certificates ({reason})"),
+                Denied::ReasonUpdated => {
+                    println!(
+                        "node {name} of cluster {uuid} was already denied (since {}); reason now {reason}",
+                        denial.at
+                    )
+                }
+                Denied::Already => println!(
+                    "node {name} of cluster {uuid} was already denied (since {}, {reason}); unchanged",
+                    denial.at
+                ),
+            }
+        }
+        NodeCommand::Allow(NodeArgs { name, .. }) => match deny::allow(&state, &uuid, name).map_err(failure)? {
+            Allowed::Again => println!("node {name} of cluster {uuid} may obtain certificates again"),
+            Allowed::NotDenied => println!("node {name} of cluster {uuid} was not denied; nothing to do"),
+        },
+        NodeCommand::List(_) => {
+            let list = deny::list(&state, &uuid).map_err(failure)?;
+            if list.is_empty() {
+                serve::audit::info(&format!("no node of cluster {uuid} is denied"));
+            }
+            for (name, denial) in list.iter() {
+                // One line per node even for a reason edited in by hand.
+                println!("{name}\t{}\t{}", denial.at, denial.reason.replace(char::is_control, " "));
+            }
+        }
+    }
     Ok(())
 }

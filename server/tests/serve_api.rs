@@ -351,3 +351,122 @@ fn keystone_down_is_503_so_nodes_retry_and_recovery_needs_no_restart() {
     keystone.restart().unwrap();
     assert_eq!(serve.get_ca(&cluster, &token).status, 200);
 }
+
+/// `hearth-server node …` on the world's first cluster, as an operator runs it next to serve.
+fn node_command(world: &World, args: &[&str]) -> std::process::Output {
+    let (subcommand, rest) = args.split_first().unwrap();
+    std::process::Command::new(SERVER)
+        .args(["node", subcommand, "--cluster", &world.clusters[0].uuid])
+        .arg("--state")
+        .arg(world.state.path())
+        .args(rest)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_node_denied_by_the_operator_is_refused_at_once_and_allowed_again() {
+    let world = World::new(Keystone::shared().unwrap(), 1);
+    let serve = world.serve(&[]);
+    let cluster = &world.clusters[0].uuid;
+    let token = world.trust_token(0);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = serve.get_ca(cluster, &token);
+    assert_eq!(ca.status, 200, "{:?}", ca.body);
+    let ca_path = write(dir.path(), "ca.crt", ca.body["pem"].as_str().unwrap());
+    let issued = |answer: &Answer, name: &str| {
+        assert_eq!(answer.status, 201, "{name}: {:?}", answer.body);
+        let cert = write(dir.path(), &format!("{name}.crt"), answer.body["pem"].as_str().unwrap());
+        assert!(openssl_verifies(&ca_path, &cert), "{name}");
+    };
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let suspect = kubelet_csr(dir.path(), "k8s-minion-1");
+    issued(&serve.sign(cluster, &suspect.csr, &token), "before");
+
+    let said = ok(node_command(&world, &["deny", "k8s-minion-1", "--reason", "suspected compromise, ticket OPS-42"]));
+    assert!(said.contains("node k8s-minion-1 of cluster") && said.contains("is denied"), "{said}");
+    // The same CSR to the same serve (never restarted): 403 in Magnum's error shape, with the reason.
+    let refused = serve.sign(cluster, &suspect.csr, &token);
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_eq!(
+        refused.error_detail(),
+        "node k8s-minion-1 is denied certificates by the operator: suspected compromise, ticket OPS-42"
+    );
+    assert_eq!(refused.body["errors"][0]["title"], "Forbidden");
+    let line = serve.decision(refused.header("X-OpenStack-Request-Id").unwrap());
+    assert!(line.starts_with("refused ") && line.contains("cn=\"system:node:k8s-minion-1\""), "{line}");
+    assert!(line.contains("status=403") && line.contains("ticket OPS-42") && !line.contains("serial="), "{line}");
+    // An admin's token does not get past the operator either.
+    assert_eq!(serve.sign(cluster, &suspect.csr, world.keystone.admin_token()).status, 403);
+
+    // Other nodes, kube-proxy and the API server are not affected.
+    let neighbour = kubelet_csr(dir.path(), "k8s-minion-0");
+    issued(&serve.sign(cluster, &neighbour.csr, &token), "neighbour");
+    let proxy = openssl_csr(dir.path(), "proxy", "ec", "/CN=system:kube-proxy/O=system:node-proxier", &[]);
+    issued(&serve.sign(cluster, &proxy.csr, &token), "proxy");
+    let server = openssl_csr(dir.path(), "server", "ec", "/CN=kubernetes", &["subjectAltName=DNS:kubernetes"]);
+    issued(&serve.sign(cluster, &server.csr, &token), "server");
+
+    // Denied without a reason: told only that.
+    ok(node_command(&world, &["deny", "k8s-minion-2"]));
+    let quiet = kubelet_csr(dir.path(), "k8s-minion-2");
+    let silent = serve.sign(cluster, &quiet.csr, &token);
+    assert_eq!(silent.status, 403, "{:?}", silent.body);
+    assert_eq!(silent.error_detail(), "node k8s-minion-2 is denied certificates by the operator");
+
+    // The list on disk is what the brief documents: 0600, name → reason and an RFC 3339 UTC time.
+    let file = world.state.path().join("clusters").join(cluster).join("denied-nodes.json");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let list: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(list.as_object().unwrap().keys().collect::<Vec<_>>(), ["k8s-minion-1", "k8s-minion-2"]);
+    assert_eq!(list["k8s-minion-1"]["reason"], "suspected compromise, ticket OPS-42");
+    let at = list["k8s-minion-1"]["at"].as_str().unwrap();
+    assert!(at.ends_with('Z'), "{at}");
+    let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!((time::OffsetDateTime::now_utc() - at).whole_minutes().abs() < 10, "{at}");
+    let listed = ok(node_command(&world, &["list"]));
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.starts_with("k8s-minion-1\t") && listed.contains("\tsuspected compromise, ticket OPS-42\n"));
+
+    // Allowed again: the same CSR is signed at once; the other denial stands.
+    let said = ok(node_command(&world, &["allow", "k8s-minion-1"]));
+    assert!(said.contains("may obtain certificates again"), "{said}");
+    issued(&serve.sign(cluster, &suspect.csr, &token), "after");
+    assert_eq!(serve.sign(cluster, &quiet.csr, &token).status, 403);
+
+    // A damaged list: nothing at all is signed for the cluster until it is repaired, and the log says
+    // which file (the caller is told no path).
+    std::fs::write(&file, "{\"k8s-minion-2\": ").unwrap();
+    let issued_lines = || serve.log().iter().filter(|l| l.starts_with("issued ")).count();
+    let issued_before = issued_lines();
+    for csr in [&suspect.csr, &neighbour.csr, &proxy.csr, &server.csr] {
+        let answer = serve.sign(cluster, csr, &token);
+        assert_eq!(answer.status, 500, "{:?}", answer.body);
+        assert!(answer.body.get("pem").is_none());
+        let detail = answer.error_detail();
+        assert!(detail.contains("deny list") && detail.contains("unreadable"), "{detail}");
+        assert!(!detail.contains(world.state.path().to_str().unwrap()), "{detail}");
+        let line = serve.decision(answer.header("X-OpenStack-Request-Id").unwrap());
+        assert!(line.starts_with("failed ") && line.contains(&file.display().to_string()), "{line}");
+    }
+    // At error priority (a terminal's prefix, or journald's <3>).
+    let error_line = |l: &String| l.starts_with("error: failed ") || l.starts_with("<3>failed ");
+    assert!(serve.log().iter().any(|l| error_line(l) && l.contains("denied-nodes.json")), "{:#?}", serve.log());
+    assert_eq!(issued_lines(), issued_before, "nothing was signed");
+    // The CA is still served: it is not a signature.
+    assert_eq!(serve.get_ca(cluster, &token).status, 200);
+    // The CLI will not rewrite it either (that would drop its entries): exit 1, naming the file.
+    let out = node_command(&world, &["deny", "k8s-minion-3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&file.display().to_string()));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"k8s-minion-2\": ");
+
+    // Removed by the operator: everything is signed again, at once.
+    std::fs::remove_file(&file).unwrap();
+    issued(&serve.sign(cluster, &suspect.csr, &token), "repaired");
+    issued(&serve.sign(cluster, &quiet.csr, &token), "list-removed");
+}

@@ -172,3 +172,153 @@ fn serve_hands_out_the_agent_binary_with_its_checksum() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A state directory with `CLUSTER` registered, as `ca init --trustee-user-id` does it.
+fn registered_state() -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(SERVER)
+        .args(["ca", "init", "--cluster", CLUSTER, "--trustee-user-id", "abc123", "--state"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    state
+}
+
+/// `hearth-server node SUBCOMMAND --state STATE --cluster CLUSTER ARGS…`.
+fn node(state: &std::path::Path, subcommand: &str, args: &[&str]) -> std::process::Output {
+    Command::new(SERVER)
+        .args(["node", subcommand, "--cluster", CLUSTER, "--state"])
+        .arg(state)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout_of(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn denied(state: &std::path::Path) -> serde_json::Value {
+    let file = state.join("clusters").join(CLUSTER).join("denied-nodes.json");
+    serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+}
+
+#[test]
+fn node_deny_allow_and_list_are_idempotent() {
+    let state = registered_state();
+    let state = state.path();
+    assert_eq!(stdout_of(node(state, "list", &[])), "", "nothing denied yet");
+
+    let said = stdout_of(node(state, "deny", &["k8s-minion-1", "--reason", "disk replaced"]));
+    assert_eq!(said, format!("node k8s-minion-1 of cluster {CLUSTER} is denied certificates (\"disk replaced\")\n"));
+    let at = denied(state)["k8s-minion-1"]["at"].clone();
+    let file = state.join("clusters").join(CLUSTER).join("denied-nodes.json");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // Deny twice: one entry, the reason updated, the time it was first denied kept.
+    let said = stdout_of(node(state, "deny", &["k8s-minion-1", "--reason", "retired"]));
+    assert!(said.contains("was already denied") && said.contains("reason now \"retired\""), "{said}");
+    assert_eq!(denied(state), serde_json::json!({"k8s-minion-1": {"reason": "retired", "at": at}}));
+    // Without --reason the reason stays; the same reason again changes nothing.
+    for again in [&["k8s-minion-1"][..], &["k8s-minion-1", "--reason", "retired"]] {
+        let said = stdout_of(node(state, "deny", again));
+        assert!(said.contains("unchanged"), "{said}");
+        assert_eq!(denied(state), serde_json::json!({"k8s-minion-1": {"reason": "retired", "at": at}}));
+    }
+    // Upper-case UUIDs name the same cluster, as everywhere else.
+    let out = Command::new(SERVER)
+        .args(["node", "deny", "--cluster", &CLUSTER.to_uppercase(), "--state"])
+        .arg(state)
+        .arg("node.example")
+        .output()
+        .unwrap();
+    assert!(stdout_of(out).contains("no reason given"));
+
+    let listed = stdout_of(node(state, "list", &[]));
+    let rows = listed.lines().map(|l| l.split('\t').collect::<Vec<_>>()).collect::<Vec<_>>();
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert_eq!((rows[0][0], rows[0][1], rows[0][2]), ("k8s-minion-1", at.as_str().unwrap(), "retired"));
+    assert_eq!((rows[1][0], rows[1][2]), ("node.example", ""));
+
+    // Allowing a node that is not denied succeeds and says so; allowing a denied one removes it.
+    let said = stdout_of(node(state, "allow", &["k8s-minion-9"]));
+    assert_eq!(said, format!("node k8s-minion-9 of cluster {CLUSTER} was not denied; nothing to do\n"));
+    let said = stdout_of(node(state, "allow", &["k8s-minion-1"]));
+    assert_eq!(said, format!("node k8s-minion-1 of cluster {CLUSTER} may obtain certificates again\n"));
+    assert_eq!(denied(state).as_object().unwrap().keys().collect::<Vec<_>>(), ["node.example"]);
+    assert!(stdout_of(node(state, "allow", &["k8s-minion-1"])).contains("was not denied"));
+}
+
+#[test]
+fn node_commands_refuse_bad_input_with_exit_2() {
+    let state = registered_state();
+    let path = state.path();
+    let path_arg = path.to_str().unwrap();
+    let unregistered = "00000000-0000-4000-8000-000000000000";
+    let nowhere = path.join("nowhere");
+    for (args, hint) in [
+        (vec!["deny", "--cluster", CLUSTER, "--state", path_arg, "K8s-Minion-1"], "is not a node name"),
+        (vec!["deny", "--cluster", CLUSTER, "--state", path_arg, "system:node:k8s-minion-1"], "without the prefix"),
+        (vec!["allow", "--cluster", CLUSTER, "--state", path_arg, "k8s_minion_1"], "lower-case DNS subdomain"),
+        (vec!["deny", "--cluster", CLUSTER, "--state", path_arg, "a", "--reason", "two\nlines"], "one line"),
+        (vec!["deny", "--cluster", "../etc", "--state", path_arg, "a"], "not a cluster UUID"),
+        (vec!["list", "--cluster", "my-cluster", "--state", path_arg], "not a cluster UUID"),
+        (vec!["deny", "--cluster", unregistered, "--state", path_arg, "a"], "is not registered"),
+        (vec!["allow", "--cluster", unregistered, "--state", path_arg, "a"], "ca init --trustee-user-id"),
+        (vec!["list", "--cluster", unregistered, "--state", path_arg], "is not registered"),
+        (vec!["list", "--cluster", CLUSTER, "--state", nowhere.to_str().unwrap()], "is not registered"),
+        (vec!["deny", "--cluster", CLUSTER, "--state", path_arg], "<NAME>"),
+    ] {
+        let out = server(&[&["node"][..], &args[..]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(hint), "{args:?}: {stderr}");
+    }
+    assert!(!path.join("clusters").join(CLUSTER).join("denied-nodes.json").exists(), "nothing written");
+    assert!(!path.join("clusters").join(unregistered).exists() && !nowhere.exists(), "nothing created");
+
+    // A damaged list is a failure (exit 1) naming the file, and is left for the operator to repair.
+    let file = path.join("clusters").join(CLUSTER).join("denied-nodes.json");
+    std::fs::write(&file, "[\"k8s-minion-1\"]").unwrap();
+    for args in [&["list"][..], &["deny", "k8s-minion-2"], &["allow", "k8s-minion-1"]] {
+        let out = node(path, args[0], &args[1..]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&file.display().to_string()), "{args:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "[\"k8s-minion-1\"]");
+}
+
+#[test]
+fn concurrent_denies_and_allows_lose_no_entry() {
+    let state = registered_state();
+    let state = state.path();
+    let spawn = |subcommand: &str, name: &str| {
+        let mut command = Command::new(SERVER);
+        command.args(["node", subcommand, "--cluster", CLUSTER, "--state"]).arg(state).arg(name);
+        if subcommand == "deny" {
+            command.args(["--reason", &format!("batch {name}")]);
+        }
+        command.stdout(std::process::Stdio::null()).spawn().unwrap()
+    };
+    let wait_all = |children: Vec<std::process::Child>| {
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+    };
+    wait_all((0..16).map(|n| spawn("deny", &format!("node-{n}"))).collect());
+    let expected = (0..16).map(|n| format!("node-{n}")).collect::<std::collections::BTreeSet<_>>();
+    let names =
+        |list: serde_json::Value| list.as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(names(denied(state)), expected);
+
+    // Allow the even ones while denying others.
+    let mut children = (0..16).step_by(2).map(|n| spawn("allow", &format!("node-{n}"))).collect::<Vec<_>>();
+    children.extend((16..24).map(|n| spawn("deny", &format!("node-{n}"))));
+    wait_all(children);
+    let expected =
+        (1..16).step_by(2).chain(16..24).map(|n| format!("node-{n}")).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(names(denied(state)), expected);
+    assert_eq!(denied(state)["node-17"]["reason"], "batch node-17");
+}

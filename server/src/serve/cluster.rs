@@ -1,6 +1,7 @@
 //! Which clusters this server signs for and who may ask. The state directory holds one directory per
 //! cluster, `clusters/<uuid>/` (0700), with `cluster.json` — the registration, written by
-//! `hearth-server ca init --trustee-user-id` or by `render` — and the cluster's CA (see [`super::ca`]).
+//! `hearth-server ca init --trustee-user-id` or by `render` — the cluster's CA (see [`super::ca`]) and
+//! the operator's deny list, `denied-nodes.json` (see [`super::deny`]).
 //!
 //! ```json
 //! {"cluster_uuid": "5d12f6fd-a196-4bf0-ae4c-1f639a523a52", "trustee_user_id": "4fa830f3…", "name": "k8s"}

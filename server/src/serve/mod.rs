@@ -6,8 +6,9 @@
 //! Each request, in Magnum's order: authenticate the `X-Auth-Token` with Keystone (401 without a valid
 //! token, 503 when Keystone cannot answer, so nodes retry), check the API version (406), read the body
 //! (400), find the registered cluster (404 on GET, 400 on POST, as Magnum), check the caller is its
-//! trustee or an admin (403), read the CSR (400) and apply the signing policy (403). Every answer on
-//! the certificate API is logged as one decision line ([`audit`]).
+//! trustee or an admin (403), read the CSR (400), apply the signing policy (403) and the operator's
+//! deny list (403 for a denied node; 500, and nothing signed, when the list cannot be read: [`deny`]).
+//! Every answer on the certificate API is logged as one decision line ([`audit`]).
 //!
 //! The server speaks plain HTTP: put it behind a TLS-terminating proxy, as Magnum's API usually is,
 //! and give `public_url` so the `links` name the proxy.
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod ca;
 pub mod cluster;
 pub mod csr;
+pub mod deny;
 pub mod keystone;
 pub mod policy;
 pub mod settings;
@@ -30,6 +32,7 @@ use audit::Decision;
 use ca::CaStore;
 use cluster::{ClusterRecord, ClusterUuid, StateDir};
 use keystone::{AuthError, Caller, Keystone};
+use policy::Identity;
 use ring::rand::SecureRandom as _;
 use serde_json::Value;
 use settings::{Settings, SigningSettings};
@@ -446,6 +449,24 @@ impl Service {
         decision.o = csr.values(csr::AttributeType::Organization).map(str::to_string).collect();
         decision.sans = csr.subject_alt_names.iter().map(ToString::to_string).collect();
         let grant = policy::decide(&csr).map_err(|refusal| ApiError::new(403, "Forbidden", refusal.0))?;
+        // Read on every request, whatever the identity: a deny takes effect at once, and a list that
+        // cannot be read stops all signing for the cluster rather than risk signing for a denied node.
+        let denied = deny::load(&self.state, &uuid).map_err(|e| {
+            ApiError::new(
+                500,
+                "Internal Server Error",
+                format!(
+                    "the operator's deny list of cluster {uuid} is unreadable, so nothing is signed for the \
+                     cluster until it is repaired; the server log names the file"
+                ),
+            )
+            .with_log_detail(format!("the deny list is unreadable: {e:#}"))
+        })?;
+        if let Identity::Node { name } = &grant.identity {
+            if let Some(denial) = denied.get(name) {
+                return Err(ApiError::new(403, "Forbidden", denial.refusal(name)));
+            }
+        }
         let (ca, _) = self.cas.get_or_create(&uuid).map_err(|e| internal("loading the CA", &e))?;
         let issued = ca.sign(&grant, self.signing.validity_days).map_err(|e| internal("signing", &e))?;
         decision.decision = "issued";
