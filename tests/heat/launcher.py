@@ -6,7 +6,7 @@ Heat 27 ships no `heat-all` (the eventlet launcher that used to do this) and no 
 in-memory `fake://` messaging transport only connects callers inside a process.
 
 Usage (run with the Heat venv's python):
-    launcher.py --state-dir DIR [--sleep-scale 0.1]
+    launcher.py --state-dir DIR [--sleep-scale 0.1] [--public-host IPV4]
 
 DIR receives heat.conf (from heat.conf.in beside this script, or in DIR), token.json, heat.sqlite,
 heat.log and, once the API answers requests, ready.json = {"port": P, "pid": N}, written atomically.
@@ -23,6 +23,11 @@ What this changes in Heat, and why (nothing else is touched):
     triggering the leaves of a traversal). They are multiplied by --sleep-scale (see
     scale_engine_sleeps). This only changes how often Heat looks at progress: every timeout (stack,
     wait condition) is measured in wall-clock time and keeps its real length.
+
+--public-host: the address the token catalog's `public` orchestration endpoint names (see token_response);
+the API itself still listens on 127.0.0.1 only. Booted test nodes cannot reach this machine's loopback; they
+reach Heat through a forward at their network's gateway, and the wait-condition handle endpoints they
+signal must name that gateway.
 """
 
 # The threading backend must be chosen before anything imports oslo_service.service (heat-engine does
@@ -32,6 +37,7 @@ from oslo_service import backend
 backend.init_backend(backend.BackendType.THREADING)
 
 import argparse  # noqa: E402
+import ipaddress  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -137,14 +143,28 @@ def scale_engine_sleeps(scale):
     service.time = ScaledTime(scale)
 
 
-def token_response(port):
-    """A Keystone v3 token body, as noauth hands it to Heat for every request."""
-    url = "http://127.0.0.1:%d/v1/%s" % (port, PROJECT)
+def token_response(port, public_host=None):
+    """A Keystone v3 token body, as noauth hands it to Heat for every request.
+
+    The `public` orchestration endpoint is what a wait-condition handle's `endpoint` (and its `curl_cli`
+    and `signal` attributes) is built from, as Heat 27 does it:
+    heat/engine/resources/openstack/heat/wait_condition_handle.py, HeatWaitConditionHandle.handle_create
+    stores `'%s/signal' % self._get_resource_endpoint()`, which starts from
+    heat/engine/clients/os/heat_plugin.py HeatClientPlugin.get_heat_url(): with no [clients_heat] url
+    configured, `url_for(service_type='orchestration', endpoint_type=<[clients_heat]/[clients]
+    endpoint_type>)`, whose default is `public` (heat/common/config.py); heat.conf.in sets neither.
+    (signal_responder.SignalResponder._get_heat_signal_url takes the same get_heat_url().) So with
+    `public_host`, the endpoints nodes signal name it, while `internal` and `admin` stay on 127.0.0.1.
+    """
+    def url(host):
+        return "http://%s:%d/v1/%s" % (host, port, PROJECT)
+
+    hosts = {"public": public_host or "127.0.0.1", "internal": "127.0.0.1", "admin": "127.0.0.1"}
     domain = {"id": "default", "name": "Default"}
     endpoints = [
         {"id": uuid.uuid4().hex, "interface": interface, "region": "RegionOne",
-         "region_id": "RegionOne", "url": url}
-        for interface in ("public", "internal", "admin")
+         "region_id": "RegionOne", "url": url(host)}
+        for interface, host in hosts.items()
     ]
     return {
         "token": {
@@ -171,7 +191,7 @@ def write_atomically(path, text):
     os.rename(tmp, path)
 
 
-def write_config(state_dir, port):
+def write_config(state_dir, port, public_host):
     here = os.path.dirname(os.path.abspath(__file__))
     template_path = os.path.join(here, "heat.conf.in")
     with open(template_path) as f:
@@ -184,7 +204,7 @@ def write_config(state_dir, port):
         sys.exit("launcher: unfilled placeholder in %s" % template_path)
     conf_path = os.path.join(state_dir, "heat.conf")
     write_atomically(conf_path, conf)
-    write_atomically(os.path.join(state_dir, "token.json"), json.dumps(token_response(port)))
+    write_atomically(os.path.join(state_dir, "token.json"), json.dumps(token_response(port, public_host)))
     return conf_path
 
 
@@ -201,6 +221,14 @@ class QuietHandler(simple_server.WSGIRequestHandler):
         sys.stderr.write("api: %s\n" % (format % args))
 
 
+def public_host(text):
+    """An IPv4 address, as it goes into a URL (no name: nothing here resolves names)."""
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an IPv4 address: %r" % text)
+
+
 def exit_with_parent(parent_pid):
     while True:
         if os.getppid() != parent_pid:
@@ -212,6 +240,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--sleep-scale", type=float, default=0.1)
+    parser.add_argument("--public-host", type=public_host,
+                        help="the IPv4 address the catalog's public orchestration endpoint names")
     args = parser.parse_args()
     state_dir = os.path.abspath(args.state_dir)
 
@@ -221,7 +251,7 @@ def main():
     # Bind first: the port goes into the token's catalog, which Heat reads when the API is built.
     httpd = ThreadingWSGIServer(("127.0.0.1", 0), QuietHandler)
     port = httpd.server_address[1]
-    conf_path = write_config(state_dir, port)
+    conf_path = write_config(state_dir, port, args.public_host)
 
     serialise_sqlite()
 

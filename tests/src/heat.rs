@@ -14,6 +14,12 @@
 //! Heat's own log (`heat.log`) and the launcher's output live in the fixture's temporary directory;
 //! a failed start or a failed [`Heat::wait`] prints their tails to stderr.
 //!
+//! Booted nodes signal their wait conditions themselves, and cannot reach this machine's loopback: with
+//! [`HeatOptions::public_host`] (their network's gateway, where a forward to Heat's port listens), the
+//! handles' endpoints name that address instead of 127.0.0.1, as a real cloud's public Heat endpoint
+//! would. The API still listens on 127.0.0.1 only, and nothing here ever sends to the public host (it
+//! exists only inside the nodes' namespaces): [`WaitHandle::signal`] goes to the same Heat on loopback.
+//!
 //! Known limit: stack UPDATE is not supported (SQLite reuses row ids, see the launcher).
 
 pub mod venv;
@@ -22,7 +28,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::fmt;
 use std::io::Read;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -127,7 +133,11 @@ pub struct ServerInfo {
 #[derive(Clone)]
 pub struct WaitHandle {
     pub path: String,
+    /// The `endpoint` attribute exactly as Heat gave it: what nodes signal (it names
+    /// [`Heat::public_host`] when there is one).
     pub endpoint: String,
+    /// The same endpoint on 127.0.0.1, where this machine reaches the same Heat ([`WaitHandle::signal`]).
+    pub loopback_endpoint: String,
     pub token: String,
 }
 
@@ -137,16 +147,37 @@ impl fmt::Debug for WaitHandle {
         f.debug_struct("WaitHandle")
             .field("path", &self.path)
             .field("endpoint", &self.endpoint)
+            .field("loopback_endpoint", &self.loopback_endpoint)
             .field("token", &"<masked>")
             .finish()
     }
 }
 
 impl WaitHandle {
-    /// POSTs `body` to the handle (see [`signal`]).
+    /// POSTs `body` to the handle from this machine, through its loopback endpoint (see [`signal`]).
     pub fn signal(&self, body: &Value) -> Result<(), HeatError> {
-        signal(&self.endpoint, &self.token, body)
+        signal(&self.loopback_endpoint, &self.token, body)
     }
+}
+
+/// `endpoint` as this machine reaches it: `http://<public_host>:<port>/…` becomes
+/// `http://127.0.0.1:<port>/…` (the same Heat; the public host exists only in the nodes' namespaces).
+/// Anything else is left as it is, for [`signal`] to judge.
+fn loopback_endpoint(endpoint: &str, public_host: Option<Ipv4Addr>, port: u16) -> String {
+    let Some(host) = public_host else { return endpoint.to_string() };
+    match endpoint.strip_prefix(&format!("http://{host}:{port}/")) {
+        Some(path) => format!("http://127.0.0.1:{port}/{path}"),
+        None => endpoint.to_string(),
+    }
+}
+
+/// How to start a [`Heat`].
+#[derive(Debug, Clone, Default)]
+pub struct HeatOptions {
+    /// The address the token catalog's `public` orchestration endpoint names, and with it every
+    /// wait-condition handle's `endpoint` (e.g. `node::network::STANDIN_GATEWAY`, where the nodes'
+    /// forward to Heat's port listens). `None`: 127.0.0.1, like the other endpoints.
+    pub public_host: Option<Ipv4Addr>,
 }
 
 /// How long starting took, for reports.
@@ -169,6 +200,7 @@ pub struct Heat {
     agent: ureq::Agent,
     venv: crate::venv::Venv,
     times: StartTimes,
+    public_host: Option<Ipv4Addr>,
 }
 
 impl Drop for Heat {
@@ -189,6 +221,11 @@ static SHARED: Mutex<Weak<Heat>> = Mutex::new(Weak::new());
 impl Heat {
     /// Starts a fresh Heat (building the cached venv first if needed).
     pub fn start() -> Result<Heat> {
+        Heat::start_with(HeatOptions::default())
+    }
+
+    /// [`Heat::start`] with `options`.
+    pub fn start_with(options: HeatOptions) -> Result<Heat> {
         let venv = venv::heat_venv()?;
         let state =
             tempfile::Builder::new().prefix("hearth-heat-").tempdir().context("creating Heat's state directory")?;
@@ -199,13 +236,18 @@ impl Heat {
         let log_path = state.path().join("launcher.log");
         let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let started = Instant::now();
-        let child = Command::new(venv.python())
+        let mut launcher = Command::new(venv.python());
+        launcher
             .arg("-u")
             .arg(state.path().join("launcher.py"))
             .arg("--state-dir")
             .arg(state.path())
             .arg("--sleep-scale")
-            .arg(SLEEP_SCALE.to_string())
+            .arg(SLEEP_SCALE.to_string());
+        if let Some(host) = options.public_host {
+            launcher.arg("--public-host").arg(host.to_string());
+        }
+        let child = launcher
             .current_dir(state.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -222,6 +264,7 @@ impl Heat {
             agent,
             times: StartTimes { venv: venv.took, venv_built: venv.built, launch: Duration::ZERO },
             venv,
+            public_host: options.public_host,
         };
         if let Err(e) = heat.wait_until_ready() {
             heat.print_logs("Heat did not start");
@@ -275,6 +318,11 @@ impl Heat {
     /// The port the API listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address wait-condition endpoints name instead of 127.0.0.1 ([`HeatOptions::public_host`]).
+    pub fn public_host(&self) -> Option<Ipv4Addr> {
+        self.public_host
     }
 
     /// `http://127.0.0.1:<port>/v1/admin`, the base of every project-scoped API call.
@@ -509,7 +557,12 @@ impl Heat {
             let endpoint = attributes.get("endpoint").and_then(Value::as_str).unwrap_or_default();
             let token = attributes.get("token").and_then(Value::as_str).unwrap_or_default();
             if !endpoint.is_empty() && !token.is_empty() {
-                handles.push(WaitHandle { path: r.path.clone(), endpoint: endpoint.into(), token: token.into() });
+                handles.push(WaitHandle {
+                    path: r.path.clone(),
+                    endpoint: endpoint.into(),
+                    loopback_endpoint: loopback_endpoint(endpoint, self.public_host, self.port),
+                    token: token.into(),
+                });
             }
         }
         Ok(handles)
@@ -791,6 +844,33 @@ mod tests {
     }
 
     #[test]
+    fn a_public_endpoint_maps_to_the_same_heat_on_loopback() {
+        let gateway = Some(Ipv4Addr::new(10, 0, 0, 1));
+        let path = "v1/stack-user-project/stacks/s/0f1e/resources/handle/signal";
+        let public = format!("http://10.0.0.1:8004/{path}");
+        let mapped = loopback_endpoint(&public, gateway, 8004);
+        assert_eq!(mapped, format!("http://127.0.0.1:8004/{path}"));
+        assert!(is_loopback_http(&mapped));
+        // Without a public host the endpoint is on loopback already and stays as it is.
+        let local = format!("http://127.0.0.1:8004/{path}");
+        assert_eq!(loopback_endpoint(&local, None, 8004), local);
+        assert_eq!(loopback_endpoint(&local, gateway, 8004), local);
+        // Only this Heat's own public endpoint: another port, another host or a look-alike prefix stays
+        // as it is, and signal() refuses it as not on loopback.
+        for other in [
+            format!("http://10.0.0.1:80040/{path}"),
+            format!("http://10.0.0.1:9000/{path}"),
+            format!("http://10.0.0.12:8004/{path}"),
+            format!("https://10.0.0.1:8004/{path}"),
+            format!("http://10.0.0.1:8004@10.9.9.9/{path}"),
+        ] {
+            let kept = loopback_endpoint(&other, gateway, 8004);
+            assert_eq!(kept, other);
+            assert!(!is_loopback_http(&kept), "{kept}");
+        }
+    }
+
+    #[test]
     fn segments_round_trip_through_percent_encoding() {
         for s in ["plain", "with space", "ünïcode/slash%", "a-b_c.d~e"] {
             assert_eq!(decode_segment(&encode_segment(s)), s);
@@ -830,7 +910,12 @@ mod tests {
 
     #[test]
     fn a_wait_handle_never_shows_its_token() {
-        let handle = WaitHandle { path: "h".into(), endpoint: "http://127.0.0.1/x".into(), token: "s3cret".into() };
+        let handle = WaitHandle {
+            path: "h".into(),
+            endpoint: "http://127.0.0.1/x".into(),
+            loopback_endpoint: "http://127.0.0.1/x".into(),
+            token: "s3cret".into(),
+        };
         assert!(!format!("{handle:?}").contains("s3cret"));
     }
 

@@ -25,15 +25,22 @@
 //!
 //! Every request is recorded ([`KubeApiStandIn::requests`]) with its headers, body and whether the
 //! expected client certificate was shown.
+//!
+//! [`KubeApiStandIn::start`] listens on a free port of this machine's loopback;
+//! [`KubeApiStandIn::start_on`] serves a listener the caller made, e.g. one inside a booted node's own
+//! network namespace (`Node::listen("127.0.0.1:6443")`), where the node's programs reach it as their
+//! local API server.
 
 use anyhow::{bail, Context as _, Result};
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// One request as received.
 #[derive(Clone, Debug)]
@@ -85,6 +92,10 @@ const RESOURCES: &[(&str, &str, &str, &str, bool)] = &[
 
 /// What the server version says (`/version`).
 const GIT_VERSION: &str = "v1.24.17";
+/// How long the accept loop sleeps when no connection is waiting: the bound on noticing a stop.
+const ACCEPT_POLL: Duration = Duration::from_millis(25);
+/// A client that sends nothing for this long is let go (its thread must not wait forever).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct State {
     objects: BTreeMap<String, Value>,
@@ -99,13 +110,15 @@ struct State {
     forbid_writes: bool,
 }
 
-/// The server, on its own loopback port, stopped when dropped.
+/// The server, on its own listener, stopped when dropped.
 pub struct KubeApiStandIn {
-    /// `https://127.0.0.1:PORT`.
+    /// `https://ADDRESS:PORT`, the listener's address (meaningful where the listener lives: this
+    /// machine's loopback for [`KubeApiStandIn::start`], a node's namespace for a node's listener).
     pub url: String,
     pub port: u16,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for KubeApiStandIn {
@@ -116,9 +129,12 @@ impl std::fmt::Debug for KubeApiStandIn {
 
 impl Drop for KubeApiStandIn {
     fn drop(&mut self) {
+        // The accept loop looks at the flag between polls; never "wake" it by connecting: the listener
+        // may live in another namespace, where this machine's 127.0.0.1:PORT is someone else.
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
     }
 }
 
@@ -131,9 +147,21 @@ fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 impl KubeApiStandIn {
-    /// Serves with `server_cert`/`server_key` (PEM), trusting client certificates of `ca` and letting in
-    /// only `client_cert`.
+    /// Serves on a free port of this machine's loopback with `server_cert`/`server_key` (PEM), trusting
+    /// client certificates of `ca` and letting in only `client_cert`.
     pub fn start(ca: &str, server_cert: &str, server_key: &str, client_cert: &str) -> Result<KubeApiStandIn> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("listening on 127.0.0.1")?;
+        KubeApiStandIn::start_on(listener, ca, server_cert, server_key, client_cert)
+    }
+
+    /// [`KubeApiStandIn::start`] on `listener`, wherever it listens (e.g. inside a node's namespace).
+    pub fn start_on(
+        listener: TcpListener,
+        ca: &str,
+        server_cert: &str,
+        server_key: &str,
+        client_cert: &str,
+    ) -> Result<KubeApiStandIn> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for cert in certificates(ca).context("the CA")? {
@@ -150,8 +178,8 @@ impl KubeApiStandIn {
             .with_single_cert(certificates(server_cert).context("the server certificate")?, key)?;
         let expected = certificates(client_cert).context("the expected client certificate")?.remove(0);
 
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
+        let address = listener.local_addr().context("reading the listener's address")?;
+        listener.set_nonblocking(true).context("making the listener non-blocking")?;
         let state = Arc::new(Mutex::new(State {
             objects: BTreeMap::new(),
             resource_version: 1000,
@@ -163,17 +191,17 @@ impl KubeApiStandIn {
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (config, shared, stopping) = (Arc::new(config), state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for tcp in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(tcp) = tcp else { continue };
-                let (config, state, expected) = (config.clone(), shared.clone(), expected.clone());
-                std::thread::spawn(move || serve_connection(tcp, config, &state, &expected));
-            }
-        });
-        Ok(KubeApiStandIn { url: format!("https://127.0.0.1:{port}"), port, state, stop })
+        let acceptor = std::thread::Builder::new()
+            .name(format!("kube-api {address}"))
+            .spawn(move || accept_loop(&listener, &config, &shared, &expected, &stopping))
+            .context("starting the API stand-in's thread")?;
+        Ok(KubeApiStandIn {
+            url: format!("https://{address}"),
+            port: address.port(),
+            state,
+            stop,
+            acceptor: Some(acceptor),
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -222,6 +250,33 @@ impl KubeApiStandIn {
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Accepts connections (a non-blocking listener, looked at every [`ACCEPT_POLL`]) until `stop`; each
+/// one is served by a thread of its own. Dropping the listener on the way out closes the port.
+fn accept_loop(
+    listener: &TcpListener,
+    config: &Arc<rustls::ServerConfig>,
+    state: &Arc<Mutex<State>>,
+    expected: &CertificateDer<'static>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((tcp, _peer)) => {
+                // The connection is served with blocking reads and writes, bounded for a silent client.
+                if tcp.set_nonblocking(false).is_err() || tcp.set_read_timeout(Some(IDLE_TIMEOUT)).is_err() {
+                    continue;
+                }
+                let (config, state, expected) = (config.clone(), state.clone(), expected.clone());
+                std::thread::spawn(move || serve_connection(tcp, config, &state, &expected));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(ACCEPT_POLL),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // A connection reset before it was accepted, or no file descriptor left for a moment.
+            Err(_) => std::thread::sleep(ACCEPT_POLL),
+        }
+    }
 }
 
 fn serve_connection(
@@ -652,4 +707,66 @@ pub fn without_server_fields(object: &Value) -> Value {
         }
     }
     object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// A self-signed certificate for 127.0.0.1 and its key (PEM): CA, server and client at once.
+    fn self_signed() -> (String, String) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        (certified.cert.pem(), certified.signing_key.serialize_pem())
+    }
+
+    /// One HTTPS request over rustls, as a client of the API would make it; the whole answer.
+    fn get(address: SocketAddr, ca: &str, identity: Option<(&str, &str)>, path: &str) -> String {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certificates(ca).unwrap().remove(0)).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    certificates(cert).unwrap(),
+                    rustls_pemfile::private_key(&mut key.as_bytes()).unwrap().unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+        let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(address).unwrap());
+        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut answer = String::new();
+        tls.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn serves_the_listener_it_is_given_and_closes_it_when_dropped_without_connecting() {
+        let (cert, key) = self_signed();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let api = KubeApiStandIn::start_on(listener, &cert, &cert, &key, &cert).unwrap();
+        assert_eq!(api.url, format!("https://{address}"));
+        assert_eq!(api.port, address.port());
+
+        let answer = get(address, &cert, Some((&cert, &key)), "/healthz");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nok"), "{answer}");
+        let anonymous = get(address, &cert, None, "/healthz");
+        assert!(anonymous.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{anonymous}");
+        assert_eq!(api.requests().len(), 2);
+
+        // Drop returns once the accept loop has seen the flag and let the listener go: nothing connects
+        // to wake it, yet the port is closed at once.
+        drop(api);
+        let refused = TcpStream::connect(address).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    }
 }

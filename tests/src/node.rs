@@ -3,15 +3,18 @@
 //!
 //! [`Node::boot`] takes the user-data as a cloud would hand it over and:
 //! 1. lays the node's root over the cached "cloud" tree ([`CLOUD`]: debootstrap bookworm minbase with
-//!    systemd, dbus, cloud-init, curl, ca-certificates, iproute2, procps; built once, see
+//!    systemd, dbus, cloud-init, curl, ca-certificates, iproute2, procps, and the programs the
+//!    end-to-end tier runs for real: containerd, runc, etcd; built once, see
 //!    [`crate::debian_tree`]) as an overlay mount: the cached tree is the read-only lower layer, so a node
 //!    costs no copy and no disk until it writes (a plain copy is the fallback where overlayfs is refused);
 //! 2. writes what a cloud's hypervisor would provide: the NoCloud seed
 //!    (`/var/lib/cloud/seed/nocloud/{meta-data,user-data}` with the instance-id and hostname; the
 //!    user-data 0600, it carries tokens), a machine-id of its own, `/etc/hostname` and `/etc/hosts`;
 //! 3. creates its network namespace and attaches it to a [`Network`] (its own, or one shared with other
-//!    nodes): `eth0` with an address in 10.213.0.0/24, default route through the hub at
-//!    [`network::GATEWAY`], where [`Network::forward`] exposes loopback services of the test;
+//!    nodes): `eth0` with the next free address of the network's segment (10.213.0.0/24 unless the
+//!    network was made with another one), or the address the caller chose ([`NodeOptions::at`]: the one
+//!    Heat reported for the node's server), and a default route through the hub at the network's
+//!    gateway, where [`Network::forward`] exposes loopback services of the test;
 //! 4. starts `systemd-nspawn --boot --register=no --keep-unit --network-namespace-path=…` with the
 //!    console (what `openstack console log show` would show) captured to a file.
 //!
@@ -25,14 +28,17 @@
 //! the veth pair) and removes its tree.
 //!
 //! Network rule: a node reaches only the hub and, through forwards, the loopback services the test
-//! chose; it never has a route to anything else.
+//! chose; it never has a route to anything else. The other way round, [`Node::listen`] gives the test a
+//! socket inside the node's own namespace (e.g. its `127.0.0.1:6443`), where an in-process stand-in
+//! answers for a program the image cannot run.
 //!
 //! Needs root, `systemd-nspawn` (systemd-container), `nsenter` (util-linux), `ip` (iproute2), `journalctl`
-//! (systemd) and, while the tree is not cached, `debootstrap`; `.ci/run` installs them all.
+//! (systemd) and, while the tree is not cached, `debootstrap` and `systemctl` (systemd); `.ci/run` installs
+//! them all.
 
 pub mod network;
 
-pub use network::{Netns, Network, GATEWAY};
+pub use network::{Netns, Network, GATEWAY, STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
 
 use crate::debian_tree::{self, Variant};
 use crate::mounts::{self, MountGuard};
@@ -41,7 +47,7 @@ use hearth_fragments::host::write_state_file;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::fs::File;
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -64,10 +70,23 @@ pub const CLOUD_INCLUDE: &[&str] = &[
     // `ip` and `ps`/`pgrep`, for the agent's host facts and for tests looking inside.
     "iproute2",
     "procps",
+    // The node's container runtime (containerd 1.6, with `ctr`, and runc 1.1), which the agent's services
+    // step enables and starts.
+    "containerd",
+    "runc",
+    // Debian's etcd 3.4 (`/usr/bin/etcd`): the end-to-end tier points the agent's image-based etcd unit at
+    // this binary through a drop-in, so a master's etcd runs for real.
+    "etcd-server",
 ];
 
 /// The bootable tree every node is made from.
-pub const CLOUD: Variant = Variant { label: "cloud", include: CLOUD_INCLUDE, revision: 1, prepare: prepare_cloud_tree };
+pub const CLOUD: Variant = Variant { label: "cloud", include: CLOUD_INCLUDE, revision: 2, prepare: prepare_cloud_tree };
+
+/// Units that Debian's packages enable on install but that the agent writes or enables and starts itself
+/// (its etcd and services steps): the image must not start them at boot. In the built tree etcd-server
+/// enables `etcd.service` (a link in `multi-user.target.wants/` and its alias `etcd2.service`) and
+/// containerd enables `containerd.service` (a link in `multi-user.target.wants/`).
+const UNITS_THE_AGENT_STARTS: &[&str] = &["etcd.service", "containerd.service"];
 
 /// The image's own cloud-init configuration, as a cloud image builder would ship it.
 const CLOUD_CFG_PATH: &str = "etc/cloud/cloud.cfg.d/90_hearth_nspawn.cfg";
@@ -129,6 +148,7 @@ fn prepare_cloud_tree(root: &Path) -> Result<()> {
     }
     std::os::unix::fs::symlink("/etc/machine-id", &dbus_id)
         .with_context(|| format!("linking {} to /etc/machine-id", dbus_id.display()))?;
+    disable_units_the_agent_starts(root)?;
     // apt's package indexes (≈ 50 MB): a node has no route to a mirror.
     let lists = root.join("var/lib/apt/lists");
     for item in std::fs::read_dir(&lists).with_context(|| format!("listing {}", lists.display()))? {
@@ -138,6 +158,60 @@ fn prepare_cloud_tree(root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Undoes what the packages' postinst enabled (`deb-systemd-helper enable`) for the units the agent
+/// starts itself, with the test machine's own `systemctl --root` (which removes exactly the links that
+/// enabling made, aliases too), and checks the result.
+fn disable_units_the_agent_starts(root: &Path) -> Result<()> {
+    if debian_tree::find_program("systemctl").is_none() {
+        bail!("systemctl is missing: apt-get install systemd (.ci/run installs it)");
+    }
+    for unit in UNITS_THE_AGENT_STARTS {
+        match is_enabled(root, unit)?.as_str() {
+            "enabled" => {
+                let out = Command::new("systemctl")
+                    .arg(format!("--root={}", root.display()))
+                    .args(["disable", unit])
+                    .output()
+                    .context("running systemctl")?;
+                if !out.status.success() {
+                    bail!(
+                        "systemctl --root={} disable {unit} failed ({}): {}",
+                        root.display(),
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                let state = is_enabled(root, unit)?;
+                if state != "disabled" {
+                    bail!("{unit} is {state:?} in the cloud tree after systemctl disable, not \"disabled\"");
+                }
+            }
+            "disabled" => {}
+            other => bail!("{unit} is {other:?} in the cloud tree: expected its package to install it enabled"),
+        }
+    }
+    Ok(())
+}
+
+/// `systemctl --root=ROOT is-enabled UNIT`'s answer (it exits non-zero for anything but enabled).
+fn is_enabled(root: &Path, unit: &str) -> Result<String> {
+    let out = Command::new("systemctl")
+        .arg(format!("--root={}", root.display()))
+        .args(["is-enabled", unit])
+        .output()
+        .context("running systemctl")?;
+    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if state.is_empty() {
+        bail!(
+            "systemctl --root={} is-enabled {unit} said nothing ({}): {}",
+            root.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(state)
 }
 
 /// Writes `relative` under `root` atomically with `mode`.
@@ -163,6 +237,8 @@ pub struct NodeOptions {
     pub instance_id: Option<String>,
     /// The network to attach to; by default a new one of the node's own ([`Node::network`]).
     pub network: Option<Arc<Network>>,
+    /// The node's address on that network (inside its segment); by default the next free one.
+    pub address: Option<Ipv4Addr>,
     /// Lines appended to the node's `/etc/hosts`.
     pub extra_hosts: String,
     /// Files written into the tree before boot.
@@ -175,6 +251,7 @@ impl NodeOptions {
             hostname: hostname.to_string(),
             instance_id: None,
             network: None,
+            address: None,
             extra_hosts: String::new(),
             files: Vec::new(),
         }
@@ -183,6 +260,13 @@ impl NodeOptions {
     /// Attaches the node to `network` (shared with other nodes) instead of a network of its own.
     pub fn on(mut self, network: &Arc<Network>) -> NodeOptions {
         self.network = Some(Arc::clone(network));
+        self
+    }
+
+    /// Attaches the node at `address` (e.g. the address Heat reported for its server; see
+    /// [`Network::attach_at`] for what is refused).
+    pub fn at(mut self, address: Ipv4Addr) -> NodeOptions {
+        self.address = Some(address);
         self
     }
 }
@@ -246,7 +330,10 @@ impl Node {
             None => Network::new()?,
         };
         let netns = Netns::create()?;
-        let address = network.attach(&netns)?;
+        let address = match options.address {
+            Some(address) => network.attach_at(&netns, address)?,
+            None => network.attach(&netns)?,
+        };
         let mut node = Node {
             hostname: options.hostname.clone(),
             machine,
@@ -277,8 +364,11 @@ impl Node {
         write_in(&self.root, &format!("{SEED_DIR}/user-data"), user_data.as_bytes(), 0o600)?;
         write_in(&self.root, "etc/hostname", format!("{}\n", self.hostname).as_bytes(), 0o644)?;
         let hosts = format!(
-            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n{} {}\n{GATEWAY} hearth-gateway\n{}",
-            self.address, self.hostname, options.extra_hosts
+            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n{} {}\n{} hearth-gateway\n{}",
+            self.address,
+            self.hostname,
+            self.network.gateway(),
+            options.extra_hosts
         );
         write_in(&self.root, "etc/hosts", hosts.as_bytes(), 0o644)?;
         write_in(&self.root, "etc/machine-id", format!("{}\n", new_machine_id()?).as_bytes(), 0o444)?;
@@ -346,9 +436,18 @@ impl Node {
         &self.hostname
     }
 
-    /// The node's address on its network (`eth0`).
+    /// The node's address on its network (`eth0`); the same after a reboot.
     pub fn address(&self) -> Ipv4Addr {
         self.address
+    }
+
+    /// A listening socket at `address` inside the node's own network namespace (e.g. `127.0.0.1:6443`,
+    /// the node's loopback, or its own address): programs in the node connect to it as to a local
+    /// service, and the test serves it in-process (e.g. `KubeApiStandIn::start_on`). It keeps working
+    /// across [`Node::reboot`]: the namespace is the test's, not the node's.
+    pub fn listen(&self, address: SocketAddr) -> Result<TcpListener> {
+        let netns = self.netns.as_ref().context("the node's namespace is gone")?;
+        netns.listen(address).with_context(|| format!("listening in node {}", self.hostname))
     }
 
     /// The name of the node's network namespace (`/run/netns/NAME`), until the node is dropped.
@@ -623,7 +722,8 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
-        // The veth pair goes with the namespace.
+        // Deletes the veth pair and frees the address for another node of the network.
+        self.network.detach(self.address);
         drop(self.netns.take());
         drop(self.overlay.take());
         let Some(dir) = self.dir.take() else { return };

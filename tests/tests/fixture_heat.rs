@@ -2,11 +2,16 @@
 //! own: a ResourceGroup of "node" stacks, each with a port, a stand-in server whose RAW user-data holds
 //! its wait handle's endpoint and token, and a wait condition. Real Heat 27.0.1 runs every resource.
 //!
-//! Tests that run at the same time share one Heat (`Heat::shared`); each uses its own stack name.
+//! Tests that run at the same time share one Heat (`Heat::shared`); each uses its own stack name. One
+//! test starts a Heat of its own whose handle endpoints name the nodes' gateway, and boots a node (root,
+//! systemd-nspawn: see `fixture_node`) that signals through it.
 
-use hearth_tests::heat::{self, Heat, HeatError, StackId, WaitHandle};
+use hearth_tests::heat::{self, Heat, HeatError, HeatOptions, StackId, WaitHandle};
+use hearth_tests::node::network::{STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
+use hearth_tests::node::{Network, Node, NodeOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// A generous bound for a few nested stacks on a loaded 2-core machine (they take a few seconds).
@@ -52,9 +57,9 @@ outputs:
   signal_data: {value: {get_attr: [nodes, signal_data]}}
 "#;
 
-/// `node.yaml`; the user-data template goes in as a JSON string (a valid YAML double-quoted scalar),
-/// so it reaches Heat exactly as [`USER_DATA_TEMPLATE`] spells it.
-fn node_template(server_extra: &str) -> String {
+/// `node.yaml`; the user-data template (e.g. [`USER_DATA_TEMPLATE`]) goes in as a JSON string (a valid
+/// YAML double-quoted scalar), so it reaches Heat exactly as spelt.
+fn node_template(server_extra: &str, user_data_template: &str) -> String {
     format!(
         r#"heat_template_version: 2018-08-31
 parameters:
@@ -100,15 +105,25 @@ outputs:
   name: {{value: {{get_attr: [server, name]}}}}
   signal_data: {{value: {{get_attr: [wait, data]}}}}
 "#,
-        template = serde_json::to_string(USER_DATA_TEMPLATE).unwrap()
+        template = serde_json::to_string(user_data_template).unwrap()
     )
 }
 
 fn cluster_body(name: &str, nodes: usize, wait_timeout: u64, server_extra: &str) -> Value {
+    cluster_body_with(name, nodes, wait_timeout, server_extra, USER_DATA_TEMPLATE)
+}
+
+fn cluster_body_with(
+    name: &str,
+    nodes: usize,
+    wait_timeout: u64,
+    server_extra: &str,
+    user_data_template: &str,
+) -> Value {
     heat::with_standins(json!({
         "stack_name": name,
         "template": CLUSTER,
-        "files": { "node.yaml": node_template(server_extra) },
+        "files": { "node.yaml": node_template(server_extra, user_data_template) },
         "environment": {},
         "parameters": { "node_count": nodes, "hostile": HOSTILE, "wait_timeout": wait_timeout },
         "timeout_mins": 10,
@@ -444,4 +459,73 @@ fn a_private_heat_starts_answers_and_dies_with_its_fixture() {
         .call();
     assert!(matches!(refused, Err(ureq::Error::Transport(_))), "Heat still answers on {port}");
     assert!(!state_dir.exists());
+}
+
+/// A node's user-data that signals its own wait condition at the endpoint Heat gave it (cloud-init runs a
+/// `#!` user-data as a script in its final stage).
+const SIGNALLING_USER_DATA: &str = "#!/bin/sh\n\
+    # Node __INDEX__ of a Hearth fixture stack signals its wait condition itself.\n\
+    exec curl -fsS --max-time 60 --retry 5 --retry-connrefused -X POST '__ENDPOINT__' \\\n\
+    \x20 -H 'X-Auth-Token: __TOKEN__' -H 'Content-Type: application/json' \\\n\
+    \x20 -d '{\"status\": \"SUCCESS\", \"reason\": \"up\", \"data\": \"sent by node __INDEX__\", \"id\": \"node-__INDEX__\"}'\n";
+
+#[test]
+fn handle_endpoints_name_the_nodes_gateway_and_a_booted_node_signals_through_it() {
+    let heat = Heat::start_with(HeatOptions { public_host: Some(STANDIN_GATEWAY) }).unwrap();
+    assert_eq!(heat.public_host(), Some(STANDIN_GATEWAY));
+    let started = Instant::now();
+    let stack = heat.create_stack(&cluster_body_with("fixture-public-host", 2, 600, "", SIGNALLING_USER_DATA)).unwrap();
+    let handles = wait_for_nodes(&heat, &stack, 2);
+
+    // What nodes use names the gateway, at Heat's port; what this machine uses is the same Heat on loopback.
+    let public = format!("http://{STANDIN_GATEWAY}:{}/v1/", heat.port());
+    for handle in &handles {
+        assert!(handle.endpoint.starts_with(&public), "{handle:?}");
+        assert!(handle.endpoint.ends_with("/signal"), "{handle:?}");
+        let loopback = handle.endpoint.replacen(&format!("http://{STANDIN_GATEWAY}:"), "http://127.0.0.1:", 1);
+        assert_eq!(handle.loopback_endpoint, loopback);
+    }
+    // Nothing on this machine sends to the gateway (it exists only in the nodes' namespaces).
+    let refused = heat::signal(&handles[0].endpoint, &handles[0].token, &json!({"status": "SUCCESS"})).unwrap_err();
+    assert!(refused.to_string().contains("not on loopback"), "{refused}");
+    let servers = heat.servers(&stack).unwrap();
+    for server in &servers {
+        let handle = handles.iter().find(|h| node_of(&h.path) == node_of(&server.path)).unwrap();
+        assert!(server.user_data.contains(&format!("'{}'", handle.endpoint)), "{}", server.user_data);
+    }
+
+    // One node is signalled by the test, from this machine.
+    let index = |handle: &WaitHandle| node_of(&handle.path).rsplit('/').next().unwrap().parse::<usize>().unwrap();
+    let (by_test, by_node) = (&handles[0], &handles[1]);
+    let id = format!("node-{}", index(by_test));
+    by_test.signal(&json!({ "status": "SUCCESS", "reason": "up", "data": "sent by the test", "id": id })).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(heat.stack(&stack).unwrap().status, "CREATE_IN_PROGRESS");
+
+    // The other boots for real from the user-data Heat handed its server, at the address Heat reported for
+    // it, on the stand-ins' segment with a forward to Heat's port at the gateway.
+    let server = servers.iter().find(|s| node_of(&s.path) == node_of(&by_node.path)).unwrap();
+    let address: Ipv4Addr = server.first_address.parse().unwrap();
+    let network = Network::with_segment(STANDIN_GATEWAY, STANDIN_PREFIX_LEN).unwrap();
+    let forwarded = network.forward(SocketAddr::from(([127, 0, 0, 1], heat.port()))).unwrap();
+    assert_eq!(forwarded, SocketAddr::from((STANDIN_GATEWAY, heat.port())));
+    let node = Node::boot(&server.user_data, NodeOptions::new(&server.name).on(&network).at(address)).unwrap();
+    let done = heat.wait(&stack, &["CREATE_COMPLETE"], CREATE_TIMEOUT).unwrap_or_else(|e| {
+        panic!("{e:#}\n--- node console ---\n{}", node.console());
+    });
+    eprintln!(
+        "public-host stack: CREATE_COMPLETE {:.1} s after the create request (Heat start {:.1} s)",
+        started.elapsed().as_secs_f64(),
+        heat.start_times().launch.as_secs_f64()
+    );
+    let cloud_init = node.wait_for_cloud_init(CREATE_TIMEOUT).unwrap();
+    assert!(cloud_init.errors.is_empty(), "{:?}\n{}", cloud_init.errors, node.console());
+    let data = done.outputs["signal_data"].as_array().unwrap();
+    let parsed = |i: usize| serde_json::from_str::<Value>(data[i].as_str().unwrap()).unwrap();
+    assert_eq!(parsed(index(by_test)), json!({ id: "sent by the test" }));
+    assert_eq!(
+        parsed(index(by_node)),
+        json!({ format!("node-{}", index(by_node)): format!("sent by node {}", index(by_node)) })
+    );
+    heat.delete(&stack, CREATE_TIMEOUT).unwrap();
 }

@@ -1,13 +1,17 @@
 //! Proves the booted-node fixture (`hearth_tests::node`): a real Debian bookworm tree with systemd as PID 1
 //! under systemd-nspawn, real cloud-init 22.4 consuming a NoCloud seed, and a network made only of
-//! namespaces and veth pairs the test creates.
+//! namespaces and veth pairs the test creates: nodes at the addresses Heat assigned, forwards that can
+//! hold one node's requests, sockets inside a node's own namespace, and the container runtime and etcd
+//! the end-to-end tier runs for real.
 //!
 //! Needs root, systemd-nspawn, nsenter, ip and journalctl, and debootstrap the first time (the cloud
 //! tree is then cached: see `hearth_tests::debian_tree`). Figures (tree, PID 1, cloud-init final) are
 //! printed to stderr: `cargo test -p hearth-tests --test fixture_node -- --nocapture` shows them.
 
-use hearth_tests::node::{self, Network, Node, NodeOptions, GATEWAY};
-use std::net::{IpAddr, SocketAddr};
+use hearth_tests::kube_api::KubeApiStandIn;
+use hearth_tests::node::network::{STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
+use hearth_tests::node::{self, Netns, Network, Node, NodeOptions, TreeFile, GATEWAY};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -336,4 +340,322 @@ fn retry<T>(within: Duration, mut attempt: impl FnMut() -> anyhow::Result<T>) ->
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
+}
+
+/// Waits until `condition` holds or `within` has passed; false on timeout.
+fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A CA and the server (127.0.0.1) and client certificates it signed, PEM, with their keys.
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(DnType::CommonName, "fixture-node CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let issue = |names: Vec<String>, common_name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        (params.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+    };
+    Pki { ca, server: issue(vec!["127.0.0.1".into()], "kube-apiserver"), client: issue(vec![], "kubernetes") }
+}
+
+/// The node's IPv4 address and prefix on eth0, and its IPv4 routes, as `ip` inside the node shows them.
+fn addresses_and_routes(node: &Node) -> (Vec<String>, Vec<String>) {
+    let addresses = node.run_ok(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    let addresses = addresses
+        .lines()
+        .filter_map(|line| line.split_whitespace().skip_while(|word| *word != "inet").nth(1).map(str::to_string))
+        .collect();
+    let routes = node.run_ok(&["ip", "-4", "route", "show"]).unwrap();
+    (addresses, routes.lines().map(|line| line.trim().to_string()).collect())
+}
+
+#[test]
+fn a_node_takes_the_address_heat_assigned_and_serves_its_own_loopback_across_a_reboot() {
+    // The segment of the Heat stand-ins' fixed addresses, and one such address (10.0.1xx.1yy).
+    let network = Network::with_segment(STANDIN_GATEWAY, STANDIN_PREFIX_LEN).unwrap();
+    assert_eq!(network.gateway(), STANDIN_GATEWAY);
+    let heat_address = Ipv4Addr::new(10, 0, 123, 145);
+
+    // What attach_at refuses, and what attach hands out, on namespaces alone.
+    let spare = [Netns::create().unwrap(), Netns::create().unwrap(), Netns::create().unwrap()];
+    let outside = network.attach_at(&spare[0], Ipv4Addr::new(10, 1, 0, 5)).unwrap_err();
+    assert!(format!("{outside:#}").contains("outside the segment 10.0.0.0/16"), "{outside:#}");
+    let gateway = network.attach_at(&spare[0], STANDIN_GATEWAY).unwrap_err();
+    assert!(format!("{gateway:#}").contains("is the gateway"), "{gateway:#}");
+    assert_eq!(network.attach_at(&spare[0], Ipv4Addr::new(10, 0, 0, 2)).unwrap(), Ipv4Addr::new(10, 0, 0, 2));
+    // The automatic address skips the one taken by hand.
+    assert_eq!(network.attach(&spare[1]).unwrap(), Ipv4Addr::new(10, 0, 0, 3));
+
+    // The stand-in for a program the image cannot run, answering inside the node at its own loopback,
+    // with a CA whose certificates the node holds.
+    let pki = pki();
+    let files = [
+        ("/etc/proof/ca.crt", &pki.ca, 0o644),
+        ("/etc/proof/client.crt", &pki.client.0, 0o644),
+        ("/etc/proof/client.key", &pki.client.1, 0o600),
+    ]
+    .map(|(path, contents, mode)| TreeFile { path: path.into(), contents: contents.as_bytes().to_vec(), mode });
+    let mut options = NodeOptions::new("heat-addressed").on(&network).at(heat_address);
+    options.files = files.to_vec();
+    let mut node = Node::boot("#cloud-config\n{}\n", options).unwrap();
+    let taken = network.attach_at(&spare[2], heat_address).unwrap_err();
+    assert!(format!("{taken:#}").contains("another node"), "{taken:#}");
+
+    let api = KubeApiStandIn::start_on(
+        node.listen("127.0.0.1:6443".parse().unwrap()).unwrap(),
+        &pki.ca,
+        &pki.server.0,
+        &pki.server.1,
+        &pki.client.0,
+    )
+    .unwrap();
+    assert_eq!(api.url, "https://127.0.0.1:6443");
+    // Something else of this machine's loopback: never reached by the node's 127.0.0.1.
+    let loopback = Recorder::new(tiny_http::Server::http("127.0.0.1:0").unwrap(), "this machine\n");
+    let forwarded = network.forward(SocketAddr::from(([127, 0, 0, 1], loopback.port()))).unwrap();
+    assert_eq!(forwarded, SocketAddr::from((STANDIN_GATEWAY, loopback.port())));
+    let in_hub = Recorder::new(tiny_http::Server::from_listener(network.listen(0).unwrap(), None).unwrap(), "hub\n");
+    let hub_url = format!("http://{STANDIN_GATEWAY}:{}/who", in_hub.port());
+
+    for boot in 1..=2 {
+        let result = node.wait_for_cloud_init(BOOT_TIMEOUT).unwrap();
+        report(&node, "cloud-init final", result.after);
+        assert_cloud_init_clean(&node, &result);
+        assert_eq!(node.boots(), boot);
+        // Exactly the address Heat reported, in the stand-ins' segment, routed through its gateway.
+        assert_eq!(node.address(), heat_address);
+        let (addresses, routes) = addresses_and_routes(&node);
+        assert_eq!(addresses, ["10.0.123.145/16"], "boot {boot}");
+        assert!(routes.contains(&"default via 10.0.0.1 dev eth0".to_string()), "{routes:?}");
+        assert!(routes.iter().any(|r| r.starts_with("10.0.0.0/16 dev eth0")), "{routes:?}");
+        assert_eq!(node.read("/etc/hosts").unwrap().lines().nth(3), Some("10.0.0.1 hearth-gateway"));
+        // Its peers see that address.
+        assert_eq!(node.run_ok(&["curl", "-fsS", "--max-time", "30", &hub_url]).unwrap(), "hub\n");
+        assert_eq!(in_hub.seen().last().unwrap().from, Some(IpAddr::V4(heat_address)));
+        assert_eq!(
+            node.run_ok(&["curl", "-fsS", "--max-time", "30", &format!("http://{forwarded}/")]).unwrap(),
+            "this machine\n"
+        );
+
+        // The node's own 127.0.0.1:6443 is the stand-in, in TLS, with the client certificate checked.
+        let healthz = node
+            .run_ok(&[
+                "curl",
+                "-sS",
+                "--max-time",
+                "30",
+                "--cacert",
+                "/etc/proof/ca.crt",
+                "--cert",
+                "/etc/proof/client.crt",
+                "--key",
+                "/etc/proof/client.key",
+                "https://127.0.0.1:6443/healthz",
+            ])
+            .unwrap();
+        assert_eq!(healthz, "ok", "boot {boot}");
+        let anonymous = node
+            .run_ok(&[
+                "curl",
+                "-sS",
+                "--max-time",
+                "30",
+                "--cacert",
+                "/etc/proof/ca.crt",
+                "https://127.0.0.1:6443/version",
+            ])
+            .unwrap();
+        assert!(anonymous.contains("\"code\":401"), "{anonymous}");
+        assert_eq!(api.requests().len(), 2 * boot as usize);
+        assert!(api.requests().iter().all(|r| r.path == "/healthz" || r.path == "/version"));
+
+        if boot == 1 {
+            node.reboot(SHUTDOWN_TIMEOUT).unwrap();
+        }
+    }
+    assert_eq!(loopback.seen().len(), 2, "only the forwarded requests reached this machine's service");
+}
+
+/// The relay threads of this process for connections from `node` (their names are cut to 15 bytes).
+fn relay_threads(node: Ipv4Addr) -> usize {
+    let name = format!("relay {node}");
+    let name = &name[..name.len().min(15)];
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name))
+        .count()
+}
+
+#[test]
+fn a_held_forward_keeps_one_nodes_requests_waiting_until_released_and_lets_a_killed_nodes_go() {
+    // A segment of its own, so the relay threads' names tell this test's nodes apart.
+    let network = Network::with_segment(Ipv4Addr::new(10, 77, 0, 1), 24).unwrap();
+    let (slow, other) = (Ipv4Addr::new(10, 77, 0, 5), Ipv4Addr::new(10, 77, 0, 6));
+    let service = Recorder::new(tiny_http::Server::http("127.0.0.1:0").unwrap(), "answered\n");
+    let forwarded = network.forward(SocketAddr::from(([127, 0, 0, 1], service.port()))).unwrap();
+    let url = |path: &str| format!("http://{forwarded}/{path}");
+    let paths = || service.seen().into_iter().map(|seen| seen.url).collect::<Vec<_>>();
+    let (slow_node, other_node) = std::thread::scope(|scope| {
+        let booting = scope.spawn(|| Node::boot("#cloud-config\n{}\n", NodeOptions::new("slow").on(&network).at(slow)));
+        let other_node = Node::boot("#cloud-config\n{}\n", NodeOptions::new("other").on(&network).at(other)).unwrap();
+        (booting.join().unwrap().unwrap(), other_node)
+    });
+
+    // Held: the slow node's request is accepted and waits; the other node's goes through meanwhile.
+    network.hold(forwarded, slow);
+    let held_since = Instant::now();
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| slow_node.run(&["curl", "-sS", "--max-time", "60", &url("held")]).unwrap());
+        assert!(
+            eventually(Duration::from_secs(60), || network.held_connections(forwarded, slow) == 1),
+            "the slow node's request never reached the forward"
+        );
+        assert_eq!(network.held_connections(forwarded, other), 0);
+        assert_eq!(other_node.run_ok(&["curl", "-fsS", "--max-time", "30", &url("meanwhile")]).unwrap(), "answered\n");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(paths(), ["/meanwhile"], "a held request reached the service");
+        assert_eq!(network.held_connections(forwarded, slow), 1);
+        assert!(!waiting.is_finished(), "the slow node's curl returned while held");
+
+        network.release(forwarded, slow);
+        let out = waiting.join().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "answered\n");
+        eprintln!("held request answered {:.2} s after the hold began", held_since.elapsed().as_secs_f64());
+    });
+    assert_eq!(paths(), ["/meanwhile", "/held"]);
+    assert_eq!(network.held_connections(forwarded, slow), 0);
+    // Released: its next request is relayed at once.
+    assert_eq!(slow_node.run_ok(&["curl", "-fsS", "--max-time", "30", &url("after")]).unwrap(), "answered\n");
+
+    // A node that gives up while held: its connection is closed, never relayed, even once released.
+    network.hold(forwarded, slow);
+    let out = slow_node.run(&["curl", "-sS", "--max-time", "2", &url("gave-up")]).unwrap();
+    assert_eq!(out.status.code(), Some(28), "curl should time out while held: {out:?}");
+    assert!(
+        eventually(Duration::from_secs(10), || network.held_connections(forwarded, slow) == 0),
+        "the connection of a curl that gave up is still held"
+    );
+
+    // A node killed while its request is held: nothing of it is relayed, no thread of it stays.
+    slow_node
+        .run_ok(&["systemd-run", "--unit=held-curl", "curl", "-sS", "--max-time", "300", &url("from-the-dead")])
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || network.held_connections(forwarded, slow) == 1),
+        "the request of the node about to be killed never reached the forward"
+    );
+    let bridge_mac = || {
+        let out = std::process::Command::new("ip")
+            .args(["-n", network.hub_name(), "-brief", "link", "show", "br0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(2).unwrap_or_default().to_string()
+    };
+    let mac_before = bridge_mac();
+    drop(slow_node);
+    // The gateway's MAC did not move with the port that went (the other node's ARP entry stays right).
+    assert_eq!(bridge_mac(), mac_before);
+    network.release(forwarded, slow);
+    assert!(
+        eventually(Duration::from_secs(10), || network.held_connections(forwarded, slow) == 0
+            && relay_threads(slow) == 0),
+        "{} connections and {} relay threads of the killed node remain",
+        network.held_connections(forwarded, slow),
+        relay_threads(slow)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(paths(), ["/meanwhile", "/held", "/after"]);
+    // The forward itself goes on serving.
+    assert_eq!(other_node.run_ok(&["curl", "-fsS", "--max-time", "30", &url("still")]).unwrap(), "answered\n");
+    assert_eq!(paths(), ["/meanwhile", "/held", "/after", "/still"]);
+}
+
+#[test]
+fn a_booted_node_has_containerd_runc_and_etcd_and_starts_none_until_asked() {
+    let node = Node::boot("#cloud-config\n{}\n", NodeOptions::new("runtime")).unwrap();
+    let result = node.wait_for_cloud_init(BOOT_TIMEOUT).unwrap();
+    report(&node, "cloud-init final", result.after);
+    assert_cloud_init_clean(&node, &result);
+    let tree_size = std::process::Command::new("du").args(["-sm"]).arg(node::cloud_tree().unwrap()).output().unwrap();
+    eprintln!(
+        "  cloud tree: {} MB on disk",
+        String::from_utf8_lossy(&tree_size.stdout).split_whitespace().next().unwrap()
+    );
+
+    // The programs, from Debian's packages, in the versions the end-to-end tier expects.
+    // (Debian ships runc in /usr/sbin, linked from /usr/bin; containerd finds it on its PATH.)
+    for program in ["/usr/bin/etcd", "/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc", "/usr/bin/runc"] {
+        node.run_ok(&["test", "-x", program]).unwrap_or_else(|e| panic!("{program}: {e:#}"));
+    }
+    assert_eq!(node.run_ok(&["sh", "-c", "command -v runc"]).unwrap().trim(), "/usr/sbin/runc");
+    assert!(node.run_ok(&["etcd", "--version"]).unwrap().contains("etcd Version: 3.4."));
+    assert!(node.run_ok(&["containerd", "--version"]).unwrap().contains(" 1.6."));
+    assert!(node.run_ok(&["runc", "--version"]).unwrap().starts_with("runc version 1.1."));
+
+    // Booted to the end, yet neither is enabled, active or running: the agent starts them.
+    for unit in ["etcd.service", "containerd.service"] {
+        let enabled = node.run(&["systemctl", "is-enabled", unit]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&enabled.stdout).trim(), "disabled", "{unit}: {enabled:?}");
+        let active = node.run(&["systemctl", "is-active", unit]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&active.stdout).trim(), "inactive", "{unit}: {active:?}");
+    }
+    let aliases = node.run(&["systemctl", "is-enabled", "etcd2.service"]).unwrap();
+    assert!(!aliases.status.success(), "etcd's alias is still installed: {aliases:?}");
+    for process in ["etcd", "containerd"] {
+        assert_eq!(node.run(&["pgrep", "-x", process]).unwrap().status.code(), Some(1), "{process} runs");
+    }
+    let journal = node.journal_with(&["--boot=0", "--unit=etcd.service", "--unit=containerd.service"]).unwrap();
+    assert!(journal.trim().is_empty(), "{journal}");
+
+    // Started by hand, as the agent's services step will: the real containerd runs in the node.
+    let starting = Instant::now();
+    node.run_ok(&["systemctl", "start", "containerd.service"])
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", node.journal_with(&["--unit=containerd.service"]).unwrap_or_default()));
+    let took = starting.elapsed();
+    eprintln!("  systemctl start containerd: active after {:.2} s", took.as_secs_f64());
+    assert_eq!(node.run_ok(&["systemctl", "is-active", "containerd.service"]).unwrap().trim(), "active");
+    node.run_ok(&["pgrep", "-x", "containerd"]).unwrap();
+    // ctr talks to the daemon over its socket: the server answers with its own version.
+    let version = node.run_ok(&["ctr", "version"]).unwrap();
+    let server = version.split("Server:").nth(1).unwrap_or_else(|| panic!("no server in {version}"));
+    assert!(server.contains("Version:  1.6."), "{version}");
+    let namespaces = node.run_ok(&["ctr", "namespaces", "list"]).unwrap();
+    assert!(namespaces.starts_with("NAME"), "{namespaces}");
+    // The plugins a kubelet goes through loaded: CRI and the runc task runtime.
+    let plugins = node.run_ok(&["ctr", "plugins", "ls"]).unwrap();
+    let status = |id: &str| {
+        plugins
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some(id))
+            .and_then(|line| line.split_whitespace().last())
+    };
+    assert_eq!((status("cri"), status("task")), (Some("ok"), Some("ok")), "{plugins}");
+    eprintln!("  containerd's overlayfs snapshotter in the node: {}", status("overlayfs").unwrap_or("absent"));
+    // etcd still is not running: nothing started it.
+    assert_eq!(node.run(&["pgrep", "-x", "etcd"]).unwrap().status.code(), Some(1));
 }
