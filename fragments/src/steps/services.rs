@@ -69,10 +69,15 @@ pub(super) fn enable_and_start(ctx: &Context, units: &[&str]) -> Result<()> {
         return Ok(());
     }
     ctx.host.systemd(Systemd::DaemonReload, None)?;
-    for (unit, enable, start) in plan {
-        if enable {
+    // Every enable before the first start: `systemctl enable` reloads the manager, and a reload while
+    // start jobs are queued behind a unit that is failing (its image missing, say) was seen to drop a
+    // queued job, leaving kube-scheduler never started.
+    for (unit, enable, _) in &plan {
+        if *enable {
             ctx.host.systemd(Systemd::Enable, Some(unit)).with_context(|| format!("enabling {unit}"))?;
         }
+    }
+    for (unit, _, start) in plan {
         if start {
             ctx.host.systemd(Systemd::StartNoBlock, Some(unit)).with_context(|| format!("starting {unit}"))?;
         }
