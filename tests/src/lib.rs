@@ -3,6 +3,7 @@
 pub mod cloud;
 pub mod cloud_init;
 pub mod debian_tree;
+pub mod e2e;
 pub mod etcd;
 pub mod golden;
 pub mod heat;

@@ -1,0 +1,699 @@
+//! The end-to-end tier: a cluster rendered by hearth-server, created by the real standalone Heat, and
+//! every server Heat asked for booted as a real Debian node that runs hearth-agent and signals back.
+//!
+//! ```text
+//!  this machine (127.0.0.1)                 hub namespace (10.0.0.1/16)         node namespaces
+//!  ────────────────────────                 ───────────────────────────         ───────────────
+//!  Heat 27 (its own, per cluster)     <──   forward 10.0.0.1:<heat port>   <──  cloud-init bootstrap,
+//!  Keystone 30 (shared)               <──   forward 10.0.0.1:<keystone>    <──  hearth-agent on each node
+//!  hearth-server serve (certificates, <──   forward 10.0.0.1:<serve port>       at the address Heat's
+//!    the agent binary download)                                                 Neutron stand-in gave it
+//! ```
+//!
+//! [`Cluster::create`] renders the cluster with settings that name the hub's gateway (the address nodes
+//! reach the test's services at, like a cloud's API endpoints), registers it with an in-process
+//! `hearth-server serve` that also serves the agent binary, and creates the stack in a Heat whose
+//! wait-condition endpoints name the gateway too. [`Cluster::boot`] takes each stand-in server's
+//! user-data exactly as Heat handed it over and boots it with [`Node::boot`] at the server's fixed
+//! address; cloud-init runs the bootstrap, which downloads and checks the agent and starts its unit.
+//! [`Cluster::wait`] follows the stack until it settles.
+//!
+//! What this image cannot run, and what stands in for it (each is reported by [`Cluster::summary`]):
+//! - **Container images** (no registry is reachable): the Kubernetes components' units, which run their
+//!   images through `ctr`, are written, enabled and started by the agent and then fail for want of their
+//!   image; the summary lists each such unit with its state.
+//! - **etcd** runs for real from Debian's etcd-server package, started by the agent's own
+//!   `etcd.service` with the image's drop-in ([`ETCD_DROP_IN`]) replacing only how the program is started
+//!   (the binary instead of `ctr run <etcd image>`), as an image that carries etcd would.
+//! - **kube-apiserver**: a [`KubeApiStandIn`] listens at the master's own `127.0.0.1:<api port>` inside
+//!   the master's namespace, serving with the master's certificates from the moment its certs step has
+//!   finished, so the API steps (RBAC, health, add-ons) talk HTTPS to something that checks them.
+
+use crate::cloud_init;
+use crate::heat::{self, Heat, HeatOptions, ServerInfo, StackId};
+use crate::keystone::{Keystone, Tenancy, User};
+use crate::kube_api::KubeApiStandIn;
+use crate::node::network::{STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
+use crate::node::{Network, Node, NodeOptions, TreeFile};
+use anyhow::{bail, Context as _, Result};
+use hearth_fragments::config::{native, NodeConfig, Role};
+use hearth_server::bundle::{self, Bundle};
+use hearth_server::model::{self, Cluster as MagnumCluster, ClusterTemplate};
+use hearth_server::serve::cluster::{ClusterRecord, ClusterUuid, StateDir};
+use hearth_server::serve::{self, settings::SettingsFile};
+use hearth_server::settings::Loaded;
+use hearth_server::user_data::NODE_CONFIG;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The agent's records on a node.
+pub const STATUS: &str = "/var/lib/hearth/status.json";
+pub const EVENTS: &str = "/var/lib/hearth/events.jsonl";
+pub const DONE: &str = "/var/lib/hearth/done";
+/// The agent as the bootstrap installs it.
+pub const AGENT: &str = "/usr/local/bin/hearth-agent";
+
+/// The image's drop-in for the agent's `etcd.service`: Debian's etcd binary instead of the etcd image.
+pub const ETCD_DROP_IN_PATH: &str = "/usr/lib/systemd/system/etcd.service.d/50-hearth-tests-image.conf";
+pub const ETCD_DROP_IN: &str = "\
+# hearth-tests image: etcd comes with this image (Debian's etcd-server package) instead of from a registry,
+# which no node here can reach. The agent's /etc/systemd/system/etcd.service stays as written; only how
+# the program starts is replaced: the binary, with the agent's etcd.conf as its environment.
+[Service]
+ExecStartPre=
+ExecStart=
+ExecStart=/usr/bin/etcd
+ExecStop=
+EnvironmentFile=/etc/etcd/etcd.conf
+";
+
+/// The units of the cluster's components a node may have, in start order.
+const COMPONENT_UNITS: &[&str] = &[
+    "containerd.service",
+    "etcd.service",
+    "kube-apiserver.service",
+    "kube-controller-manager.service",
+    "kube-scheduler.service",
+    "kubelet.service",
+    "kube-proxy.service",
+];
+
+/// The ones a minion has.
+const MINION_UNITS: &[&str] = &["containerd.service", "kubelet.service", "kube-proxy.service"];
+
+/// Where the test's services are bound (this machine) and reached from nodes (the hub's gateway).
+const SERVE_LISTEN: &str = "127.0.0.1:0";
+
+/// The bundled example a cluster starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Example {
+    /// `examples/cluster-template.yaml` + `cluster.yaml`: Debian, one master, floating IPs.
+    Debian,
+    /// `examples/cluster-template-ha.yaml` + `cluster-ha.yaml`: Octavia load balancers for the API and
+    /// etcd, with a floating IP on the API's.
+    Ha,
+}
+
+/// What to create.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// A short label for the scenario (stack name suffix, summary).
+    pub label: String,
+    pub example: Example,
+    pub masters: i64,
+    pub minions: i64,
+    /// The SHA-256 the settings announce for the agent; `None`: the served binary's own.
+    pub agent_sha256: Option<String>,
+}
+
+impl Spec {
+    pub fn new(label: &str, example: Example, masters: i64, minions: i64) -> Spec {
+        Spec { label: label.into(), example, masters, minions, agent_sha256: None }
+    }
+}
+
+/// The hearth-agent binary nodes download: `HEARTH_AGENT_BINARY` (what `.ci/run` builds with
+/// `.ci/build-static`), else the workspace's debug build (built by `cargo test --workspace`; it links
+/// this machine's glibc, which the Debian 12 node image has too).
+pub fn agent_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("HEARTH_AGENT_BINARY") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("HEARTH_AGENT_BINARY={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let debug = target.join("debug/hearth-agent");
+    if debug.is_file() {
+        return Ok(debug);
+    }
+    bail!(
+        "no hearth-agent binary for the nodes: set HEARTH_AGENT_BINARY (e.g. after .ci/build-static) or \
+         build {} with `cargo build -p hearth-agent`",
+        debug.display()
+    )
+}
+
+/// `sha256sum` of a file.
+pub fn sha256_of(path: &Path) -> Result<String> {
+    let out = std::process::Command::new("sha256sum").arg(path).output().context("running sha256sum")?;
+    if !out.status.success() {
+        bail!("sha256sum {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8(out.stdout)?;
+    Ok(text.split_whitespace().next().context("sha256sum printed nothing")?.to_string())
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// One server of the stack, before and after it is booted.
+#[derive(Debug)]
+pub struct ClusterNode {
+    pub server: ServerInfo,
+    pub config: NodeConfig,
+    pub node: Option<Node>,
+    /// When [`Cluster::boot`] started it.
+    pub booted_at: Option<Instant>,
+    /// When the test first saw its agent finished (done marker, or a failed status).
+    pub finished_after: Option<Duration>,
+    /// The API stand-in in its namespace (masters), once its certificates exist.
+    pub api: Option<KubeApiStandIn>,
+}
+
+impl ClusterNode {
+    pub fn name(&self) -> &str {
+        &self.server.name
+    }
+
+    pub fn role(&self) -> Role {
+        self.config.role
+    }
+
+    pub fn address(&self) -> Ipv4Addr {
+        match self.config.node.ip {
+            Some(std::net::IpAddr::V4(ip)) => ip,
+            other => panic!("{}: node.ip {other:?} is not an IPv4 address", self.server.name),
+        }
+    }
+
+    /// The booted node (panics before [`Cluster::boot`]).
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().unwrap_or_else(|| panic!("{} is not booted", self.server.name))
+    }
+
+    pub fn node_mut(&mut self) -> &mut Node {
+        let name = self.server.name.clone();
+        self.node.as_mut().unwrap_or_else(|| panic!("{name} is not booted"))
+    }
+
+    /// The agent's `status.json` on the node, if it has written one.
+    pub fn status(&self) -> Option<Value> {
+        let node = self.node.as_ref()?;
+        node.read(STATUS).ok().and_then(|text| serde_json::from_str(&text).ok())
+    }
+
+    /// The agent's events (every run), in order.
+    pub fn events(&self) -> Vec<Value> {
+        let Some(node) = self.node.as_ref() else { return Vec::new() };
+        node.read(EVENTS).unwrap_or_default().lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
+
+    /// Whether a step of that name has finished in the agent's current run.
+    pub fn step_finished(&self, step: &str) -> bool {
+        self.status()
+            .and_then(|s| s["steps"].as_array().cloned())
+            .is_some_and(|steps| steps.iter().any(|s| s["name"] == step))
+    }
+
+    /// The state of each component unit of the node's role that exists on it (the image's etcd package
+    /// unit on a minion is not the minion's).
+    pub fn units(&self) -> Vec<UnitState> {
+        let Some(node) = self.node.as_ref() else { return Vec::new() };
+        let mut units = Vec::new();
+        let ours = if self.role() == Role::Master { COMPONENT_UNITS } else { MINION_UNITS };
+        for unit in ours {
+            let out = node.run(&["systemctl", "show", "--property=LoadState,ActiveState,SubState,NRestarts", unit]);
+            let Ok(out) = out else { continue };
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |key: &str| {
+                text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().to_string()
+            };
+            if field("LoadState") != "loaded" {
+                continue;
+            }
+            units.push(UnitState {
+                unit: unit.to_string(),
+                state: format!("{}/{}", field("ActiveState"), field("SubState")),
+                restarts: field("NRestarts").parse().unwrap_or(0),
+            });
+        }
+        units
+    }
+
+    /// The last lines a unit logged (why an image-based unit does not run).
+    pub fn unit_log(&self, unit: &str, lines: usize) -> String {
+        let Some(node) = self.node.as_ref() else { return String::new() };
+        node.journal_with(&["-u", unit, "-n", &lines.to_string(), "-o", "cat"]).unwrap_or_default()
+    }
+}
+
+/// A component unit on a node, as systemd reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitState {
+    pub unit: String,
+    /// `ActiveState/SubState`, e.g. `active/running`, `activating/auto-restart`.
+    pub state: String,
+    pub restarts: u64,
+}
+
+impl UnitState {
+    pub fn is_running(&self) -> bool {
+        self.state == "active/running"
+    }
+}
+
+/// How a stack ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub status: String,
+    pub reason: String,
+    /// From the stack-create call to the test seeing the final status.
+    pub after: Duration,
+}
+
+/// A rendered, created cluster and its nodes.
+#[derive(Debug)]
+pub struct Cluster {
+    pub spec: Spec,
+    pub heat: Heat,
+    pub network: Arc<Network>,
+    pub keystone: &'static Keystone,
+    pub serve: serve::Running,
+    pub serve_state: tempfile::TempDir,
+    pub uuid: String,
+    pub bundle: Bundle,
+    pub stack: StackId,
+    pub created_at: Instant,
+    pub nodes: Vec<ClusterNode>,
+    /// Where nodes reach serve and Keystone (the hub's side of their forwards).
+    pub serve_at: SocketAddr,
+    pub keystone_at: SocketAddr,
+    pub agent_binary: PathBuf,
+    pub outcome: Option<Outcome>,
+    /// Keeps the settings file and its keys while the cluster lives.
+    _settings_dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Renders `spec`, starts its services and creates the stack; returns once Heat has made every server
+    /// (with its user-data) and waits for the nodes.
+    pub fn create(spec: Spec) -> Result<Cluster> {
+        let heat = Heat::start_with(HeatOptions { public_host: Some(STANDIN_GATEWAY) })?;
+        let keystone = Keystone::shared()?;
+        let network = Network::with_segment(STANDIN_GATEWAY, STANDIN_PREFIX_LEN)?;
+        let heat_at = network.forward(SocketAddr::from(([127, 0, 0, 1], heat.port())))?;
+        if heat_at.port() != heat.port() {
+            bail!("Heat's catalog names port {} but the hub could only forward {heat_at}", heat.port());
+        }
+        let keystone_at = network.forward(SocketAddr::from(([127, 0, 0, 1], keystone.port())))?;
+
+        // Magnum's conductor: a trustee user per cluster and the owner's trust to it.
+        let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?.trim().to_string();
+        let Tenancy { service, service_project, owner, project, owner_token, trustee_domain } =
+            keystone.magnum_tenancy()?;
+        let trustee: User = keystone.create_user(&format!("{uuid}_trustee"), "Tr'u$tee\"pass", &trustee_domain)?;
+        let trust = keystone.create_trust(&owner_token, &owner.id, &trustee.id, &project, &["member"], true)?;
+
+        // hearth-server serve: certificates for the cluster, validated against Keystone, and the agent.
+        let agent_binary = agent_binary()?;
+        let serve_state = tempfile::Builder::new().prefix("hearth-e2e-serve-").tempdir()?;
+        let serve_file: SettingsFile = serde_json::from_value(json!({
+            "listen": SERVE_LISTEN,
+            "state_dir": serve_state.path(),
+            "agent_file": agent_binary,
+            "keystone": {
+                "url": keystone.url(),
+                "service_user": {"name": service.name, "password": service.password, "project": service_project},
+            },
+        }))?;
+        let serve = serve::Server::bind(&serve_file.resolve(None)?)?.spawn();
+        let serve_at = network.forward(serve.local_addr())?;
+
+        // The operator's settings, every endpoint where nodes reach it.
+        let settings_dir = tempfile::Builder::new().prefix("hearth-e2e-settings-").tempdir()?;
+        let sha256 = match &spec.agent_sha256 {
+            Some(wrong) => wrong.clone(),
+            None => sha256_of(&agent_binary)?,
+        };
+        let settings_path = settings_dir.path().join("settings.yaml");
+        let settings_text = serde_json::to_string_pretty(&json!({
+            "auth_url": format!("http://{keystone_at}/v3"),
+            "magnum_url": format!("http://{serve_at}/v1"),
+            "region": "RegionOne",
+            "verify_ca": true,
+            "openstack_ca_file": examples().join("openstack-ca.pem"),
+            "username": owner.name,
+            "trustee": {
+                "domain_id": trustee_domain,
+                "user_id": trustee.id,
+                "username": trustee.name,
+                "password": trustee.password,
+                "trust_id": trust,
+            },
+            "cluster_user_trust": true,
+            "octavia_enabled": true,
+            "agent": {"url": format!("http://{serve_at}{}", serve::AGENT_PATH), "sha256": sha256},
+            "create_timeout": 15,
+            "service_account_public_key_file": examples().join("service-account.pub"),
+            "service_account_private_key_file": examples().join("service-account.key"),
+        }))?;
+        std::fs::write(&settings_path, settings_text)?;
+        let settings = Loaded::load(&settings_path)?;
+
+        let (template, mut cluster) = load_example(spec.example)?;
+        cluster.uuid = Some(uuid.clone());
+        cluster.master_count = Some(spec.masters);
+        cluster.node_count = Some(spec.minions);
+        let bundle = bundle::render(&template, &cluster, &settings).map_err(|e| anyhow::anyhow!("render: {e:?}"))?;
+        StateDir::new(serve_state.path()).register(&ClusterRecord {
+            cluster_uuid: uuid.clone(),
+            trustee_user_id: trustee.id.clone(),
+            name: cluster.name.clone(),
+        })?;
+
+        let mut body = heat::with_standins(bundle.stack_create_body())?;
+        body["stack_name"] = json!(format!("{}-{}", bundle.stack_name, spec.label));
+        let created_at = Instant::now();
+        let stack = heat.create_stack(&body).map_err(|e| anyhow::anyhow!("{e}\n{}", heat.log_tail(4000)))?;
+        let servers = wait_for_servers(&heat, &stack, (spec.masters + spec.minions) as usize)?;
+        let mut nodes = Vec::new();
+        for server in servers {
+            let config = node_config_of(&server)?;
+            nodes.push(ClusterNode { server, config, node: None, booted_at: None, finished_after: None, api: None });
+        }
+        nodes.sort_by(|a, b| {
+            (a.role() != Role::Master, a.name().to_string()).cmp(&(b.role() != Role::Master, b.name().to_string()))
+        });
+        let mut addresses: Vec<Ipv4Addr> = nodes.iter().map(ClusterNode::address).collect();
+        addresses.sort();
+        addresses.dedup();
+        if addresses.len() != nodes.len() {
+            bail!("the Neutron stand-in gave two servers the same fixed address (1 in 10,000 per pair); run again");
+        }
+        Ok(Cluster {
+            spec,
+            heat,
+            network,
+            keystone,
+            serve,
+            serve_state,
+            uuid,
+            bundle,
+            stack,
+            created_at,
+            nodes,
+            serve_at,
+            keystone_at,
+            agent_binary,
+            outcome: None,
+            _settings_dir: settings_dir,
+        })
+    }
+
+    /// Boots every server as a node: its user-data as Heat handed it over, its fixed address, its name.
+    pub fn boot(&mut self) -> Result<()> {
+        for member in &mut self.nodes {
+            let options = NodeOptions {
+                files: vec![TreeFile {
+                    path: ETCD_DROP_IN_PATH.into(),
+                    contents: ETCD_DROP_IN.as_bytes().to_vec(),
+                    mode: 0o644,
+                }],
+                ..NodeOptions::new(&member.server.name).on(&self.network).at(member.address())
+            };
+            member.booted_at = Some(Instant::now());
+            member.node = Some(
+                Node::boot(&member.server.user_data, options)
+                    .with_context(|| format!("booting {}", member.server.name))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Follows the stack until it is CREATE_COMPLETE or CREATE_FAILED (or `timeout`), starting each
+    /// master's API stand-in once its certs step has finished and noting when each agent finished.
+    /// `observe` is called on every poll, e.g. to act on a node at the right moment.
+    pub fn wait(&mut self, timeout: Duration, mut observe: impl FnMut(&mut Cluster)) -> Result<Outcome> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.start_api_standins()?;
+            self.note_finished();
+            observe(self);
+            let stack = self.heat.stack(&self.stack).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !stack.status.ends_with("_IN_PROGRESS") {
+                let outcome =
+                    Outcome { status: stack.status, reason: stack.status_reason, after: self.created_at.elapsed() };
+                // The agents of other nodes may still be finishing; give the summary their ends.
+                let settle = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < settle && self.nodes.iter().any(|n| n.finished_after.is_none()) {
+                    self.note_finished();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                self.outcome = Some(outcome.clone());
+                return Ok(outcome);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "stack {} still {} after {:.0} s ({})\n{}",
+                    self.stack,
+                    stack.status,
+                    timeout.as_secs_f64(),
+                    stack.status_reason,
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn start_api_standins(&mut self) -> Result<()> {
+        for member in &mut self.nodes {
+            if member.role() != Role::Master || member.api.is_some() || member.node.is_none() {
+                continue;
+            }
+            if !member.step_finished("certs") {
+                continue;
+            }
+            let node = member.node();
+            let read = |file: &str| node.read(&format!("/etc/kubernetes/certs/{file}"));
+            let (ca, cert, key) = (read("ca.crt")?, read("server.crt")?, read("server.key")?);
+            let listener = node.listen(SocketAddr::from(([127, 0, 0, 1], member.config.api.port)))?;
+            // The master's own server certificate is what its API steps present (see fragments' kube_api).
+            member.api = Some(KubeApiStandIn::start_on(listener, &ca, &cert, &key, &cert)?);
+        }
+        Ok(())
+    }
+
+    fn note_finished(&mut self) {
+        for member in &mut self.nodes {
+            let (Some(node), Some(booted)) = (member.node.as_ref(), member.booted_at) else { continue };
+            if member.finished_after.is_some() {
+                continue;
+            }
+            let failed = member.status().is_some_and(|s| s["state"] == "failed");
+            if failed || node.exists(DONE) {
+                member.finished_after = Some(booted.elapsed());
+            }
+        }
+    }
+
+    /// Denies the node `name` its certificates in serve's state, as `hearth-server node deny` does.
+    pub fn deny(&self, name: &str, reason: &str) -> Result<()> {
+        let uuid = ClusterUuid::parse(&self.uuid)?;
+        serve::deny::deny(&StateDir::new(self.serve_state.path()), &uuid, name, Some(reason))?;
+        Ok(())
+    }
+
+    pub fn member(&self, name_suffix: &str) -> &ClusterNode {
+        self.nodes
+            .iter()
+            .find(|n| n.name().ends_with(name_suffix))
+            .unwrap_or_else(|| panic!("no node named *{name_suffix}"))
+    }
+
+    pub fn member_mut(&mut self, name_suffix: &str) -> &mut ClusterNode {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name().ends_with(name_suffix))
+            .unwrap_or_else(|| panic!("no node named *{name_suffix}"))
+    }
+
+    /// The wait condition data Heat holds for each node: `{node name: summary}` merged over the
+    /// stack's wait conditions.
+    pub fn wait_condition_data(&self) -> Result<serde_json::Map<String, Value>> {
+        let mut merged = serde_json::Map::new();
+        let resources = self.heat.resources(&self.stack).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for resource in resources.iter().filter(|r| r.resource_type == "OS::Heat::WaitCondition") {
+            let attributes = self.heat.attributes(resource).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let data = match &attributes.get("data") {
+                Some(Value::String(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
+                Some(other) => (*other).clone(),
+                None => Value::Null,
+            };
+            if let Value::Object(map) = data {
+                merged.extend(map);
+            }
+        }
+        Ok(merged)
+    }
+
+    /// What to print when something went wrong: each node's agent status, console tail and Heat's log.
+    pub fn diagnostics(&self) -> String {
+        let mut text = String::new();
+        for member in &self.nodes {
+            let _ = writeln!(text, "--- {} ({})", member.name(), member.address());
+            if let Some(status) = member.status() {
+                let _ = writeln!(text, "status: {} failure: {}", status["state"], status["failure"]);
+            }
+            if let Some(node) = &member.node {
+                let console = node.console();
+                let tail: String = console.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+                let _ = writeln!(text, "console tail:\n{tail}");
+            }
+        }
+        let _ = writeln!(text, "--- Heat log tail:\n{}", self.heat.log_tail(3000));
+        text
+    }
+
+    /// The summary rows of this cluster: per node (role, steps, agent time, result, signal, what did not
+    /// run here) and the stack's time to its final status.
+    pub fn summary(&self) -> String {
+        let mut text = String::new();
+        let outcome = self.outcome.as_ref();
+        let _ = writeln!(
+            text,
+            "stack {} ({} master(s) + {} minion(s), {:?}): {} after {:.1} s{}",
+            self.spec.label,
+            self.spec.masters,
+            self.spec.minions,
+            self.spec.example,
+            outcome.map(|o| o.status.as_str()).unwrap_or("not settled"),
+            outcome.map(|o| o.after.as_secs_f64()).unwrap_or_default(),
+            outcome
+                .filter(|o| !o.reason.is_empty() && o.status != "CREATE_COMPLETE")
+                .map(|o| format!(" — {}", o.reason))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            text,
+            "  {:<42} {:<6} {:>5} {:>5} {:>8} {:>9}  {:<9} not running here (unit: state, restarts)",
+            "node", "role", "boots", "steps", "agent", "boot→done", "result"
+        );
+        for member in &self.nodes {
+            let status = member.status().unwrap_or(Value::Null);
+            let steps = status["steps"].as_array().map(Vec::len).unwrap_or(0);
+            let agent =
+                status["duration_ms"].as_u64().map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or("-".into());
+            let done = member.finished_after.map(|d| format!("{:.1}s", d.as_secs_f64())).unwrap_or("-".into());
+            let result = status["state"].as_str().unwrap_or("no status").to_string();
+            // Which units wait for what this machine cannot give them; only meaningful once the agent
+            // has started them all.
+            let stopped: Vec<UnitState> = if result == "succeeded" {
+                member.units().into_iter().filter(|u| !u.is_running()).collect()
+            } else {
+                Vec::new()
+            };
+            let not_running: Vec<String> = stopped
+                .iter()
+                .map(|u| format!("{}: {}, {} restarts", u.unit.trim_end_matches(".service"), u.state, u.restarts))
+                .collect();
+            let boots = member.node.as_ref().map(Node::boots).unwrap_or(0);
+            let _ = writeln!(
+                text,
+                "  {:<42} {:<6} {:>5} {:>5} {:>8} {:>9}  {:<9} {}",
+                member.name(),
+                member.role().to_string(),
+                boots,
+                steps,
+                agent,
+                done,
+                result,
+                if not_running.is_empty() { "-".to_string() } else { not_running.join("; ") }
+            );
+            // Why, in the unit's own words (the same for every image-based unit of a node).
+            if let Some(first) = stopped.first() {
+                let log = member.unit_log(&first.unit, 30);
+                let why = log
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("ctr:"))
+                    .or_else(|| log.lines().rev().find(|l| !l.trim().is_empty()))
+                    .unwrap_or("");
+                let why: String = why.chars().take(150).collect();
+                let _ = writeln!(text, "  {:<42} {}: {why}", "", first.unit);
+            }
+            if let Some(api) = &member.api {
+                let _ = writeln!(
+                    text,
+                    "  {:<42} kube-apiserver stand-in at 127.0.0.1:{} in the node answered {} request(s)",
+                    "",
+                    api.port,
+                    api.requests().len()
+                );
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Nodes first (they hold the network), then the stack's Heat goes with the struct.
+        for member in &mut self.nodes {
+            member.api = None;
+            member.node = None;
+        }
+    }
+}
+
+fn load_example(example: Example) -> Result<(ClusterTemplate, MagnumCluster)> {
+    let (template, cluster) = match example {
+        Example::Debian => ("cluster-template.yaml", "cluster.yaml"),
+        Example::Ha => ("cluster-template-ha.yaml", "cluster-ha.yaml"),
+    };
+    let mut template: ClusterTemplate = model::load(&examples().join(template))?;
+    let cluster: MagnumCluster = model::load(&examples().join(cluster))?;
+    // What this machine cannot give a node, changed here and reported in the closing notes: no block
+    // device for Cinder volumes (docker's and etcd's), no proxy to go through. etcd's tag names the
+    // release of the etcd binary the image carries (Debian 12's 3.4), so the agent writes the settings
+    // of that release.
+    template.docker_volume_size = None;
+    template.http_proxy = None;
+    template.https_proxy = None;
+    template.no_proxy = None;
+    template.labels.remove("etcd_volume_size");
+    template.labels.insert("etcd_tag".into(), "v3.4.23".into());
+    Ok((template, cluster))
+}
+
+/// Polls until Heat has made `count` servers with user-data (the stack then waits for their signals).
+fn wait_for_servers(heat: &Heat, stack: &StackId, count: usize) -> Result<Vec<ServerInfo>> {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let servers = heat.servers(stack).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if servers.len() == count && servers.iter().all(|s| !s.user_data.is_empty()) {
+            return Ok(servers);
+        }
+        let state = heat.stack(stack).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if state.status != "CREATE_IN_PROGRESS" || Instant::now() > deadline {
+            bail!(
+                "stack {stack}: {} {} with {} of {count} servers\n{}",
+                state.status,
+                state.status_reason,
+                servers.len(),
+                heat.log_tail(4000)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The node config in a server's user-data, as the real cloud-init writes it.
+pub fn node_config_of(server: &ServerInfo) -> Result<NodeConfig> {
+    let parts = cloud_init::parts(server.user_data.as_bytes())?;
+    let part = parts.first().with_context(|| format!("{}: the user-data has no part", server.name))?;
+    let root = tempfile::tempdir()?;
+    cloud_init::write_files_into(part.text()?, root.path())?;
+    let text = std::fs::read_to_string(root.path().join(NODE_CONFIG.trim_start_matches('/')))
+        .with_context(|| format!("{}: no {NODE_CONFIG} in its user-data", server.name))?;
+    native::parse(&text, &server.name, None).map_err(|e| anyhow::anyhow!("{}: {e}", server.name))
+}

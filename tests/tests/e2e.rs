@@ -1,0 +1,289 @@
+//! End to end: render → real Heat → each server's user-data as Heat delivered it → a booted Debian node
+//! with cloud-init → hearth-agent downloaded from hearth-server → every step → the signal back into Heat.
+//! See `hearth_tests::e2e` for the wiring and for what stands in for what this machine cannot run.
+//!
+//! Every scenario appends its summary (per node: steps, agent time, result, units that cannot run here;
+//! per stack: time to its final status) to `e2e-summary.txt` in Cargo's test scratch directory, which
+//! `.ci/run` prints at the end.
+
+use hearth_fragments::config::Role;
+use hearth_tests::e2e::{Cluster, Example, Spec, AGENT, DONE};
+use serde_json::Value;
+use std::io::Write as _;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Bound on a whole stack; a node converges in seconds, a hung one fails the test with diagnostics.
+const STACK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One cluster at a time: the machine has two cores, and the timings reported must mean something.
+fn exclusive() -> MutexGuard<'static, ()> {
+    static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+    ONE_CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Appends to the run's summary file (made empty by the first scenario of this process).
+fn report(text: &str) {
+    static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-summary.txt");
+        Mutex::new(std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    });
+    let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    file.write_all(text.as_bytes()).unwrap();
+    file.write_all(b"\n").unwrap();
+    println!("{text}");
+}
+
+/// Creates the cluster, boots its nodes and follows the stack; panics with diagnostics on a setup error.
+fn converge(spec: Spec, observe: impl FnMut(&mut Cluster)) -> Cluster {
+    let mut cluster = Cluster::create(spec).unwrap_or_else(|e| panic!("creating the cluster: {e:#}"));
+    cluster.boot().unwrap_or_else(|e| panic!("booting the nodes: {e:#}\n{}", cluster.diagnostics()));
+    cluster.wait(STACK_TIMEOUT, observe).unwrap_or_else(|e| panic!("{e:#}"));
+    cluster
+}
+
+/// The agent's result per step of a status (`[(name, result)]`).
+fn step_results(status: &Value) -> Vec<(String, String)> {
+    status["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| (s["name"].as_str().unwrap_or("").to_string(), s["result"].as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One step's record in a status.
+fn step(status: &Value, name: &str) -> Value {
+    status["steps"].as_array().and_then(|steps| steps.iter().find(|s| s["name"] == name).cloned()).unwrap_or_default()
+}
+
+/// Asserts the completed cluster: every node's agent succeeded, left its done marker, and its summary
+/// is in Heat's wait-condition data; then a second run on each node changes nothing.
+fn assert_converged(cluster: &Cluster) {
+    let outcome = cluster.outcome.as_ref().unwrap();
+    assert_eq!(outcome.status, "CREATE_COMPLETE", "{}\n{}", outcome.reason, cluster.diagnostics());
+    let data = cluster.wait_condition_data().unwrap();
+    for member in &cluster.nodes {
+        let name = member.name();
+        let status = member.status().unwrap_or_else(|| panic!("{name}: no status.json"));
+        assert_eq!(status["state"], "succeeded", "{name}: {status}");
+        assert!(member.node().exists(DONE), "{name}: no done marker");
+        let steps = step_results(&status);
+        let expected = if member.role() == Role::Master { 15 } else { 12 };
+        assert_eq!(steps.len(), expected, "{name}: every step of a {} ran: {steps:?}", member.role());
+        assert!(steps.iter().all(|(_, r)| r != "failed" && r != "not-implemented"), "{name}: {steps:?}");
+        let summary = data.get(name).and_then(Value::as_str).unwrap_or_else(|| panic!("{name}: no data in {data:?}"));
+        assert!(summary.contains(&format!("{expected} steps in")), "{name}: Heat holds {summary:?}");
+        assert_eq!(status["signal"]["body"]["status"], "SUCCESS", "{name}: {}", status["signal"]);
+    }
+    for member in &cluster.nodes {
+        let name = member.name();
+        let out = member
+            .node()
+            .run_within(&[AGENT, "run", "--config", "/etc/hearth/node.json"], Duration::from_secs(300))
+            .unwrap();
+        assert!(out.status.success(), "{name}: second run: {}", String::from_utf8_lossy(&out.stderr));
+        let status = member.status().unwrap();
+        let changed: Vec<_> =
+            step_results(&status).into_iter().filter(|(_, r)| r != "unchanged" && r != "skipped").collect();
+        assert!(
+            changed.is_empty(),
+            "{name}: a second run changed {changed:?}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// The units a master and a minion must have written, enabled and started: the runtime and etcd run for
+/// real; the image-based Kubernetes components are started and wait for an image (what the summary shows).
+fn assert_units(cluster: &Cluster) {
+    for member in &cluster.nodes {
+        let units = member.units();
+        let mut wanted = vec!["containerd.service", "kubelet.service", "kube-proxy.service"];
+        if member.role() == Role::Master {
+            wanted.extend([
+                "etcd.service",
+                "kube-apiserver.service",
+                "kube-controller-manager.service",
+                "kube-scheduler.service",
+            ]);
+        }
+        let names: Vec<&str> = units.iter().map(|u| u.unit.as_str()).collect();
+        assert_eq!(names.len(), wanted.len(), "{}: {units:?}", member.name());
+        for unit in &units {
+            assert!(wanted.contains(&unit.unit.as_str()), "{}: {unit:?}", member.name());
+            let real = unit.unit == "containerd.service" || unit.unit == "etcd.service";
+            let started = unit.is_running() || unit.state.starts_with("activating/");
+            assert!(
+                if real { unit.is_running() } else { started },
+                "{}: {unit:?}\n{}\nthe services step: {}",
+                member.name(),
+                member.unit_log(&unit.unit, 20),
+                step(&member.status().unwrap_or_default(), "services"),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_example_cluster_boots_converges_and_completes() {
+    let _one = exclusive();
+    let cluster = converge(Spec::new("e2e", Example::Debian, 1, 2), |_| {});
+    report(&cluster.summary());
+    assert_units(&cluster);
+    assert_converged(&cluster);
+    let master = &cluster.nodes[0];
+    let api = master.api.as_ref().expect("the master's API steps reached the stand-in");
+    assert!(api.requests().iter().all(|r| r.authenticated), "every API request showed the master's certificate");
+    assert!(api.object_paths().iter().any(|p| p.contains("clusterrolebindings")), "{:?}", api.object_paths());
+}
+
+#[test]
+fn three_masters_behind_load_balancers_converge_with_one_etcd_cluster() {
+    let _one = exclusive();
+    let cluster = converge(Spec::new("ha", Example::Ha, 3, 1), |_| {});
+    report(&cluster.summary());
+    assert_converged(&cluster);
+    assert_units(&cluster);
+    // One etcd cluster of the three masters, over the nodes' own network.
+    let master = &cluster.nodes[0];
+    let ip = master.address();
+    let members = master
+        .node()
+        .run_ok(&[
+            "curl",
+            "-sS",
+            "--cacert",
+            "/etc/etcd/certs/ca.crt",
+            "--cert",
+            "/etc/etcd/certs/server.crt",
+            "--key",
+            "/etc/etcd/certs/server.key",
+            "-X",
+            "POST",
+            &format!("https://{ip}:2379/v3/cluster/member/list"),
+            "-d",
+            "{}",
+        ])
+        .unwrap();
+    let members: Value = serde_json::from_str(&members).unwrap();
+    let names: Vec<&str> = members["members"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    let masters: Vec<String> =
+        cluster.nodes.iter().filter(|n| n.role() == Role::Master).map(|n| n.address().to_string()).collect();
+    assert_eq!(names.len(), 3, "{members}");
+    for address in &masters {
+        assert!(names.contains(&address.as_str()), "{address} not in {names:?}");
+    }
+}
+
+#[test]
+fn a_refused_certificate_fails_the_stack_at_once_with_the_servers_reason() {
+    let _one = exclusive();
+    let mut cluster = Cluster::create(Spec::new("refused", Example::Debian, 1, 2)).unwrap();
+    let victim = cluster.member("minion-1").name().to_string();
+    cluster.deny(&victim, "quarantined by the e2e test").unwrap();
+    cluster.boot().unwrap();
+    let mut refused_at: Option<Instant> = None;
+    let outcome = cluster
+        .wait(STACK_TIMEOUT, |c| {
+            if refused_at.is_none() && c.member("minion-1").status().is_some_and(|s| s["state"] == "failed") {
+                refused_at = Some(Instant::now());
+            }
+        })
+        .unwrap();
+    report(&cluster.summary());
+    assert_eq!(outcome.status, "CREATE_FAILED", "{}", cluster.diagnostics());
+    assert!(outcome.reason.contains("part-006 certs"), "{}", outcome.reason);
+    assert!(outcome.reason.contains("quarantined by the e2e test"), "{}", outcome.reason);
+    let refused_at = refused_at.expect("the test saw the minion's failed status");
+    let to_failed = outcome.after.saturating_sub(refused_at.duration_since(cluster.created_at));
+    report(&format!(
+        "fail fast: {victim} refused by hearth-server → CREATE_FAILED in {:.2} s (target < 10 s; Magnum: the \
+         60-minute wait-condition timeout)\n",
+        to_failed.as_secs_f64()
+    ));
+    assert!(to_failed < Duration::from_secs(10), "{to_failed:?}");
+    let status = cluster.member("minion-1").status().unwrap();
+    assert!(status["failure"].as_str().unwrap().starts_with("part-006 certs"), "{status}");
+    assert_eq!(status["signal"]["body"]["status"], "FAILURE");
+    assert!(!cluster.member("minion-1").node().exists(DONE));
+}
+
+#[test]
+fn a_wrong_agent_checksum_is_refused_by_the_bootstrap_and_signalled() {
+    let _one = exclusive();
+    let mut spec = Spec::new("badsum", Example::Debian, 1, 1);
+    spec.agent_sha256 = Some("0".repeat(64));
+    let cluster = converge(spec, |_| {});
+    report(&cluster.summary());
+    let outcome = cluster.outcome.as_ref().unwrap();
+    assert_eq!(outcome.status, "CREATE_FAILED", "{}", cluster.diagnostics());
+    assert!(outcome.reason.contains("part-000 bootstrap"), "{}", outcome.reason);
+    assert!(
+        outcome.reason.to_lowercase().contains("sha256") || outcome.reason.contains("SHA-256"),
+        "{}",
+        outcome.reason
+    );
+    for member in &cluster.nodes {
+        assert!(!member.node().exists(AGENT), "{}: a binary that failed its check stays out", member.name());
+        assert!(member.status().is_none(), "{}: no agent ran", member.name());
+    }
+}
+
+#[test]
+fn an_agent_killed_mid_step_resumes_after_a_reboot_and_signals_once() {
+    let _one = exclusive();
+    let mut cluster = Cluster::create(Spec::new("crash", Example::Debian, 1, 1)).unwrap();
+    let victim = cluster.member("minion-0").address();
+    let (keystone_at, serve_at) = (cluster.keystone_at, cluster.serve_at);
+    // The minion's requests wait at the network, first to Keystone (the certs step's first request; the
+    // bootstrap's download of the agent from hearth-server passes), then to hearth-server: the agent is
+    // killed while its certs step has a token and waits for the cluster CA or its certificate.
+    cluster.network.hold(keystone_at, victim);
+    cluster.boot().unwrap();
+    let mut killed_in: Option<String> = None;
+    let mut past_keystone = false;
+    let outcome = cluster
+        .wait(STACK_TIMEOUT, |c| {
+            if killed_in.is_some() {
+                return;
+            }
+            let in_step = c.member("minion-0").events().last().filter(|e| e["event"] == "step-start").cloned();
+            let Some(in_step) = in_step else { return };
+            if !past_keystone {
+                if c.network.held_connections(keystone_at, victim) > 0 {
+                    c.network.hold(serve_at, victim);
+                    c.network.release(keystone_at, victim);
+                    past_keystone = true;
+                }
+                return;
+            }
+            if c.network.held_connections(serve_at, victim) == 0 {
+                return;
+            }
+            killed_in = in_step["step"].as_str().map(str::to_string);
+            // SIGKILL to the process itself (`systemctl kill` goes through cgroup.kill, which this kernel
+            // refuses inside the container).
+            c.member("minion-0").node().run_ok(&["pkill", "--signal", "KILL", "--exact", "hearth-agent"]).unwrap();
+            c.member_mut("minion-0").node_mut().reboot(Duration::from_secs(120)).unwrap();
+            c.network.release(serve_at, victim);
+        })
+        .unwrap();
+    report(&cluster.summary());
+    assert_eq!(killed_in.as_deref(), Some("certs"), "the agent was killed inside its certs step");
+    assert_eq!(outcome.status, "CREATE_COMPLETE", "{}\n{}", outcome.reason, cluster.diagnostics());
+    let member = cluster.member("minion-0");
+    let events = member.events();
+    let count = |kind: &str| events.iter().filter(|e| e["event"] == kind).count();
+    assert_eq!(count("run-start"), 2, "the killed run and the resumed one: {events:?}");
+    assert_eq!(count("run-end"), 1, "only the resumed run ended");
+    assert_eq!(count("signal"), 1, "one signal for the node: {events:?}");
+    assert_eq!(member.node().boots(), 2);
+    let status = member.status().unwrap();
+    assert_eq!(status["state"], "succeeded", "{status}");
+    assert!(member.node().exists(DONE));
+}
