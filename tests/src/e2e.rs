@@ -85,9 +85,6 @@ const COMPONENT_UNITS: &[&str] = &[
 /// The ones a minion has.
 const MINION_UNITS: &[&str] = &["containerd.service", "kubelet.service", "kube-proxy.service"];
 
-/// Where the test's services are bound (this machine) and reached from nodes (the hub's gateway).
-const SERVE_LISTEN: &str = "127.0.0.1:0";
-
 /// The bundled example a cluster starts from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Example {
@@ -317,7 +314,8 @@ impl Cluster {
         let agent_binary = agent_binary()?;
         let serve_state = tempfile::Builder::new().prefix("hearth-e2e-serve-").tempdir()?;
         let serve_file: SettingsFile = serde_json::from_value(json!({
-            "listen": SERVE_LISTEN,
+            // On this machine's loopback, any free port; nodes reach it through the hub's forward.
+            "listen": "127.0.0.1:0",
             "state_dir": serve_state.path(),
             "agent_file": agent_binary,
             "keystone": {

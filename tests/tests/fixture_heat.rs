@@ -379,7 +379,7 @@ fn every_standin_type_creates_and_outputs_plausible_values() {
     let heat = Heat::shared().unwrap();
     let (registry, _) = heat.standins().unwrap();
     let types: BTreeSet<&str> = registry.keys().map(String::as_str).collect();
-    assert_eq!(types, heat::STANDIN_TYPES.iter().copied().collect());
+    assert_eq!(types, heat::standin_types().iter().copied().collect());
 
     let body =
         heat::with_standins(json!({ "stack_name": "fixture-every-standin", "template": EVERY_STANDIN })).unwrap();
