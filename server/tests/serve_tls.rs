@@ -90,7 +90,7 @@ fn etcd_serves_with_an_issued_certificate_and_admits_only_this_clusters_clients(
     let theirs = issue(&world, &serve, 1, &dir.path().join("theirs"));
 
     // Configured as Magnum's configure-etcd.sh does, through ETCD_* variables; TLS from our certs.
-    let (client_port, peer_port) = (free_port(), free_port());
+    let [client_port, peer_port] = hearth_tests::etcd::free_ports();
     let endpoint = format!("https://127.0.0.1:{client_port}");
     let peer = format!("http://127.0.0.1:{peer_port}");
     let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();

@@ -41,7 +41,15 @@ impl Drop for RealEtcd {
 
 /// A loopback port nobody listens on right now (the kernel's choice, released at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+    free_ports::<1>()[0]
+}
+
+/// `N` different free loopback ports: all held at once before any is released, since the kernel may hand
+/// a just-released port out again (a server once got the same port for its client and peer URLs).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port")).collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("a bound listener's address").port())
 }
 
 /// The `NAME=value` assignments of a shell-style file, quotes removed, comments and blank lines skipped.

@@ -7,7 +7,7 @@
 //! `127.0.0.1`, as Magnum's etcd.conf lays it out; steps run in-process on a rooted host that is told the
 //! node's services are served ([`Host::with_node_services`]).
 
-use crate::etcd::{free_port, EtcdctlTls, RealEtcd};
+use crate::etcd::{free_ports, EtcdctlTls, RealEtcd};
 use crate::StandInCloud;
 use anyhow::{bail, Result};
 use hearth_fragments::config::native;
@@ -128,7 +128,7 @@ impl MasterNode {
     /// the node's address, plain HTTP on 127.0.0.1, on free ports; the plain URL advertised first), plus
     /// `extra` lines, and starts a real etcd from it, serving with a copy of the master's certificate.
     pub fn start_etcd(&self, extra: &str) -> Result<RealEtcd> {
-        let (tls_port, plain_port, peer_port) = (free_port(), free_port(), free_port());
+        let [tls_port, plain_port, peer_port] = free_ports();
         // etcd serves with copies (it rereads its files on every connection), so a test can change what
         // the steps present without changing what etcd serves.
         let certs = self.path("/srv/etcd-serving");
