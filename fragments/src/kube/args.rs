@@ -209,8 +209,11 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
     let c = inputs.config;
     let v = inputs.version;
     let node_ip = c.node.ip.context("node.ip (KUBE_NODE_IP) is not set: the kubelet serves on the node's address")?;
-    let mut args = vec![
-        flag("kubeconfig", super::KUBELET_KUBECONFIG),
+    let mut args = vec![flag("kubeconfig", super::KUBELET_KUBECONFIG)];
+    if v.kubelet_fails_on_cgroup_v1() {
+        args.push(flag("config", super::KUBELET_CONFIGURATION));
+    }
+    args.extend([
         flag("hostname-override", &inputs.node_name),
         // Masters serve on their fixed IP (Magnum), minions on every address (Magnum).
         flag("address", if c.role == Role::Master { node_ip.to_string() } else { "0.0.0.0".into() }),
@@ -221,8 +224,10 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
         flag("cluster-domain", &c.kubernetes.dns_cluster_domain),
         flag("volume-plugin-dir", "/var/lib/kubelet/volumeplugins"),
         flag("cgroup-driver", &c.kubernetes.cgroup_driver),
-        flag("pod-infra-container-image", super::pause_image(c, v)),
-    ];
+    ]);
+    if v.kubelet_has_pod_infra_container_image() {
+        args.push(flag("pod-infra-container-image", super::pause_image(c, v)));
+    }
     if inputs.tls() {
         args.push(flag("anonymous-auth", false));
         args.push(flag("authorization-mode", "Webhook"));
@@ -408,6 +413,11 @@ mod tests {
         assert!(!has(kubelet, "--register-with-taints"), "minions carry no taint");
         assert_eq!(value(kubelet, "--node-labels"), Some("magnum.openstack.org/role=worker"));
         assert_eq!(value(kubelet, "--address"), Some("0.0.0.0"));
+        assert!(!has(kubelet, "--pod-infra-container-image"), "gone in 1.35: containerd's sandbox_image decides");
+        assert_eq!(value(kubelet, "--config"), Some("/etc/kubernetes/kubelet-configuration.yaml"));
+        let v34 = all_args(Role::Minion, "v1.34.4");
+        assert_eq!(value(&v34[0].1, "--pod-infra-container-image"), Some("registry.k8s.io/pause:3.10.1"));
+        assert!(!has(&v34[0].1, "--config"), "1.34 starts on cgroup v1 without a configuration file");
         let master = all_args(Role::Master, &newest);
         let kubelet = &master.iter().find(|(k, _)| *k == Component::Kubelet).unwrap().1;
         assert_eq!(value(kubelet, "--register-with-taints"), Some("node-role.kubernetes.io/control-plane=:NoSchedule"));

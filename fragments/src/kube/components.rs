@@ -148,6 +148,23 @@ pub fn keystone_webhook_config() -> FileSpec {
     .file(super::KEYSTONE_WEBHOOK_CONFIG)
 }
 
+/// The kubelet's configuration file, from 1.35: `failCgroupV1: false`, so a node whose image still boots
+/// with cgroup v1 (Fedora Atomic, a Debian or Ubuntu image with `systemd.unified_cgroup_hierarchy=0`)
+/// joins with the kubelet's deprecation warning instead of a kubelet that never starts while the agent
+/// reports success. Everything else stays on the command line, where operators' `kubelet_options` can
+/// override it.
+pub fn kubelet_configuration(inputs: &Inputs) -> Option<FileSpec> {
+    inputs.version.kubelet_fails_on_cgroup_v1().then(|| {
+        let text = "# Written by hearth-agent: what the kubelet takes only from a file; the flags are in
+                    # /etc/kubernetes/kubelet.
+                    apiVersion: kubelet.config.k8s.io/v1beta1
+                    kind: KubeletConfiguration
+                    failCgroupV1: false
+";
+        FileSpec::new(super::KUBELET_CONFIGURATION, text, 0o644)
+    })
+}
+
 fn mounts(kind: Kind, runtime: RuntimeKind) -> Vec<Mount> {
     let config = Mount::same("/etc/kubernetes", false).relabel();
     match kind {
@@ -188,6 +205,9 @@ pub fn component(inputs: &Inputs, kind: Kind, extra: Vec<FileSpec>) -> Result<Co
     let args = args::for_component(kind, inputs).with_context(|| format!("building {}'s arguments", kind.binary()))?;
     let mut files = vec![sysconfig(kind, &args)];
     files.extend(kubeconfig(inputs, kind)?);
+    if kind == Kind::Kubelet {
+        files.extend(kubelet_configuration(inputs));
+    }
     files.extend(extra);
     let runtime_unit = inputs.runtime.unit().to_string();
     let (after, privileged, host_pid) = match kind {

@@ -15,6 +15,9 @@ pub use version::{Component, KubeVersion};
 pub const CERTS: &str = "/etc/kubernetes/certs";
 /// Kubelet's kubeconfig, under Magnum's name (operators' scripts know it).
 pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet-config.yaml";
+/// The kubelet's `KubeletConfiguration`, for what has no flag (from 1.35, `failCgroupV1`). Not to be
+/// confused with [`KUBELET_KUBECONFIG`], which Magnum named `kubelet-config.yaml`.
+pub const KUBELET_CONFIGURATION: &str = "/etc/kubernetes/kubelet-configuration.yaml";
 /// kube-proxy's kubeconfig on masters (Magnum's name).
 pub const PROXY_KUBECONFIG_MASTER: &str = "/etc/kubernetes/proxy-kubeconfig.yaml";
 /// kube-proxy's kubeconfig on minions (Magnum's name).

@@ -20,8 +20,9 @@ use std::fmt;
 /// Magnum Stein's default (`v1.11.6`); older releases lack `--enable-admission-plugins` and the flags the
 /// Node authorizer needs.
 pub const OLDEST_MINOR: u32 = 11;
-/// The newest minor this table has been checked against.
-pub const NEWEST_MINOR: u32 = 33;
+/// The newest minor this table has been checked against: the test tier starts every component of 1.34
+/// and 1.37, built from their Go modules, with the command lines Hearth writes (`tests/tests/kube_flags.rs`).
+pub const NEWEST_MINOR: u32 = 37;
 
 /// A Kubernetes 1.x release, by its minor number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -157,7 +158,22 @@ impl KubeVersion {
         }
     }
 
-    /// The pause (pod sandbox) image tag each release's kubeadm uses (`constants.PauseVersion`).
+    /// kubelet `--pod-infra-container-image`: from 1.24 the runtime's own setting (containerd's
+    /// `sandbox_image`) decides which image sandboxes run and the flag only kept image GC away from it;
+    /// removed in 1.35, when the kubelet learnt the sandbox image from the CRI (1.34's kubelet: "will be
+    /// removed in 1.35. Image garbage collector will get sandbox image information from CRI").
+    pub fn kubelet_has_pod_infra_container_image(self) -> bool {
+        self.before(35)
+    }
+
+    /// From 1.35 the kubelet refuses to start on a cgroup v1 host unless its configuration file says
+    /// `failCgroupV1: false` (KEP-5573, CHANGELOG-1.35); there is no flag for it.
+    pub fn kubelet_fails_on_cgroup_v1(self) -> bool {
+        !self.before(35)
+    }
+
+    /// The pause (pod sandbox) image tag each release's kubeadm uses (`constants.PauseVersion`, read from
+    /// each release's `cmd/kubeadm/app/constants`).
     /// From 1.24 the runtime's own setting (containerd `sandbox_image`) decides which image sandboxes
     /// run; the kubelet flag only keeps image GC away from it (deprecated in 1.27, kubernetes#114342).
     pub fn pause_tag(self) -> &'static str {
@@ -170,7 +186,9 @@ impl KubeVersion {
             24 => "3.7",
             25 => "3.8",
             26..=30 => "3.9",
-            _ => "3.10",
+            31..=33 => "3.10",
+            34 | 35 => "3.10.1",
+            _ => "3.10.2",
         }
     }
 }
@@ -242,6 +260,7 @@ pub const REMOVED: &[Removal] = &[
     removed(Component::Kubelet, "--image-pull-progress-deadline", 24, DOCKERSHIM),
     removed(Component::Kubelet, "--experimental-dockershim-root-directory", 24, DOCKERSHIM),
     removed(Component::Kubelet, "--container-runtime", 27, "kubernetes#114017, CHANGELOG-1.27"),
+    removed(Component::Kubelet, "--pod-infra-container-image", 35, "CHANGELOG-1.35: the kubelet asks the CRI"),
     removed(Component::ApiServer, "--kubelet-https", 22, "kubernetes#101178, CHANGELOG-1.22"),
     removed(Component::ApiServer, "--insecure-bind-address", 24, "kubernetes#106859, CHANGELOG-1.24"),
     removed(Component::ApiServer, "--insecure-port", 24, "kubernetes#106859, CHANGELOG-1.24"),
