@@ -10,6 +10,7 @@ pub mod heat;
 pub mod ignition;
 pub mod keystone;
 pub mod kube_api;
+pub mod kubernetes;
 pub mod master_node;
 pub mod mounts;
 pub mod node;
