@@ -25,18 +25,23 @@
 //! - **etcd** runs for real from Debian's etcd-server package, started by the agent's own
 //!   `etcd.service` with the image's drop-in ([`ETCD_DROP_IN`]) replacing only how the program is started
 //!   (the binary instead of `ctr run <etcd image>`), as an image that carries etcd would.
-//! - **kube-apiserver**: a [`KubeApiStandIn`] listens at the master's own `127.0.0.1:<api port>` inside
-//!   the master's namespace, serving with the master's certificates from the moment its certs step has
-//!   finished, so the API steps (RBAC, health, add-ons) talk HTTPS to something that checks them.
+//! - **The control plane** (kube-apiserver, kube-controller-manager, kube-scheduler) runs for real: the
+//!   programs of [`kubernetes::CLUSTER_RELEASE`], built from their Go modules ([`crate::kubernetes`]),
+//!   are shown read-only to every node at [`KUBERNETES_DIR`], and the image's drop-ins
+//!   ([`control_plane_drop_ins`]) start them as Magnum's images' entrypoint did: the program with the
+//!   variable of the agent's own sysconfig file. So the API steps (RBAC, health, add-ons) act on a real
+//!   API server that stores into the masters' real etcd.
 
 use crate::cloud_init;
 use crate::heat::{self, Heat, HeatOptions, ServerInfo, StackId};
 use crate::keystone::{Keystone, Tenancy, User};
-use crate::kube_api::KubeApiStandIn;
+use crate::kubernetes;
 use crate::node::network::{STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
 use crate::node::{Network, Node, NodeOptions, TreeFile};
 use anyhow::{bail, Context as _, Result};
 use hearth_fragments::config::{native, NodeConfig, Role};
+use hearth_fragments::kube::components::sysconfig_location;
+use hearth_fragments::kube::Component;
 use hearth_server::bundle::{self, Bundle};
 use hearth_server::model::{self, Cluster as MagnumCluster, ClusterTemplate};
 use hearth_server::serve::cluster::{ClusterRecord, ClusterUuid, StateDir};
@@ -70,6 +75,38 @@ ExecStart=/usr/bin/etcd
 ExecStop=
 EnvironmentFile=/etc/etcd/etcd.conf
 ";
+
+/// Where a node sees the Kubernetes programs of [`kubernetes::CLUSTER_RELEASE`].
+pub const KUBERNETES_DIR: &str = "/opt/hearth-tests/kubernetes";
+
+/// The control plane's units and what they run.
+pub const CONTROL_PLANE: [Component; 3] = [Component::ApiServer, Component::ControllerManager, Component::Scheduler];
+
+/// The image's drop-ins for the agent's control-plane units: the real program instead of its image, run
+/// as Magnum's images' entrypoint (`launch.sh`) ran it, with the agent's `/etc/kubernetes/config` and the
+/// component's own sysconfig file as its environment and the file's variable as its whole command line
+/// (systemd splits an unbraced `$VAR` at blanks, as the script's shell did).
+pub fn control_plane_drop_ins() -> Vec<TreeFile> {
+    CONTROL_PLANE
+        .iter()
+        .map(|&component| {
+            let (file, var) = sysconfig_location(component);
+            let binary = component.binary();
+            let text = format!(
+                "# hearth-tests image: {binary} from {KUBERNETES_DIR} (the release built from its Go module)\n\
+                 # instead of from a registry, which no node here can reach. The agent's unit stays as written;\n\
+                 # only how the program starts is replaced.\n\
+                 [Service]\nExecStartPre=\nExecStart=\nExecStart={KUBERNETES_DIR}/{binary} ${var}\nExecStop=\n\
+                 EnvironmentFile=/etc/kubernetes/config\nEnvironmentFile={file}\n"
+            );
+            TreeFile {
+                path: format!("/usr/lib/systemd/system/{binary}.service.d/50-hearth-tests-image.conf"),
+                contents: text.into_bytes(),
+                mode: 0o644,
+            }
+        })
+        .collect()
+}
 
 /// The units of the cluster's components a node may have, in start order.
 const COMPONENT_UNITS: &[&str] = &[
@@ -162,8 +199,6 @@ pub struct ClusterNode {
     pub booted_at: Option<Instant>,
     /// When the test first saw its agent finished (done marker, or a failed status).
     pub finished_after: Option<Duration>,
-    /// The API stand-in in its namespace (masters), once its certificates exist.
-    pub api: Option<KubeApiStandIn>,
 }
 
 impl ClusterNode {
@@ -236,6 +271,37 @@ impl ClusterNode {
         units
     }
 
+    /// `kubectl ARGS` on the node, as the masters' own identity (the controller-manager's kubeconfig:
+    /// the apiserver's certificate, which the ABAC rule lets do anything); its stdout, or an error with
+    /// its stderr.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let kubectl = format!("{KUBERNETES_DIR}/kubectl");
+        let kubeconfig = format!("--kubeconfig={}", hearth_fragments::kube::CONTROLLER_MANAGER_KUBECONFIG);
+        let mut argv = vec![kubectl.as_str(), kubeconfig.as_str(), "--request-timeout=20s"];
+        argv.extend(args);
+        self.node().run_ok(&argv)
+    }
+
+    /// One line about the master's real control plane: the API server's version and readiness, and
+    /// which of the three components run.
+    pub fn control_plane_summary(&self) -> String {
+        let version = self
+            .kubectl(&["version", "-o", "json"])
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "no answer".into());
+        let ready = self.kubectl(&["get", "--raw", "/readyz"]).unwrap_or_else(|e| format!("{e:#}"));
+        let running: Vec<String> = self
+            .units()
+            .into_iter()
+            .filter(|u| CONTROL_PLANE.iter().any(|c| u.unit == format!("{}.service", c.binary())))
+            .map(|u| format!("{} {}", u.unit.trim_end_matches(".service"), u.state))
+            .collect();
+        let ready: String = ready.trim().chars().take(60).collect();
+        format!("kube-apiserver {version}, /readyz {ready}; {}", running.join(", "))
+    }
+
     /// The last lines a unit logged (why an image-based unit does not run).
     pub fn unit_log(&self, unit: &str, lines: usize) -> String {
         let Some(node) = self.node.as_ref() else { return String::new() };
@@ -285,6 +351,8 @@ pub struct Cluster {
     pub serve_at: SocketAddr,
     pub keystone_at: SocketAddr,
     pub agent_binary: PathBuf,
+    /// The Kubernetes programs the nodes run.
+    pub kubernetes: kubernetes::Release,
     pub outcome: Option<Outcome>,
     /// Keeps the settings file and its keys while the cluster lives.
     _settings_dir: tempfile::TempDir,
@@ -294,6 +362,7 @@ impl Cluster {
     /// Renders `spec`, starts its services and creates the stack; returns once Heat has made every server
     /// (with its user-data) and waits for the nodes.
     pub fn create(spec: Spec) -> Result<Cluster> {
+        let kubernetes = kubernetes::release(kubernetes::CLUSTER_RELEASE)?;
         let heat = Heat::start_with(HeatOptions { public_host: Some(STANDIN_GATEWAY) })?;
         let keystone = Keystone::shared()?;
         let network = Network::with_segment(STANDIN_GATEWAY, STANDIN_PREFIX_LEN)?;
@@ -376,7 +445,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for server in servers {
             let config = node_config_of(&server)?;
-            nodes.push(ClusterNode { server, config, node: None, booted_at: None, finished_after: None, api: None });
+            nodes.push(ClusterNode { server, config, node: None, booted_at: None, finished_after: None });
         }
         nodes.sort_by(|a, b| {
             (a.role() != Role::Master, a.name().to_string()).cmp(&(b.role() != Role::Master, b.name().to_string()))
@@ -402,6 +471,7 @@ impl Cluster {
             serve_at,
             keystone_at,
             agent_binary,
+            kubernetes,
             outcome: None,
             _settings_dir: settings_dir,
         })
@@ -411,11 +481,15 @@ impl Cluster {
     pub fn boot(&mut self) -> Result<()> {
         for member in &mut self.nodes {
             let options = NodeOptions {
-                files: vec![TreeFile {
+                files: [TreeFile {
                     path: ETCD_DROP_IN_PATH.into(),
                     contents: ETCD_DROP_IN.as_bytes().to_vec(),
                     mode: 0o644,
-                }],
+                }]
+                .into_iter()
+                .chain(control_plane_drop_ins())
+                .collect(),
+                read_only: vec![(self.kubernetes.dir.clone(), KUBERNETES_DIR.into())],
                 ..NodeOptions::new(&member.server.name).on(&self.network).at(member.address())
             };
             member.booted_at = Some(Instant::now());
@@ -427,13 +501,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Follows the stack until it is CREATE_COMPLETE or CREATE_FAILED (or `timeout`), starting each
-    /// master's API stand-in once its certs step has finished and noting when each agent finished.
+    /// Follows the stack until it is CREATE_COMPLETE or CREATE_FAILED (or `timeout`), noting when each
+    /// agent finished.
     /// `observe` is called on every poll, e.g. to act on a node at the right moment.
     pub fn wait(&mut self, timeout: Duration, mut observe: impl FnMut(&mut Cluster)) -> Result<Outcome> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.start_api_standins()?;
             self.note_finished();
             observe(self);
             let stack = self.heat.stack(&self.stack).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -461,24 +534,6 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    fn start_api_standins(&mut self) -> Result<()> {
-        for member in &mut self.nodes {
-            if member.role() != Role::Master || member.api.is_some() || member.node.is_none() {
-                continue;
-            }
-            if !member.step_finished("certs") {
-                continue;
-            }
-            let node = member.node();
-            let read = |file: &str| node.read(&format!("/etc/kubernetes/certs/{file}"));
-            let (ca, cert, key) = (read("ca.crt")?, read("server.crt")?, read("server.key")?);
-            let listener = node.listen(SocketAddr::from(([127, 0, 0, 1], member.config.api.port)))?;
-            // The master's own server certificate is what its API steps present (see fragments' kube_api).
-            member.api = Some(KubeApiStandIn::start_on(listener, &ca, &cert, &key, &cert)?);
-        }
-        Ok(())
     }
 
     fn note_finished(&mut self) {
@@ -619,14 +674,8 @@ impl Cluster {
                 let why: String = why.chars().take(150).collect();
                 let _ = writeln!(text, "  {:<42} {}: {why}", "", first.unit);
             }
-            if let Some(api) = &member.api {
-                let _ = writeln!(
-                    text,
-                    "  {:<42} kube-apiserver stand-in at 127.0.0.1:{} in the node answered {} request(s)",
-                    "",
-                    api.port,
-                    api.requests().len()
-                );
+            if member.role() == Role::Master && member.node.is_some() {
+                let _ = writeln!(text, "  {:<42} {}", "", member.control_plane_summary());
             }
         }
         text
@@ -637,7 +686,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         // Nodes first (they hold the network), then the stack's Heat goes with the struct.
         for member in &mut self.nodes {
-            member.api = None;
             member.node = None;
         }
     }
@@ -660,6 +708,8 @@ fn load_example(example: Example) -> Result<(ClusterTemplate, MagnumCluster)> {
     template.no_proxy = None;
     template.labels.remove("etcd_volume_size");
     template.labels.insert("etcd_tag".into(), "v3.4.23".into());
+    // The release whose real programs the nodes run.
+    template.labels.insert("kube_tag".into(), kubernetes::CLUSTER_RELEASE.into());
     Ok((template, cluster))
 }
 

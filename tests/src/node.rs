@@ -243,6 +243,9 @@ pub struct NodeOptions {
     pub extra_hosts: String,
     /// Files written into the tree before boot.
     pub files: Vec<TreeFile>,
+    /// Directories of this machine the node sees read-only: `(this machine's path, the node's path)`.
+    /// For what is too big to copy into every tree (the Kubernetes programs of `crate::kubernetes`).
+    pub read_only: Vec<(PathBuf, String)>,
 }
 
 impl NodeOptions {
@@ -254,6 +257,7 @@ impl NodeOptions {
             address: None,
             extra_hosts: String::new(),
             files: Vec::new(),
+            read_only: Vec::new(),
         }
     }
 
@@ -301,6 +305,8 @@ pub struct Node {
     leader: Option<u32>,
     /// When systemd-nspawn was last started.
     started: Instant,
+    /// `--bind-ro=` arguments of every boot ([`NodeOptions::read_only`]).
+    read_only: Vec<String>,
     /// How long making the tree took (overlay or copy, seed and files).
     prepared_in: Duration,
     boots: u32,
@@ -317,6 +323,14 @@ impl Node {
         let instance_id = options.instance_id.clone().unwrap_or_else(|| format!("iid-{machine}"));
         if instance_id.is_empty() || !instance_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             bail!("instance-id {instance_id:?}: only letters, digits, '-', '_' and '.' are used here");
+        }
+        let mut read_only = Vec::new();
+        for (source, target) in &options.read_only {
+            let source_text = source.display().to_string();
+            if !target.starts_with('/') || source_text.contains(':') || target.contains(':') || !source.is_dir() {
+                bail!("{source_text} → {target}: a read-only view needs an existing directory, an absolute node path and no ':'");
+            }
+            read_only.push(format!("--bind-ro={source_text}:{target}"));
         }
         let cached = cloud_tree().context("preparing the cached cloud tree")?;
 
@@ -347,6 +361,7 @@ impl Node {
             nspawn: None,
             leader: None,
             started: Instant::now(),
+            read_only,
             prepared_in: Duration::ZERO,
             boots: 0,
         };
@@ -399,6 +414,7 @@ impl Node {
             // The journal stays in the tree (readable after the node is gone); the tree's own
             // resolv.conf and time zone, nothing of this machine's.
             .args(["--link-journal=no", "--resolv-conf=off", "--timezone=off"])
+            .args(&self.read_only)
             // Not a terminal: nspawn relays the node's console read-only to its output.
             .stdin(Stdio::null())
             .stdout(console.try_clone().context("duplicating the console file")?)

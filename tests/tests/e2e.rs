@@ -7,7 +7,8 @@
 //! `.ci/run` prints at the end.
 
 use hearth_fragments::config::Role;
-use hearth_tests::e2e::{Cluster, Example, Spec, AGENT, DONE};
+use hearth_tests::e2e::{Cluster, ClusterNode, Example, Spec, AGENT, CONTROL_PLANE, DONE};
+use hearth_tests::kubernetes;
 use serde_json::Value;
 use std::io::Write as _;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -98,8 +99,9 @@ fn assert_converged(cluster: &Cluster) {
     }
 }
 
-/// The units a master and a minion must have written, enabled and started: the runtime and etcd run for
-/// real; the image-based Kubernetes components are started and wait for an image (what the summary shows).
+/// The units a master and a minion must have written, enabled and started: the runtime, etcd and the
+/// control plane run for real; kubelet and kube-proxy are started and wait for an image (what the summary
+/// shows).
 fn assert_units(cluster: &Cluster) {
     for member in &cluster.nodes {
         let units = member.units();
@@ -116,7 +118,8 @@ fn assert_units(cluster: &Cluster) {
         assert_eq!(names.len(), wanted.len(), "{}: {units:?}", member.name());
         for unit in &units {
             assert!(wanted.contains(&unit.unit.as_str()), "{}: {unit:?}", member.name());
-            let real = unit.unit == "containerd.service" || unit.unit == "etcd.service";
+            let real = ["containerd.service", "etcd.service"].contains(&unit.unit.as_str())
+                || CONTROL_PLANE.iter().any(|c| unit.unit == format!("{}.service", c.binary()));
             let started = unit.is_running() || unit.state.starts_with("activating/");
             assert!(
                 if real { unit.is_running() } else { started },
@@ -136,10 +139,50 @@ fn the_example_cluster_boots_converges_and_completes() {
     report(&cluster.summary());
     assert_units(&cluster);
     assert_converged(&cluster);
-    let master = &cluster.nodes[0];
-    let api = master.api.as_ref().expect("the master's API steps reached the stand-in");
-    assert!(api.requests().iter().all(|r| r.authenticated), "every API request showed the master's certificate");
-    assert!(api.object_paths().iter().any(|p| p.contains("clusterrolebindings")), "{:?}", api.object_paths());
+    assert_control_plane(&cluster.nodes[0]);
+}
+
+/// Polls `probe` for up to a minute; the last observation is the error.
+fn eventually(what: &str, mut probe: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match probe() {
+            Ok(()) => return,
+            Err(last) if Instant::now() > deadline => panic!("{what} within 60 s; last: {last}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// What the master's real control plane shows after the agent: its release, the objects of the API
+/// steps, and controller-manager and scheduler at work on them.
+fn assert_control_plane(master: &ClusterNode) {
+    let name = master.name();
+    let kubectl = |args: &[&str]| master.kubectl(args).map_err(|e| format!("{e:#}"));
+    let version: Value = serde_json::from_str(&kubectl(&["version", "-o", "json"]).unwrap()).unwrap();
+    assert_eq!(version["serverVersion"]["gitVersion"], kubernetes::CLUSTER_RELEASE, "{name}: {version}");
+    // The apiserver-kubelet-rbac step, read back from the real server.
+    let binding: Value =
+        serde_json::from_str(&kubectl(&["get", "clusterrolebinding", "system:kube-apiserver", "-o", "json"]).unwrap())
+            .unwrap();
+    assert_eq!(binding["roleRef"]["name"], "system:kube-apiserver-to-kubelet", "{name}: {binding}");
+    assert_eq!(binding["subjects"][0]["name"], "kubernetes", "{name}: {binding}");
+    // The add-ons step, and the controller-manager acting on them (a Deployment gets its ReplicaSet).
+    kubectl(&["-n", "kube-system", "get", "daemonset", "kube-flannel-ds-amd64"]).unwrap();
+    eventually(&format!("{name}: the controller-manager makes CoreDNS's ReplicaSet"), || {
+        let out = kubectl(&["-n", "kube-system", "get", "replicasets", "-l", "k8s-app=coredns", "-o", "name"])?;
+        if out.trim().is_empty() {
+            return Err("no ReplicaSet yet".into());
+        }
+        Ok(())
+    });
+    // Both hold their leader lease: they run with the kubeconfigs the agent wrote.
+    for component in ["kube-controller-manager", "kube-scheduler"] {
+        eventually(&format!("{name}: {component} holds its lease"), || {
+            kubectl(&["-n", "kube-system", "get", "lease", component, "-o", "jsonpath={.spec.holderIdentity}"])
+                .and_then(|holder| if holder.is_empty() { Err("no holder".into()) } else { Ok(()) })
+        });
+    }
 }
 
 #[test]
@@ -178,6 +221,25 @@ fn three_masters_behind_load_balancers_converge_with_one_etcd_cluster() {
     for address in &masters {
         assert!(names.contains(&address.as_str()), "{address} not in {names:?}");
     }
+    // Three real API servers on that etcd: each answers, and each advertises its master's address in the
+    // `kubernetes` Service's endpoints.
+    for member in cluster.nodes.iter().filter(|n| n.role() == Role::Master) {
+        assert_control_plane(member);
+    }
+    eventually("the kubernetes Service lists the three masters", || {
+        let out = cluster.nodes[0]
+            .kubectl(&["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].addresses[*].ip}"])
+            .map_err(|e| format!("{e:#}"))?;
+        let mut advertised: Vec<&str> = out.split_whitespace().collect();
+        advertised.sort_unstable();
+        let mut expected: Vec<&str> = masters.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        if advertised == expected {
+            Ok(())
+        } else {
+            Err(format!("{advertised:?}, not {expected:?}"))
+        }
+    });
 }
 
 #[test]
