@@ -283,6 +283,11 @@ fn containerd_config(config: &NodeConfig) -> Result<String> {
     let _ = writeln!(out, "\n[grpc]\n  address = \"/run/containerd/containerd.sock\"");
     let _ = writeln!(out, "\n[{cri}]");
     let _ = writeln!(out, "  sandbox_image = {}", toml_string(&sandbox_image(config)?));
+    // Containers never get a lower OOM score than containerd's own. Where containerd runs at its unit's
+    // -999 this changes nothing (the kubelet asks -998 for sandboxes and more for the rest); where the
+    // node is itself a container without CAP_SYS_RESOURCE (LXD, systemd-nspawn), containerd stays at 0
+    // and, unrestricted, every pod sandbox fails in runc ("can't get final child's PID from pipe").
+    let _ = writeln!(out, "  restrict_oom_score_adj = true");
     let _ = writeln!(out, "\n[{cri}.containerd]");
     let _ = writeln!(out, "  snapshotter = \"overlayfs\"");
     let _ = writeln!(out, "  default_runtime_name = \"runc\"");
