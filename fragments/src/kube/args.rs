@@ -17,6 +17,11 @@
 //! - Operator options (`kubelet_options`, …) are appended last, so they win, and every option of them is
 //!   checked against the removed-flag table; `kubeproxy_options` and `kubescheduler_options` are used
 //!   (Magnum wrote them and read neither).
+//! - The kubelet is told its node's fixed address (`--node-ip`). Without a cloud provider it reports it as
+//!   the Node's InternalIP, which kube-apiserver reaches the kubelet at (`logs`, `exec`); with the external
+//!   provider the kubelet reports no address and the cloud-controller-manager picks the one the kubelet
+//!   announces (`alpha.kubernetes.io/provided-node-ip`). Magnum left it to the default route or to Nova's
+//!   first address, which on a node with more than one network need not be the cluster's.
 //! - Role labels and taints follow the release (see [`KubeVersion::control_plane_taints`],
 //!   [`KubeVersion::kubelet_may_set_role_labels`]); Magnum's `CriticalAddonsOnly`/`dedicated=master`
 //!   taints are replaced by the `node-role.kubernetes.io` ones add-ons tolerate.
@@ -217,6 +222,7 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
         flag("hostname-override", &inputs.node_name),
         // Masters serve on their fixed IP (Magnum), minions on every address (Magnum).
         flag("address", if c.role == Role::Master { node_ip.to_string() } else { "0.0.0.0".into() }),
+        flag("node-ip", node_ip),
         flag("port", 10250),
         flag("read-only-port", 0),
         flag("pod-manifest-path", super::MANIFESTS),
@@ -413,6 +419,7 @@ mod tests {
         assert!(!has(kubelet, "--register-with-taints"), "minions carry no taint");
         assert_eq!(value(kubelet, "--node-labels"), Some("magnum.openstack.org/role=worker"));
         assert_eq!(value(kubelet, "--address"), Some("0.0.0.0"));
+        assert_eq!(value(kubelet, "--node-ip"), Some("10.0.0.4"), "the address kube-apiserver reaches it at");
         assert!(!has(kubelet, "--pod-infra-container-image"), "gone in 1.35: containerd's sandbox_image decides");
         assert_eq!(value(kubelet, "--config"), Some("/etc/kubernetes/kubelet-configuration.yaml"));
         let v34 = all_args(Role::Minion, "v1.34.4");
