@@ -28,7 +28,7 @@
 //! - **The control plane** (kube-apiserver, kube-controller-manager, kube-scheduler) runs for real: the
 //!   programs of [`kubernetes::CLUSTER_RELEASE`], built from their Go modules ([`crate::kubernetes`]),
 //!   are shown read-only to every node at [`KUBERNETES_DIR`], and the image's drop-ins
-//!   ([`control_plane_drop_ins`]) start them as Magnum's images' entrypoint did: the program with the
+//!   ([`program_drop_ins`]) start them as Magnum's images' entrypoint did: the program with the
 //!   variable of the agent's own sysconfig file. So the API steps (RBAC, health, add-ons) act on a real
 //!   API server that stores into the masters' real etcd.
 
@@ -36,6 +36,7 @@ use crate::cloud_init;
 use crate::heat::{self, Heat, HeatOptions, ServerInfo, StackId};
 use crate::keystone::{Keystone, Tenancy, User};
 use crate::kubernetes;
+use crate::load_balancer::LoadBalancer;
 use crate::node::network::{STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
 use crate::node::{Network, Node, NodeOptions, TreeFile};
 use anyhow::{bail, Context as _, Result};
@@ -82,31 +83,57 @@ pub const KUBERNETES_DIR: &str = "/opt/hearth-tests/kubernetes";
 /// The control plane's units and what they run.
 pub const CONTROL_PLANE: [Component; 3] = [Component::ApiServer, Component::ControllerManager, Component::Scheduler];
 
-/// The image's drop-ins for the agent's control-plane units: the real program instead of its image, run
-/// as Magnum's images' entrypoint (`launch.sh`) ran it, with the agent's `/etc/kubernetes/config` and the
-/// component's own sysconfig file as its environment and the file's variable as its whole command line
-/// (systemd splits an unbraced `$VAR` at blanks, as the script's shell did).
-pub fn control_plane_drop_ins() -> Vec<TreeFile> {
-    CONTROL_PLANE
-        .iter()
-        .map(|&component| {
-            let (file, var) = sysconfig_location(component);
-            let binary = component.binary();
-            let text = format!(
-                "# hearth-tests image: {binary} from {KUBERNETES_DIR} (the release built from its Go module)\n\
-                 # instead of from a registry, which no node here can reach. The agent's unit stays as written;\n\
-                 # only how the program starts is replaced.\n\
-                 [Service]\nExecStartPre=\nExecStart=\nExecStart={KUBERNETES_DIR}/{binary} ${var}\nExecStop=\n\
-                 EnvironmentFile=/etc/kubernetes/config\nEnvironmentFile={file}\n"
-            );
-            TreeFile {
-                path: format!("/usr/lib/systemd/system/{binary}.service.d/50-hearth-tests-image.conf"),
-                contents: text.into_bytes(),
-                mode: 0o644,
-            }
-        })
-        .collect()
+/// The image's drop-in for the agent's unit of `component`: the real program of [`KUBERNETES_DIR`] instead
+/// of its image, run as Magnum's images' entrypoint (`launch.sh`) ran it, with the agent's
+/// `/etc/kubernetes/config` and the component's own sysconfig file as its environment and the file's
+/// variable as its whole command line (systemd splits an unbraced `$VAR` at blanks, as the script's shell
+/// did); `before` runs first.
+pub fn program_drop_in(component: Component, before: Option<&str>) -> TreeFile {
+    let (file, var) = sysconfig_location(component);
+    let binary = component.binary();
+    let before = before.map(|b| format!("ExecStartPre={b}\n")).unwrap_or_default();
+    let text = format!(
+        "# hearth-tests image: {binary} from {KUBERNETES_DIR} (the release built from its Go module)\n\
+         # instead of from a registry, which no node here can reach. The agent's unit stays as written;\n\
+         # only how the program starts is replaced.\n\
+         [Service]\nExecStartPre=\n{before}ExecStart=\nExecStart={KUBERNETES_DIR}/{binary} ${var}\nExecStop=\n\
+         EnvironmentFile=/etc/kubernetes/config\nEnvironmentFile={file}\n"
+    );
+    TreeFile {
+        path: format!("/usr/lib/systemd/system/{binary}.service.d/50-hearth-tests-image.conf"),
+        contents: text.into_bytes(),
+        mode: 0o644,
+    }
 }
+
+/// The drop-ins of the programs the nodes run for real: the control plane, and the kubelet after
+/// [`KUBELET_HOST_PATH`].
+pub fn program_drop_ins() -> Vec<TreeFile> {
+    let mut files: Vec<TreeFile> = CONTROL_PLANE.iter().map(|&c| program_drop_in(c, None)).collect();
+    files.push(program_drop_in(Component::Kubelet, Some(KUBELET_HOST_PATH)));
+    files.push(TreeFile { path: KUBELET_HOST_PATH.into(), contents: KUBELET_HOST.as_bytes().to_vec(), mode: 0o755 });
+    files
+}
+
+/// Run before the kubelet: the node's `/proc/sys` is read-only, because its kernel and vm entries are
+/// this machine's own (a kubelet would set `kernel.panic_on_oops=1` for the whole machine), and a kubelet
+/// that cannot set the values it wants refuses to start. So the node shows the kubelet those values,
+/// each file bound over its entry; nothing of this machine's changes.
+pub const KUBELET_HOST_PATH: &str = "/usr/local/libexec/hearth-tests/kubelet-host";
+pub const KUBELET_HOST: &str = r#"#!/bin/sh
+# hearth-tests image: the kernel tunables the kubelet insists on, shown to it without changing this
+# machine's (see hearth_tests::e2e::KUBELET_HOST).
+set -eu
+dir=/run/hearth-tests/sysctl
+mkdir -p "$dir"
+for setting in kernel/panic=10 kernel/panic_on_oops=1 vm/overcommit_memory=1 vm/panic_on_oom=0     kernel/keys/root_maxkeys=1000000 kernel/keys/root_maxbytes=25000000; do
+    key=${setting%%=*} value=${setting#*=}
+    [ "$(cat "/proc/sys/$key")" = "$value" ] && continue
+    file="$dir/$(echo "$key" | tr / .)"
+    echo "$value" >"$file"
+    mount --bind "$file" "/proc/sys/$key"
+done
+"#;
 
 /// The units of the cluster's components a node may have, in start order.
 const COMPONENT_UNITS: &[&str] = &[
@@ -199,6 +226,10 @@ pub struct ClusterNode {
     pub booted_at: Option<Instant>,
     /// When the test first saw its agent finished (done marker, or a failed status).
     pub finished_after: Option<Duration>,
+    /// When the test first saw its Node object in the API (its kubelet registered), since boot.
+    pub registered_after: Option<Duration>,
+    /// Its Node object as last seen ([`Cluster::wait_registered`]).
+    pub kube_node: Option<Value>,
 }
 
 impl ClusterNode {
@@ -302,6 +333,30 @@ impl ClusterNode {
         format!("kube-apiserver {version}, /readyz {ready}; {}", running.join(", "))
     }
 
+    /// One line about the node's Node object: when its kubelet registered, its version, Ready and why,
+    /// and its taints.
+    pub fn kube_node_summary(&self) -> Option<String> {
+        let item = self.kube_node.as_ref()?;
+        let version = item["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap_or("?");
+        let conditions = item["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let ready = conditions.iter().find(|c| c["type"] == "Ready").cloned().unwrap_or_default();
+        let why: String = ready["message"].as_str().unwrap_or("").chars().take(90).collect();
+        let taints: Vec<String> = item["spec"]["taints"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| format!("{}:{}", t["key"].as_str().unwrap_or(""), t["effect"].as_str().unwrap_or("")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(format!(
+            "Node registered {} s after boot, kubelet {version}, Ready={} ({why}), taints [{}]",
+            self.registered_after.map(|d| format!("{:.1}", d.as_secs_f64())).unwrap_or("?".into()),
+            ready["status"].as_str().unwrap_or("?"),
+            taints.join(", ")
+        ))
+    }
+
     /// The last lines a unit logged (why an image-based unit does not run).
     pub fn unit_log(&self, unit: &str, lines: usize) -> String {
         let Some(node) = self.node.as_ref() else { return String::new() };
@@ -353,6 +408,8 @@ pub struct Cluster {
     pub agent_binary: PathBuf,
     /// The Kubernetes programs the nodes run.
     pub kubernetes: kubernetes::Release,
+    /// What answers at the API's load-balancer address (clusters behind Octavia).
+    pub load_balancers: Vec<LoadBalancer>,
     pub outcome: Option<Outcome>,
     /// Keeps the settings file and its keys while the cluster lives.
     _settings_dir: tempfile::TempDir,
@@ -445,7 +502,15 @@ impl Cluster {
         let mut nodes = Vec::new();
         for server in servers {
             let config = node_config_of(&server)?;
-            nodes.push(ClusterNode { server, config, node: None, booted_at: None, finished_after: None });
+            nodes.push(ClusterNode {
+                server,
+                config,
+                node: None,
+                booted_at: None,
+                finished_after: None,
+                registered_after: None,
+                kube_node: None,
+            });
         }
         nodes.sort_by(|a, b| {
             (a.role() != Role::Master, a.name().to_string()).cmp(&(b.role() != Role::Master, b.name().to_string()))
@@ -472,13 +537,33 @@ impl Cluster {
             keystone_at,
             agent_binary,
             kubernetes,
+            load_balancers: Vec::new(),
             outcome: None,
             _settings_dir: settings_dir,
         })
     }
 
     /// Boots every server as a node: its user-data as Heat handed it over, its fixed address, its name.
+    /// First, where minions reach the API at an address no master has (Octavia's VIP), a real load
+    /// balancer there ([`LoadBalancer`]) to every master's API server.
     pub fn boot(&mut self) -> Result<()> {
+        let masters: Vec<Ipv4Addr> =
+            self.nodes.iter().filter(|n| n.role() == Role::Master).map(ClusterNode::address).collect();
+        let mut vips: Vec<(Ipv4Addr, u16)> = self
+            .nodes
+            .iter()
+            .filter(|n| n.role() == Role::Minion)
+            .filter_map(|n| match n.config.api.master_ip {
+                Some(std::net::IpAddr::V4(ip)) if !masters.contains(&ip) => Some((ip, n.config.api.port)),
+                _ => None,
+            })
+            .collect();
+        vips.sort_unstable();
+        vips.dedup();
+        for (vip, port) in vips {
+            let members: Vec<SocketAddr> = masters.iter().map(|&m| SocketAddr::from((m, port))).collect();
+            self.load_balancers.push(LoadBalancer::start(&self.network, vip, port, &members)?);
+        }
         for member in &mut self.nodes {
             let options = NodeOptions {
                 files: [TreeFile {
@@ -487,8 +572,9 @@ impl Cluster {
                     mode: 0o644,
                 }]
                 .into_iter()
-                .chain(control_plane_drop_ins())
+                .chain(program_drop_ins())
                 .collect(),
+                containers: true,
                 read_only: vec![(self.kubernetes.dir.clone(), KUBERNETES_DIR.into())],
                 ..NodeOptions::new(&member.server.name).on(&self.network).at(member.address())
             };
@@ -546,6 +632,49 @@ impl Cluster {
             if failed || node.exists(DONE) {
                 member.finished_after = Some(booted.elapsed());
             }
+        }
+    }
+
+    /// Follows master 0's API until every node's kubelet has registered its Node (or `timeout`), noting
+    /// when each did; the error names the nodes missing and the last answer.
+    pub fn wait_registered(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let master = self.nodes.iter().position(|n| n.role() == Role::Master).context("no master")?;
+        loop {
+            let answer = self.nodes[master].kubectl(&["get", "nodes", "-o", "json"]);
+            let items = answer
+                .as_ref()
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                .and_then(|list| list["items"].as_array().cloned())
+                .unwrap_or_default();
+            for member in &mut self.nodes {
+                let name = member.config.node_name(member.name());
+                if let Some(item) = items.iter().find(|i| i["metadata"]["name"] == name.as_str()) {
+                    if member.registered_after.is_none() {
+                        member.registered_after = member.booted_at.map(|b| b.elapsed());
+                    }
+                    member.kube_node = Some(item.clone());
+                }
+            }
+            let missing: Vec<&str> =
+                self.nodes.iter().filter(|n| n.kube_node.is_none()).map(ClusterNode::name).collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let last = match &answer {
+                    Ok(_) => format!("{} Node(s) listed", items.len()),
+                    Err(e) => format!("{e:#}"),
+                };
+                let logs: String = missing
+                    .iter()
+                    .filter_map(|name| self.nodes.iter().find(|n| n.name() == *name))
+                    .map(|n| format!("--- {} kubelet:\n{}\n", n.name(), n.unit_log("kubelet.service", 15)))
+                    .collect();
+                bail!("no Node of {missing:?} within {timeout:?} ({last})\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
@@ -676,6 +805,9 @@ impl Cluster {
             }
             if member.role() == Role::Master && member.node.is_some() {
                 let _ = writeln!(text, "  {:<42} {}", "", member.control_plane_summary());
+            }
+            if let Some(line) = member.kube_node_summary() {
+                let _ = writeln!(text, "  {:<42} {line}", "");
             }
         }
         text

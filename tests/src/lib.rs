@@ -11,6 +11,7 @@ pub mod ignition;
 pub mod keystone;
 pub mod kube_api;
 pub mod kubernetes;
+pub mod load_balancer;
 pub mod master_node;
 pub mod mounts;
 pub mod node;

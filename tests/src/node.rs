@@ -36,6 +36,7 @@
 //! (systemd) and, while the tree is not cached, `debootstrap` and `systemctl` (systemd); `.ci/run` installs
 //! them all.
 
+pub mod cgroups;
 pub mod network;
 
 pub use network::{Netns, Network, GATEWAY, STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
@@ -43,6 +44,7 @@ pub use network::{Netns, Network, GATEWAY, STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
 use crate::debian_tree::{self, Variant};
 use crate::mounts::{self, MountGuard};
 use anyhow::{bail, Context, Result};
+use cgroups::NodeCgroups;
 use hearth_fragments::host::write_state_file;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::fs::File;
@@ -246,6 +248,13 @@ pub struct NodeOptions {
     /// Directories of this machine the node sees read-only: `(this machine's path, the node's path)`.
     /// For what is too big to copy into every tree (the Kubernetes programs of `crate::kubernetes`).
     pub read_only: Vec<(PathBuf, String)>,
+    /// Whether the node runs containers (containerd's tasks, the kubelet's pods): it then gets cgroup
+    /// subtrees of its own ([`cgroups`]), every capability, the keyring and bpf system calls runc uses,
+    /// `/dev/kmsg` (the kubelet's OOM watcher), and `/var/lib/containerd` on this machine's file system
+    /// (an overlayfs snapshot cannot have its upper directory on the overlayfs that is the node's tree;
+    /// a Cinder volume is mounted there on a cloud). `/proc/sys` stays read-only: its kernel and vm
+    /// entries are this machine's own.
+    pub containers: bool,
 }
 
 impl NodeOptions {
@@ -258,6 +267,7 @@ impl NodeOptions {
             extra_hosts: String::new(),
             files: Vec::new(),
             read_only: Vec::new(),
+            containers: false,
         }
     }
 
@@ -305,8 +315,11 @@ pub struct Node {
     leader: Option<u32>,
     /// When systemd-nspawn was last started.
     started: Instant,
-    /// `--bind-ro=` arguments of every boot ([`NodeOptions::read_only`]).
-    read_only: Vec<String>,
+    /// systemd-nspawn's arguments of every boot beyond the usual: [`NodeOptions::read_only`], and those of
+    /// a node that runs containers.
+    nspawn_args: Vec<String>,
+    /// The node's cgroup subtrees when it runs containers.
+    cgroups: Option<NodeCgroups>,
     /// How long making the tree took (overlay or copy, seed and files).
     prepared_in: Duration,
     boots: u32,
@@ -324,13 +337,13 @@ impl Node {
         if instance_id.is_empty() || !instance_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             bail!("instance-id {instance_id:?}: only letters, digits, '-', '_' and '.' are used here");
         }
-        let mut read_only = Vec::new();
+        let mut nspawn_args = Vec::new();
         for (source, target) in &options.read_only {
             let source_text = source.display().to_string();
             if !target.starts_with('/') || source_text.contains(':') || target.contains(':') || !source.is_dir() {
                 bail!("{source_text} → {target}: a read-only view needs an existing directory, an absolute node path and no ':'");
             }
-            read_only.push(format!("--bind-ro={source_text}:{target}"));
+            nspawn_args.push(format!("--bind-ro={source_text}:{target}"));
         }
         let cached = cloud_tree().context("preparing the cached cloud tree")?;
 
@@ -361,11 +374,15 @@ impl Node {
             nspawn: None,
             leader: None,
             started: Instant::now(),
-            read_only,
+            nspawn_args,
+            cgroups: None,
             prepared_in: Duration::ZERO,
             boots: 0,
         };
         node.write_identity(user_data, &instance_id, &options)?;
+        if options.containers {
+            node.prepare_containers()?;
+        }
         node.prepared_in = preparing.elapsed();
         node.start()?;
         Ok(node)
@@ -396,6 +413,25 @@ impl Node {
         Ok(())
     }
 
+    /// What a node that runs containers needs (see [`NodeOptions::containers`]).
+    fn prepare_containers(&mut self) -> Result<()> {
+        let dir = self.dir.as_ref().context("the node's directory is gone")?.path().to_path_buf();
+        let (view, containerd) = (dir.join("cgroups"), dir.join("containerd"));
+        for made in [&view, &containerd] {
+            std::fs::create_dir_all(made).with_context(|| format!("creating {}", made.display()))?;
+        }
+        let cgroups = NodeCgroups::create(&self.machine, &view)?;
+        self.nspawn_args.extend([
+            "--capability=all".to_string(),
+            "--system-call-filter=@keyring bpf".to_string(),
+            "--bind=/dev/kmsg".to_string(),
+            format!("--bind={}:/sys/fs/cgroup", cgroups.view().display()),
+            format!("--bind={}:/var/lib/containerd", containerd.display()),
+        ]);
+        self.cgroups = Some(cgroups);
+        Ok(())
+    }
+
     /// Starts systemd-nspawn on the tree and waits for systemd to be the node's PID 1.
     fn start(&mut self) -> Result<()> {
         let console = File::options()
@@ -404,7 +440,21 @@ impl Node {
             .open(&self.console)
             .with_context(|| format!("opening {}", self.console.display()))?;
         let netns = self.netns.as_ref().context("the node's namespace is gone")?;
-        let mut command = Command::new("systemd-nspawn");
+        let mut command = match &self.cgroups {
+            None => Command::new("systemd-nspawn"),
+            Some(cgroups) => {
+                // Into the node's cgroups first, then the same process becomes systemd-nspawn.
+                let mut sh = Command::new("sh");
+                let joins: Vec<String> = cgroups.procs_files().iter().map(|p| p.display().to_string()).collect();
+                sh.arg("-c")
+                    .arg(
+                        r#"for f in $HEARTH_CGROUP_PROCS; do echo $$ > "$f" || exit 1; done; exec systemd-nspawn "$@""#,
+                    )
+                    .arg("sh")
+                    .env("HEARTH_CGROUP_PROCS", joins.join(" "));
+                sh
+            }
+        };
         command
             .arg(format!("--directory={}", self.root.display()))
             .args(["--boot", "--register=no", "--keep-unit"])
@@ -414,7 +464,7 @@ impl Node {
             // The journal stays in the tree (readable after the node is gone); the tree's own
             // resolv.conf and time zone, nothing of this machine's.
             .args(["--link-journal=no", "--resolv-conf=off", "--timezone=off"])
-            .args(&self.read_only)
+            .args(&self.nspawn_args)
             // Not a terminal: nspawn relays the node's console read-only to its output.
             .stdin(Stdio::null())
             .stdout(console.try_clone().context("duplicating the console file")?)
@@ -738,6 +788,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        drop(self.cgroups.take());
         // Deletes the veth pair and frees the address for another node of the network.
         self.network.detach(self.address);
         drop(self.netns.take());

@@ -99,9 +99,9 @@ fn assert_converged(cluster: &Cluster) {
     }
 }
 
-/// The units a master and a minion must have written, enabled and started: the runtime, etcd and the
-/// control plane run for real; kubelet and kube-proxy are started and wait for an image (what the summary
-/// shows).
+/// The units a master and a minion must have written, enabled and started: the runtime, etcd, the
+/// control plane and the kubelet run for real; kube-proxy is started and waits for an image (what the
+/// summary shows).
 fn assert_units(cluster: &Cluster) {
     for member in &cluster.nodes {
         let units = member.units();
@@ -118,7 +118,7 @@ fn assert_units(cluster: &Cluster) {
         assert_eq!(names.len(), wanted.len(), "{}: {units:?}", member.name());
         for unit in &units {
             assert!(wanted.contains(&unit.unit.as_str()), "{}: {unit:?}", member.name());
-            let real = ["containerd.service", "etcd.service"].contains(&unit.unit.as_str())
+            let real = ["containerd.service", "etcd.service", "kubelet.service"].contains(&unit.unit.as_str())
                 || CONTROL_PLANE.iter().any(|c| unit.unit == format!("{}.service", c.binary()));
             let started = unit.is_running() || unit.state.starts_with("activating/");
             assert!(
@@ -135,11 +135,45 @@ fn assert_units(cluster: &Cluster) {
 #[test]
 fn the_example_cluster_boots_converges_and_completes() {
     let _one = exclusive();
-    let cluster = converge(Spec::new("e2e", Example::Debian, 1, 2), |_| {});
+    let mut cluster = converge(Spec::new("e2e", Example::Debian, 1, 2), |_| {});
+    let registered = cluster.wait_registered(REGISTER_TIMEOUT);
     report(&cluster.summary());
+    registered.unwrap_or_else(|e| panic!("{e:#}"));
     assert_units(&cluster);
     assert_converged(&cluster);
     assert_control_plane(&cluster.nodes[0]);
+    assert_registered(&cluster);
+}
+
+/// Bound on every kubelet registering its Node once the stack is complete.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Every node's kubelet registered its Node, of the cluster's release, at the node's own address, as the
+/// node identity the agent gave it; masters carry the control-plane taint.
+fn assert_registered(cluster: &Cluster) {
+    for member in &cluster.nodes {
+        let name = member.name();
+        let item = member.kube_node.as_ref().unwrap_or_else(|| panic!("{name}: no Node"));
+        assert_eq!(item["status"]["nodeInfo"]["kubeletVersion"], kubernetes::CLUSTER_RELEASE, "{name}: {item}");
+        // The node's own address: reported by the kubelet, or (with the external cloud provider, which
+        // sets the addresses) announced for the cloud-controller-manager to choose.
+        let address = Value::from(member.address().to_string());
+        if hearth_fragments::kube::external_cloud_provider(&member.config) {
+            let announced = &item["metadata"]["annotations"]["alpha.kubernetes.io/provided-node-ip"];
+            assert_eq!(announced, &address, "{name}: {}", item["metadata"]);
+        } else {
+            let addresses = item["status"]["addresses"].as_array().cloned().unwrap_or_default();
+            let internal = addresses.iter().find(|a| a["type"] == "InternalIP").map(|a| a["address"].clone());
+            assert_eq!(internal, Some(address), "{name}: {addresses:?}");
+        }
+        let taints: Vec<String> = item["spec"]["taints"]
+            .as_array()
+            .map(|ts| ts.iter().filter_map(|t| t["key"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if member.role() == Role::Master {
+            assert!(taints.iter().any(|t| t == "node-role.kubernetes.io/control-plane"), "{name}: {taints:?}");
+        }
+    }
 }
 
 /// Polls `probe` for up to a minute; the last observation is the error.
@@ -188,8 +222,11 @@ fn assert_control_plane(master: &ClusterNode) {
 #[test]
 fn three_masters_behind_load_balancers_converge_with_one_etcd_cluster() {
     let _one = exclusive();
-    let cluster = converge(Spec::new("ha", Example::Ha, 3, 1), |_| {});
+    let mut cluster = converge(Spec::new("ha", Example::Ha, 3, 1), |_| {});
+    let registered = cluster.wait_registered(REGISTER_TIMEOUT);
     report(&cluster.summary());
+    registered.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_registered(&cluster);
     assert_converged(&cluster);
     assert_units(&cluster);
     // One etcd cluster of the three masters, over the nodes' own network.
@@ -240,6 +277,29 @@ fn three_masters_behind_load_balancers_converge_with_one_etcd_cluster() {
             Err(format!("{advertised:?}, not {expected:?}"))
         }
     });
+    // One API server gone: the minion's kubelet keeps renewing its lease through the load balancer.
+    let minion = cluster.nodes.iter().find(|n| n.role() == Role::Minion).unwrap();
+    let lease_of = |kubectl_on: &ClusterNode| {
+        let name = minion.config.node_name(minion.name());
+        kubectl_on
+            .kubectl(&["-n", "kube-node-lease", "get", "lease", &name, "-o", "jsonpath={.spec.renewTime}"])
+            .map_err(|e| format!("{e:#}"))
+    };
+    let before = lease_of(&cluster.nodes[1]).unwrap();
+    cluster.nodes[0].node().run_ok(&["systemctl", "stop", "kube-apiserver.service"]).unwrap();
+    let mut renewals = Vec::new();
+    eventually("the minion renews its lease twice with master-0's API server stopped", || {
+        let now = lease_of(&cluster.nodes[1])?;
+        if now != before && !renewals.contains(&now) {
+            renewals.push(now);
+        }
+        if renewals.len() >= 2 {
+            Ok(())
+        } else {
+            Err(format!("renewed at {renewals:?} since {before}"))
+        }
+    });
+    report(&format!("HA: master-0's kube-apiserver stopped; the minion renewed its lease through the load balancer at {renewals:?}\n"));
 }
 
 #[test]

@@ -266,6 +266,22 @@ impl Network {
         self.hub.name()
     }
 
+    /// Gives the hub itself `address` (e.g. a load balancer's VIP, for a server the test runs in the
+    /// hub): refused outside the segment, and where a node of this network has it.
+    pub fn add_hub_address(&self, address: Ipv4Addr) -> Result<()> {
+        {
+            let mut attached = lock(&self.attached);
+            if let Some(why) = self.segment.refusal(address) {
+                bail!("cannot give the hub {address}: {why}");
+            }
+            if attached.contains_key(&address) {
+                bail!("cannot give the hub {address}: a node of {} has it", self.hub.name());
+            }
+            attached.insert(address, BRIDGE.to_string());
+        }
+        self.hub.ip(&["addr", "add", &format!("{address}/32"), "dev", BRIDGE])
+    }
+
     /// Wires `node` to the bridge with a new veth pair: `eth0` in the node's namespace gets the first
     /// free address after the gateway and a default route through the gateway. Returns the node's
     /// address.
@@ -326,6 +342,10 @@ impl Network {
     /// already) and frees the address for another node.
     pub(crate) fn detach(&self, address: Ipv4Addr) {
         let Some(port) = lock(&self.attached).remove(&address) else { return };
+        if port == BRIDGE {
+            // An address of the hub itself ([`Network::add_hub_address`]): it goes with the hub.
+            return;
+        }
         if let Err(e) = self.hub.ip(&["link", "delete", &port]) {
             // Deleting the node's namespace deletes the pair with it.
             if !format!("{e:#}").contains("Cannot find device") {
