@@ -106,14 +106,30 @@ pub fn program_drop_in(component: Component, before: Option<&str>) -> TreeFile {
     }
 }
 
-/// The drop-ins of the programs the nodes run for real: the control plane, and the kubelet after
-/// [`KUBELET_HOST_PATH`].
+/// The drop-ins of the programs the nodes run for real: the control plane, the kubelet after
+/// [`KUBELET_HOST_PATH`] and kube-proxy after [`PROXY_HOST_PATH`].
 pub fn program_drop_ins() -> Vec<TreeFile> {
     let mut files: Vec<TreeFile> = CONTROL_PLANE.iter().map(|&c| program_drop_in(c, None)).collect();
     files.push(program_drop_in(Component::Kubelet, Some(KUBELET_HOST_PATH)));
-    files.push(TreeFile { path: KUBELET_HOST_PATH.into(), contents: KUBELET_HOST.as_bytes().to_vec(), mode: 0o755 });
+    files.push(program_drop_in(Component::Proxy, Some(PROXY_HOST_PATH)));
+    for (path, script) in [(KUBELET_HOST_PATH, KUBELET_HOST), (PROXY_HOST_PATH, PROXY_HOST)] {
+        files.push(TreeFile { path: path.into(), contents: script.as_bytes().to_vec(), mode: 0o755 });
+    }
     files
 }
+
+/// Run before kube-proxy: it sets the node's network sysctls (`route_localnet`, conntrack's), which
+/// belong to the node's own network namespace, so `/proc/sys/net` alone is made writable.
+pub const PROXY_HOST_PATH: &str = "/usr/local/libexec/hearth-tests/proxy-host";
+pub const PROXY_HOST: &str = r#"#!/bin/sh
+# hearth-tests image: /proc/sys/net writable for kube-proxy; it is the node's own network namespace's
+# (see hearth_tests::e2e::PROXY_HOST). The rest of /proc/sys stays read-only.
+set -eu
+if [ ! -w /proc/sys/net/ipv4/conf/all/route_localnet ]; then
+    mount --bind /proc/sys/net /proc/sys/net
+    mount -o remount,bind,rw /proc/sys/net
+fi
+"#;
 
 /// Run before the kubelet: the node's `/proc/sys` is read-only, because its kernel and vm entries are
 /// this machine's own (a kubelet would set `kernel.panic_on_oops=1` for the whole machine), and a kubelet
@@ -842,6 +858,9 @@ fn load_example(example: Example) -> Result<(ClusterTemplate, MagnumCluster)> {
     template.labels.insert("etcd_tag".into(), "v3.4.23".into());
     // The release whose real programs the nodes run.
     template.labels.insert("kube_tag".into(), kubernetes::CLUSTER_RELEASE.into());
+    // nf_conntrack_max is this machine's, read-only in a node's namespace: kube-proxy leaves it alone
+    // (what kind does in a container).
+    template.labels.insert("kubeproxy_options".into(), "--conntrack-max-per-core=0".into());
     Ok((template, cluster))
 }
 

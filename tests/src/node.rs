@@ -79,6 +79,10 @@ pub const CLOUD_INCLUDE: &[&str] = &[
     // Debian's etcd 3.4 (`/usr/bin/etcd`): the end-to-end tier points the agent's image-based etcd unit at
     // this binary through a drop-in, so a master's etcd runs for real.
     "etcd-server",
+    // What kube-proxy, which the end-to-end tier runs for real, programs Services with: iptables (nft
+    // backend) and conntrack (it clears UDP entries of removed endpoints).
+    "iptables",
+    "conntrack",
 ];
 
 /// The bootable tree every node is made from.

@@ -99,9 +99,8 @@ fn assert_converged(cluster: &Cluster) {
     }
 }
 
-/// The units a master and a minion must have written, enabled and started: the runtime, etcd, the
-/// control plane and the kubelet run for real; kube-proxy is started and waits for an image (what the
-/// summary shows).
+/// The units a master and a minion must have written, enabled and started, all running for real: the
+/// runtime, etcd, the control plane, the kubelet and kube-proxy.
 fn assert_units(cluster: &Cluster) {
     for member in &cluster.nodes {
         let units = member.units();
@@ -118,7 +117,8 @@ fn assert_units(cluster: &Cluster) {
         assert_eq!(names.len(), wanted.len(), "{}: {units:?}", member.name());
         for unit in &units {
             assert!(wanted.contains(&unit.unit.as_str()), "{}: {unit:?}", member.name());
-            let real = ["containerd.service", "etcd.service", "kubelet.service"].contains(&unit.unit.as_str())
+            let real = ["containerd.service", "etcd.service", "kubelet.service", "kube-proxy.service"]
+                .contains(&unit.unit.as_str())
                 || CONTROL_PLANE.iter().any(|c| unit.unit == format!("{}.service", c.binary()));
             let started = unit.is_running() || unit.state.starts_with("activating/");
             assert!(
@@ -143,10 +143,29 @@ fn the_example_cluster_boots_converges_and_completes() {
     assert_converged(&cluster);
     assert_control_plane(&cluster.nodes[0]);
     assert_registered(&cluster);
+    assert_services_programmed(&cluster);
 }
 
 /// Bound on every kubelet registering its Node once the stack is complete.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Every node's kube-proxy programmed the `kubernetes` Service (the service network's first address)
+/// into the node's iptables, through its own identity and kubeconfig.
+fn assert_services_programmed(cluster: &Cluster) {
+    for member in &cluster.nodes {
+        let name = member.name();
+        let Some(vip) = member.config.network.services_cidr.hosts().next() else { panic!("{name}: no service VIP") };
+        let wanted = format!("-d {vip}/32");
+        eventually(&format!("{name}: kube-proxy programs the kubernetes Service {vip}"), || {
+            let rules = member.node().run_ok(&["iptables-save", "-t", "nat"]).map_err(|e| format!("{e:#}"))?;
+            if rules.lines().any(|l| l.contains(&wanted) && l.contains("KUBE-SVC")) {
+                Ok(())
+            } else {
+                Err(format!("{} nat rules, none for {vip}", rules.lines().count()))
+            }
+        });
+    }
+}
 
 /// Every node's kubelet registered its Node, of the cluster's release, at the node's own address, as the
 /// node identity the agent gave it; masters carry the control-plane taint.
