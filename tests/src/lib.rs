@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod golden;
 pub mod heat;
 pub mod ignition;
+pub mod images;
 pub mod keystone;
 pub mod kube_api;
 pub mod kubernetes;
@@ -15,6 +16,9 @@ pub mod load_balancer;
 pub mod master_node;
 pub mod mounts;
 pub mod node;
+pub mod oci;
+pub mod registry;
+pub mod rooted;
 pub mod s_server;
 pub mod venv;
 

@@ -17,7 +17,7 @@ use hearth_fragments::http::{Client, HttpSettings, RetryPolicy};
 use hearth_fragments::steps::{self, Context, Done, Implementation};
 use hearth_fragments::{NodeConfig, Role};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The master's address in these tests.
@@ -50,8 +50,7 @@ impl StepRun {
 
 /// The repository's master example as JSON.
 pub fn master_example() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node/master.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("examples/node/master.json")).expect("JSON")
+    crate::rooted::node_example(Role::Master)
 }
 
 impl MasterNode {

@@ -7,44 +7,27 @@
 //! flag fails the test with the component's own words, and the version printed must be the release's.
 
 use hearth_fragments::config::native;
-use hearth_fragments::facts::{Facts, OsFamily};
-use hearth_fragments::host::{Host, Mode};
 use hearth_fragments::kube::components::sysconfig_location;
 use hearth_fragments::kube::Component;
-use hearth_fragments::steps::{self, Context, Implementation};
 use hearth_fragments::Role;
 use hearth_tests::etcd::assignments;
 use hearth_tests::kubernetes::{self, Release};
+use hearth_tests::rooted;
 use serde_json::{json, Value};
 use std::path::Path;
-
-fn example(role: Role) -> Value {
-    let name = match role {
-        Role::Master => "master.json",
-        Role::Minion => "minion.json",
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).expect("the node example")).expect("JSON")
-}
 
 /// The components' command lines the agent writes for `config` (the example of `role` edited), read back
 /// from their sysconfig files as the images' entrypoints read them.
 fn command_lines(role: Role, edit: impl FnOnce(&mut Value)) -> Vec<(Component, Vec<String>)> {
-    let mut value = example(role);
+    let mut value = rooted::node_example(role);
     edit(&mut value);
     let config = native::parse(&value.to_string(), "the edited example", Some(role)).expect("a valid config");
     let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(root.path().join("etc/os-release"), "ID=debian\n").unwrap();
-    let host = Host::new(Mode::Rooted(root.path().to_path_buf()));
     let (step, components): (&str, &[Component]) = match role {
         Role::Master => ("kube-master", &Component::ALL),
         Role::Minion => ("kube-minion", &[Component::Kubelet, Component::Proxy]),
     };
-    let entry = steps::find(role, step).expect("the step");
-    let Implementation::Step(run) = entry.implementation else { panic!("{step} is not implemented") };
-    let facts = Facts { hostname: format!("k8s-{role}-0"), os: OsFamily::Debian };
-    run(&Context { config: &config, facts: &facts, host: &host }).unwrap_or_else(|e| panic!("{step}: {e:#}"));
+    rooted::run_step(&config, step, root.path(), &format!("k8s-{role}-0")).unwrap_or_else(|e| panic!("{step}: {e:#}"));
     components
         .iter()
         .map(|&component| {
