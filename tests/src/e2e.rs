@@ -77,7 +77,7 @@ ExecStop=
 EnvironmentFile=/etc/etcd/etcd.conf
 ";
 
-/// Where a node sees the Kubernetes programs of [`kubernetes::CLUSTER_RELEASE`].
+/// Where a node sees the Kubernetes programs of its cluster's release ([`Spec::release`]).
 pub const KUBERNETES_DIR: &str = "/opt/hearth-tests/kubernetes";
 
 /// The control plane's units and what they run.
@@ -185,11 +185,21 @@ pub struct Spec {
     pub minions: i64,
     /// The SHA-256 the settings announce for the agent; `None`: the served binary's own.
     pub agent_sha256: Option<String>,
+    /// The Kubernetes release (`kube_tag`) whose real programs the nodes run, one of
+    /// [`kubernetes::RELEASES`].
+    pub release: &'static str,
 }
 
 impl Spec {
     pub fn new(label: &str, example: Example, masters: i64, minions: i64) -> Spec {
-        Spec { label: label.into(), example, masters, minions, agent_sha256: None }
+        Spec {
+            label: label.into(),
+            example,
+            masters,
+            minions,
+            agent_sha256: None,
+            release: kubernetes::CLUSTER_RELEASE,
+        }
     }
 }
 
@@ -435,7 +445,7 @@ impl Cluster {
     /// Renders `spec`, starts its services and creates the stack; returns once Heat has made every server
     /// (with its user-data) and waits for the nodes.
     pub fn create(spec: Spec) -> Result<Cluster> {
-        let kubernetes = kubernetes::release(kubernetes::CLUSTER_RELEASE)?;
+        let kubernetes = kubernetes::release(spec.release)?;
         let heat = Heat::start_with(HeatOptions { public_host: Some(STANDIN_GATEWAY) })?;
         let keystone = Keystone::shared()?;
         let network = Network::with_segment(STANDIN_GATEWAY, STANDIN_PREFIX_LEN)?;
@@ -499,7 +509,7 @@ impl Cluster {
         std::fs::write(&settings_path, settings_text)?;
         let settings = Loaded::load(&settings_path)?;
 
-        let (template, mut cluster) = load_example(spec.example)?;
+        let (template, mut cluster) = load_example(spec.example, spec.release)?;
         cluster.uuid = Some(uuid.clone());
         cluster.master_count = Some(spec.masters);
         cluster.node_count = Some(spec.minions);
@@ -839,7 +849,7 @@ impl Drop for Cluster {
     }
 }
 
-fn load_example(example: Example) -> Result<(ClusterTemplate, MagnumCluster)> {
+fn load_example(example: Example, release: &str) -> Result<(ClusterTemplate, MagnumCluster)> {
     let (template, cluster) = match example {
         Example::Debian => ("cluster-template.yaml", "cluster.yaml"),
         Example::Ha => ("cluster-template-ha.yaml", "cluster-ha.yaml"),
@@ -857,7 +867,7 @@ fn load_example(example: Example) -> Result<(ClusterTemplate, MagnumCluster)> {
     template.labels.remove("etcd_volume_size");
     template.labels.insert("etcd_tag".into(), "v3.4.23".into());
     // The release whose real programs the nodes run.
-    template.labels.insert("kube_tag".into(), kubernetes::CLUSTER_RELEASE.into());
+    template.labels.insert("kube_tag".into(), release.into());
     // nf_conntrack_max is this machine's, read-only in a node's namespace: kube-proxy leaves it alone
     // (what kind does in a container).
     template.labels.insert("kubeproxy_options".into(), "--conntrack-max-per-core=0".into());

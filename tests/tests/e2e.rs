@@ -141,7 +141,7 @@ fn the_example_cluster_boots_converges_and_completes() {
     registered.unwrap_or_else(|e| panic!("{e:#}"));
     assert_units(&cluster);
     assert_converged(&cluster);
-    assert_control_plane(&cluster.nodes[0]);
+    assert_control_plane(&cluster.nodes[0], cluster.spec.release);
     assert_registered(&cluster);
     assert_services_programmed(&cluster);
 }
@@ -173,7 +173,7 @@ fn assert_registered(cluster: &Cluster) {
     for member in &cluster.nodes {
         let name = member.name();
         let item = member.kube_node.as_ref().unwrap_or_else(|| panic!("{name}: no Node"));
-        assert_eq!(item["status"]["nodeInfo"]["kubeletVersion"], kubernetes::CLUSTER_RELEASE, "{name}: {item}");
+        assert_eq!(item["status"]["nodeInfo"]["kubeletVersion"], cluster.spec.release, "{name}: {item}");
         // The node's own address: reported by the kubelet, or (with the external cloud provider, which
         // sets the addresses) announced for the cloud-controller-manager to choose.
         let address = Value::from(member.address().to_string());
@@ -209,11 +209,11 @@ fn eventually(what: &str, mut probe: impl FnMut() -> Result<(), String>) {
 
 /// What the master's real control plane shows after the agent: its release, the objects of the API
 /// steps, and controller-manager and scheduler at work on them.
-fn assert_control_plane(master: &ClusterNode) {
+fn assert_control_plane(master: &ClusterNode, release: &str) {
     let name = master.name();
     let kubectl = |args: &[&str]| master.kubectl(args).map_err(|e| format!("{e:#}"));
     let version: Value = serde_json::from_str(&kubectl(&["version", "-o", "json"]).unwrap()).unwrap();
-    assert_eq!(version["serverVersion"]["gitVersion"], kubernetes::CLUSTER_RELEASE, "{name}: {version}");
+    assert_eq!(version["serverVersion"]["gitVersion"], release, "{name}: {version}");
     // The apiserver-kubelet-rbac step, read back from the real server.
     let binding: Value =
         serde_json::from_str(&kubectl(&["get", "clusterrolebinding", "system:kube-apiserver", "-o", "json"]).unwrap())
@@ -236,6 +236,24 @@ fn assert_control_plane(master: &ClusterNode) {
                 .and_then(|holder| if holder.is_empty() { Err("no holder".into()) } else { Ok(()) })
         });
     }
+}
+
+/// The newest release the module proxy serves, on this machine's cgroup v1 nodes: the kubelet starts only
+/// because Hearth's KubeletConfiguration says `failCgroupV1: false` (1.35 and later refuse otherwise),
+/// and every component takes the command line of the newest row of the version table.
+#[test]
+fn the_newest_release_runs_on_the_configuration_hearth_writes() {
+    let _one = exclusive();
+    let newest = kubernetes::RELEASES[kubernetes::RELEASES.len() - 1];
+    let spec = Spec { release: newest, ..Spec::new("newest", Example::Debian, 1, 1) };
+    let mut cluster = converge(spec, |_| {});
+    let registered = cluster.wait_registered(REGISTER_TIMEOUT);
+    report(&cluster.summary());
+    registered.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_units(&cluster);
+    assert_control_plane(&cluster.nodes[0], newest);
+    assert_registered(&cluster);
+    assert_services_programmed(&cluster);
 }
 
 #[test]
@@ -280,7 +298,7 @@ fn three_masters_behind_load_balancers_converge_with_one_etcd_cluster() {
     // Three real API servers on that etcd: each answers, and each advertises its master's address in the
     // `kubernetes` Service's endpoints.
     for member in cluster.nodes.iter().filter(|n| n.role() == Role::Master) {
-        assert_control_plane(member);
+        assert_control_plane(member, cluster.spec.release);
     }
     eventually("the kubernetes Service lists the three masters", || {
         let out = cluster.nodes[0]
