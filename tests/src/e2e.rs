@@ -39,6 +39,9 @@ use crate::kubernetes;
 use crate::load_balancer::LoadBalancer;
 use crate::node::network::{STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
 use crate::node::{Network, Node, NodeOptions, TreeFile};
+use crate::oci::Built;
+use crate::registry::Registry;
+use crate::{images, kubernetes::network};
 use anyhow::{bail, Context as _, Result};
 use hearth_fragments::config::{native, NodeConfig, Role};
 use hearth_fragments::kube::components::sysconfig_location;
@@ -151,6 +154,33 @@ for setting in kernel/panic=10 kernel/panic_on_oops=1 vm/overcommit_memory=1 vm/
 done
 "#;
 
+/// The image of the tests' own pods, in every cluster's registry.
+pub const SMOKE_IMAGE_NAME: &str = "hearth-tests/busybox";
+pub const SMOKE_IMAGE_TAG: &str = "1";
+
+/// An image of the clusters' registry: name, tag, image.
+type Served = (String, String, Built);
+
+/// The images the clusters' registry serves, built once per test process: the pause image under the tags
+/// Hearth's releases ask for, and the pod network's.
+fn registry_images() -> Result<&'static [Served]> {
+    static IMAGES: std::sync::OnceLock<std::result::Result<Vec<Served>, String>> = std::sync::OnceLock::new();
+    let built = IMAGES.get_or_init(|| {
+        (|| -> Result<Vec<Served>> {
+            let programs = network()?;
+            let pause = images::pause()?;
+            let mut all: Vec<Served> =
+                ["3.10.1", "3.10.2"].iter().map(|tag| ("pause".into(), tag.to_string(), pause.clone())).collect();
+            all.push(("flannel".into(), kubernetes::FLANNEL_VERSION.into(), images::flannel(&programs.dir)?));
+            all.push(("flannel-cni".into(), kubernetes::CNI_VERSION.into(), images::flannel_cni(&programs.dir)?));
+            all.push((SMOKE_IMAGE_NAME.into(), SMOKE_IMAGE_TAG.into(), images::busybox_image()?));
+            Ok(all)
+        })()
+        .map_err(|e| format!("{e:#}"))
+    });
+    built.as_deref().map_err(|e| anyhow::anyhow!("building the registry's images: {e}"))
+}
+
 /// The units of the cluster's components a node may have, in start order.
 const COMPONENT_UNITS: &[&str] = &[
     "containerd.service",
@@ -188,6 +218,8 @@ pub struct Spec {
     /// The Kubernetes release (`kube_tag`) whose real programs the nodes run, one of
     /// [`kubernetes::RELEASES`].
     pub release: &'static str,
+    /// Changes to the example's template (after the tier's own).
+    pub edit_template: fn(&mut ClusterTemplate),
 }
 
 impl Spec {
@@ -199,6 +231,7 @@ impl Spec {
             minions,
             agent_sha256: None,
             release: kubernetes::CLUSTER_RELEASE,
+            edit_template: |_| {},
         }
     }
 }
@@ -254,6 +287,8 @@ pub struct ClusterNode {
     pub finished_after: Option<Duration>,
     /// When the test first saw its Node object in the API (its kubelet registered), since boot.
     pub registered_after: Option<Duration>,
+    /// When the test first saw its Node Ready, since boot.
+    pub ready_after: Option<Duration>,
     /// Its Node object as last seen ([`Cluster::wait_registered`]).
     pub kube_node: Option<Value>,
 }
@@ -375,9 +410,11 @@ impl ClusterNode {
                     .collect()
             })
             .unwrap_or_default();
+        let secs = |d: Option<Duration>| d.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or("-".into());
         Some(format!(
-            "Node registered {} s after boot, kubelet {version}, Ready={} ({why}), taints [{}]",
-            self.registered_after.map(|d| format!("{:.1}", d.as_secs_f64())).unwrap_or("?".into()),
+            "Node registered {} and Ready {} after boot, kubelet {version}, Ready={} ({why}), taints [{}]",
+            secs(self.registered_after),
+            secs(self.ready_after),
             ready["status"].as_str().unwrap_or("?"),
             taints.join(", ")
         ))
@@ -388,6 +425,13 @@ impl ClusterNode {
         let Some(node) = self.node.as_ref() else { return String::new() };
         node.journal_with(&["-u", unit, "-n", &lines.to_string(), "-o", "cat"]).unwrap_or_default()
     }
+}
+
+/// Whether a Node object's Ready condition is True.
+pub fn is_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 /// A component unit on a node, as systemd reports it.
@@ -433,9 +477,12 @@ pub struct Cluster {
     pub keystone_at: SocketAddr,
     pub agent_binary: PathBuf,
     /// The Kubernetes programs the nodes run.
-    pub kubernetes: kubernetes::Release,
+    pub kubernetes: kubernetes::Programs,
     /// What answers at the API's load-balancer address (clusters behind Octavia).
     pub load_balancers: Vec<LoadBalancer>,
+    /// The cluster's image registry (`container_infra_prefix`), and where nodes reach it.
+    pub registry: Registry,
+    pub registry_at: SocketAddr,
     pub outcome: Option<Outcome>,
     /// Keeps the settings file and its keys while the cluster lives.
     _settings_dir: tempfile::TempDir,
@@ -454,6 +501,12 @@ impl Cluster {
             bail!("Heat's catalog names port {} but the hub could only forward {heat_at}", heat.port());
         }
         let keystone_at = network.forward(SocketAddr::from(([127, 0, 0, 1], keystone.port())))?;
+        // The cloud's image mirror, as an air-gapped cloud has one: every image Hearth's nodes pull.
+        let registry = Registry::start()?;
+        for (name, tag, image) in registry_images()? {
+            registry.push(name, tag, image)?;
+        }
+        let registry_at = network.forward(SocketAddr::from(([127, 0, 0, 1], registry.port)))?;
 
         // Magnum's conductor: a trustee user per cluster and the owner's trust to it.
         let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?.trim().to_string();
@@ -509,7 +562,8 @@ impl Cluster {
         std::fs::write(&settings_path, settings_text)?;
         let settings = Loaded::load(&settings_path)?;
 
-        let (template, mut cluster) = load_example(spec.example, spec.release)?;
+        let (mut template, mut cluster) = load_example(spec.example, spec.release, registry_at)?;
+        (spec.edit_template)(&mut template);
         cluster.uuid = Some(uuid.clone());
         cluster.master_count = Some(spec.masters);
         cluster.node_count = Some(spec.minions);
@@ -535,6 +589,7 @@ impl Cluster {
                 booted_at: None,
                 finished_after: None,
                 registered_after: None,
+                ready_after: None,
                 kube_node: None,
             });
         }
@@ -564,6 +619,8 @@ impl Cluster {
             agent_binary,
             kubernetes,
             load_balancers: Vec::new(),
+            registry,
+            registry_at,
             outcome: None,
             _settings_dir: settings_dir,
         })
@@ -664,6 +721,15 @@ impl Cluster {
     /// Follows master 0's API until every node's kubelet has registered its Node (or `timeout`), noting
     /// when each did; the error names the nodes missing and the last answer.
     pub fn wait_registered(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_nodes(timeout, "registered", |_| true)
+    }
+
+    /// Follows master 0's API until every Node is Ready (or `timeout`), noting when each was.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_nodes(timeout, "Ready", is_ready)
+    }
+
+    fn wait_nodes(&mut self, timeout: Duration, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let master = self.nodes.iter().position(|n| n.role() == Role::Master).context("no master")?;
         loop {
@@ -677,14 +743,20 @@ impl Cluster {
             for member in &mut self.nodes {
                 let name = member.config.node_name(member.name());
                 if let Some(item) = items.iter().find(|i| i["metadata"]["name"] == name.as_str()) {
-                    if member.registered_after.is_none() {
-                        member.registered_after = member.booted_at.map(|b| b.elapsed());
+                    let since_boot = member.booted_at.map(|b| b.elapsed());
+                    member.registered_after = member.registered_after.or(since_boot);
+                    if is_ready(item) {
+                        member.ready_after = member.ready_after.or(since_boot);
                     }
                     member.kube_node = Some(item.clone());
                 }
             }
-            let missing: Vec<&str> =
-                self.nodes.iter().filter(|n| n.kube_node.is_none()).map(ClusterNode::name).collect();
+            let missing: Vec<&str> = self
+                .nodes
+                .iter()
+                .filter(|n| !n.kube_node.as_ref().is_some_and(&wanted))
+                .map(ClusterNode::name)
+                .collect();
             if missing.is_empty() {
                 return Ok(());
             }
@@ -696,12 +768,24 @@ impl Cluster {
                 let logs: String = missing
                     .iter()
                     .filter_map(|name| self.nodes.iter().find(|n| n.name() == *name))
-                    .map(|n| format!("--- {} kubelet:\n{}\n", n.name(), n.unit_log("kubelet.service", 15)))
+                    .map(|n| {
+                        format!(
+                            "--- {}: {}\nkubelet:\n{}\n",
+                            n.name(),
+                            n.kube_node_summary().unwrap_or_default(),
+                            n.unit_log("kubelet.service", 15)
+                        )
+                    })
                     .collect();
-                bail!("no Node of {missing:?} within {timeout:?} ({last})\n{logs}");
+                bail!("{missing:?} not {what} within {timeout:?} ({last})\n{logs}");
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// The image reference of the tests' own pods, in this cluster's registry.
+    pub fn smoke_image(&self) -> String {
+        format!("{}/{SMOKE_IMAGE_NAME}:{SMOKE_IMAGE_TAG}", self.registry_at)
     }
 
     /// Denies the node `name` its certificates in serve's state, as `hearth-server node deny` does.
@@ -849,7 +933,7 @@ impl Drop for Cluster {
     }
 }
 
-fn load_example(example: Example, release: &str) -> Result<(ClusterTemplate, MagnumCluster)> {
+fn load_example(example: Example, release: &str, registry: SocketAddr) -> Result<(ClusterTemplate, MagnumCluster)> {
     let (template, cluster) = match example {
         Example::Debian => ("cluster-template.yaml", "cluster.yaml"),
         Example::Ha => ("cluster-template-ha.yaml", "cluster-ha.yaml"),
@@ -871,6 +955,12 @@ fn load_example(example: Example, release: &str) -> Result<(ClusterTemplate, Mag
     // nf_conntrack_max is this machine's, read-only in a node's namespace: kube-proxy leaves it alone
     // (what kind does in a container).
     template.labels.insert("kubeproxy_options".into(), "--conntrack-max-per-core=0".into());
+    // Images from the cluster's registry, as Magnum's labels point an air-gapped cloud at its mirror, and
+    // the pod network's releases that the registry holds.
+    template.labels.insert("container_infra_prefix".into(), format!("{registry}/"));
+    template.insecure_registry = Some(registry.to_string());
+    template.labels.insert("flannel_tag".into(), kubernetes::FLANNEL_VERSION.into());
+    template.labels.insert("flannel_cni_tag".into(), kubernetes::CNI_VERSION.into());
     Ok((template, cluster))
 }
 

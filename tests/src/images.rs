@@ -28,3 +28,104 @@ pub fn pause() -> Result<Built> {
     }
     .build()
 }
+
+/// Debian's static busybox (package busybox-static), with the applets the images' scripts use.
+fn busybox(applets: &[&str]) -> Result<Vec<Entry>> {
+    let contents = std::fs::read("/bin/busybox")
+        .context("reading /bin/busybox (Debian package busybox-static; .ci/run installs it)")?;
+    let mut entries = vec![Entry::Dir { path: "/bin".into() }, Entry::file("/bin/busybox", 0o755, contents)];
+    entries.extend(applets.iter().map(|a| Entry::symlink(&format!("/bin/{a}"), "busybox")));
+    Ok(entries)
+}
+
+/// This machine's iptables (nft backend: Debian's `xtables-nft-multi`, its libraries and its extensions),
+/// as flanneld's `--ip-masq` runs it.
+fn iptables() -> Result<Vec<Entry>> {
+    let multi = "/usr/sbin/xtables-nft-multi";
+    let mut files = vec![multi.to_string()];
+    let ldd = Command::new("ldd").arg(multi).output().context("running ldd")?;
+    if !ldd.status.success() {
+        bail!("ldd {multi} failed (Debian package iptables; .ci/run installs it)");
+    }
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`
+        if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
+            files.push(path.to_string());
+        }
+    }
+    let extensions = Path::new("/usr/lib/x86_64-linux-gnu/xtables");
+    for entry in std::fs::read_dir(extensions).with_context(|| format!("listing {}", extensions.display()))? {
+        files.push(entry?.path().display().to_string());
+    }
+    let mut entries = Vec::new();
+    let mut dirs: Vec<String> =
+        files.iter().filter_map(|f| Path::new(f).parent().map(|p| p.display().to_string())).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        let mut path = String::new();
+        for part in dir.trim_start_matches('/').split('/') {
+            path.push('/');
+            path.push_str(part);
+            entries.push(Entry::Dir { path: path.clone() });
+        }
+    }
+    for file in &files {
+        // Through symlinks (`/lib64/ld-linux-x86-64.so.2`): the image gets the file itself at that name.
+        let contents = std::fs::read(file).with_context(|| format!("reading {file}"))?;
+        entries.push(Entry::file(file, 0o755, contents));
+    }
+    for name in ["iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"] {
+        entries.push(Entry::symlink(&format!("/usr/sbin/{name}"), "xtables-nft-multi"));
+    }
+    Ok(dedup(entries))
+}
+
+/// The first of each path (directories repeat between the parts of an image).
+fn dedup(entries: Vec<Entry>) -> Vec<Entry> {
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .into_iter()
+        .filter(|e| {
+            let path = match e {
+                Entry::Dir { path } | Entry::File { path, .. } | Entry::Symlink { path, .. } => path.clone(),
+            };
+            seen.insert(path)
+        })
+        .collect()
+}
+
+const PATH_ENV: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin:/opt/bin";
+
+/// flannel's image as Hearth's manifest runs it: `/opt/bin/flanneld` (from `network`, the programs of
+/// [`crate::kubernetes::network`]), `cp` for its install-cni init container, iptables for `--ip-masq`.
+pub fn flannel(network: &Path) -> Result<Built> {
+    let mut entries = busybox(&["sh", "cp"])?;
+    entries.extend(iptables()?);
+    entries.push(Entry::Dir { path: "/opt".into() });
+    entries.push(Entry::Dir { path: "/opt/bin".into() });
+    entries.push(Entry::file("/opt/bin/flanneld", 0o755, std::fs::read(network.join("flanneld"))?));
+    entries.push(Entry::Dir { path: "/run".into() });
+    Image { entrypoint: vec!["/opt/bin/flanneld".into()], env: vec![PATH_ENV.into()], layers: vec![dedup(entries)] }
+        .build()
+}
+
+/// flannel's CNI image as Hearth's manifest runs it: `sh` for its install script, which copies the CNI
+/// plugins of `/opt/cni/bin` onto the node.
+pub fn flannel_cni(network: &Path) -> Result<Built> {
+    let mut entries = busybox(&["sh", "cp", "echo"])?;
+    for dir in ["/opt", "/opt/cni", "/opt/cni/bin"] {
+        entries.push(Entry::Dir { path: dir.into() });
+    }
+    for plugin in ["flannel", "bridge", "host-local", "loopback", "portmap"] {
+        entries.push(Entry::file(&format!("/opt/cni/bin/{plugin}"), 0o755, std::fs::read(network.join(plugin))?));
+    }
+    Image { entrypoint: vec!["/bin/sh".into()], env: vec![PATH_ENV.into()], layers: vec![entries] }.build()
+}
+
+/// The smoke-test image: Debian's static busybox with the applets the tests' pods use (`httpd` to
+/// answer, `nc` to ask; its static `wget` crashes without glibc's NSS modules, so it is left out).
+pub fn busybox_image() -> Result<Built> {
+    let applets = ["sh", "cat", "echo", "hostname", "httpd", "mkdir", "nc", "printf", "sleep"];
+    Image { entrypoint: vec!["/bin/sh".into()], env: vec![PATH_ENV.into()], layers: vec![busybox(&applets)?] }.build()
+}

@@ -1,11 +1,14 @@
-//! The real Kubernetes components (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-//! kube-proxy) of the releases the tests check Hearth against, built from `k8s.io/kubernetes`'s Go module
-//! by `tests/kube/build-kubernetes` and cached in the cache directory of [`crate::debian_tree`].
+//! Third-party programs the tests run for real, built from their Go modules and cached in the cache
+//! directory of [`crate::debian_tree`]: the Kubernetes components (kube-apiserver,
+//! kube-controller-manager, kube-scheduler, kubelet, kube-proxy, and kubectl) of the releases the tests
+//! check Hearth against (`tests/kube/build-kubernetes`), and the pod network's flanneld and CNI plugins
+//! (`tests/kube/build-network`).
 //!
-//! An entry's name holds the release and a hash of what decides its bytes (the build script, the Go
-//! version), so changing either builds anew. Like a Debian tree, it is built beside its final path while
-//! holding a lock file and renamed into place when complete; nothing depends on the cache existing: a cold
-//! build of one release takes about 20 minutes on two cores (README has the measured figures).
+//! An entry's name holds what was built and a hash of what decides its bytes (the script, its other
+//! inputs, its arguments, the Go version), so changing any of them builds anew. Like a Debian tree, it is
+//! built beside its final path while holding a lock file and renamed into place when complete; nothing
+//! depends on the cache existing: a cold build of one Kubernetes release takes about ten minutes on two
+//! cores (README has the measured figures).
 
 use crate::debian_tree::{cache_dir, lock_file};
 use crate::mounts;
@@ -34,9 +37,11 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(80 * 60);
 
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
-/// One release's programs.
+/// The programs of one build: a Kubernetes release, or the pod network's.
 #[derive(Clone, Debug)]
-pub struct Release {
+pub struct Programs {
+    /// For people: `Kubernetes v1.34.4`.
+    pub what: String,
     /// `v1.34.4`.
     pub version: String,
     /// The directory holding [`BINARIES`].
@@ -47,7 +52,7 @@ pub struct Release {
     pub built: bool,
 }
 
-impl Release {
+impl Programs {
     /// The path of one program of the release.
     pub fn binary(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -63,30 +68,88 @@ fn minor(version: &str) -> u32 {
     version.trim_start_matches('v').split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0)
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("kube/build-kubernetes")
+fn kube_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("kube")
 }
 
 /// The programs of `version` (`v1.34.4`), building them first if they are not cached.
-pub fn release(version: &str) -> Result<Release> {
+pub fn release(version: &str) -> Result<Programs> {
+    let dir = kube_dir();
+    cached(&Build {
+        what: format!("Kubernetes {version}"),
+        entry: format!("kubernetes-{version}"),
+        script: dir.join("build-kubernetes"),
+        inputs: Vec::new(),
+        args: vec![version.to_string()],
+        binaries: BINARIES,
+        version: version.to_string(),
+    })
+}
+
+/// The flannel release the tests' pod network runs, and the CNI plugins' (the last with flannel's).
+pub const FLANNEL_VERSION: &str = "v0.28.10";
+pub const CNI_VERSION: &str = "v0.9.1";
+/// The pod network's programs, as `build-network` names them.
+pub const NETWORK_BINARIES: &[&str] = &["flanneld", "flannel", "bridge", "host-local", "loopback", "portmap"];
+
+/// flanneld and the CNI plugins (`tests/kube/build-network`), building them first if not cached.
+pub fn network() -> Result<Programs> {
+    let dir = kube_dir();
+    cached(&Build {
+        what: format!("flannel {FLANNEL_VERSION} and the CNI plugins {CNI_VERSION}"),
+        entry: format!("network-{FLANNEL_VERSION}-{CNI_VERSION}"),
+        script: dir.join("build-network"),
+        inputs: vec![dir.join("tencentcloud-vpc-stub/go.mod"), dir.join("tencentcloud-vpc-stub/v20170312/vpc.go")],
+        args: vec![FLANNEL_VERSION.to_string(), CNI_VERSION.to_string()],
+        binaries: NETWORK_BINARIES,
+        version: FLANNEL_VERSION.to_string(),
+    })
+}
+
+/// One cached build: what `script ARGS… OUT_DIR` makes.
+struct Build {
+    /// For messages: `Kubernetes v1.34.4`.
+    what: String,
+    /// The cache entry's readable part.
+    entry: String,
+    script: PathBuf,
+    /// Files besides the script whose content decides the programs.
+    inputs: Vec<PathBuf>,
+    args: Vec<String>,
+    binaries: &'static [&'static str],
+    version: String,
+}
+
+fn cached(build: &Build) -> Result<Programs> {
     let started = Instant::now();
     let _in_process = IN_PROCESS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let script = script();
-    let script_text =
-        std::fs::read(&script).with_context(|| format!("reading the build script {}", script.display()))?;
+    let mut inputs = Vec::new();
+    for file in std::iter::once(&build.script).chain(&build.inputs) {
+        let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        inputs.push(format!("{:016x}", fnv1a64(&text)));
+    }
     let go = Command::new("go")
         .arg("version")
         .output()
-        .context("running `go version`: the Kubernetes components are built with Go (the machine's Go 1.26)")?;
+        .context("running `go version`: the tests build third-party programs with Go (the machine's Go 1.26)")?;
     let key = format!(
-        "layout={LAYOUT}\nversion={version}\ngo={}\nscript={:016x}\n",
+        "layout={LAYOUT}\nargs={}\ngo={}\ninputs={}\n",
+        build.args.join(" "),
         String::from_utf8_lossy(&go.stdout).trim(),
-        fnv1a64(&script_text)
+        inputs.join(" ")
     );
     let cache = cache_dir()?;
-    let name = format!("kubernetes-{version}-{:016x}", fnv1a64(key.as_bytes()));
+    let name = format!("{}-{:016x}", build.entry, fnv1a64(key.as_bytes()));
     let entry = cache.join(&name);
-    let found = |entry: PathBuf, built| Release { version: version.into(), dir: entry, took: started.elapsed(), built };
+    let complete =
+        |entry: &Path| build.binaries.iter().all(|b| entry.join(b).is_file()) && entry.join(".key").is_file();
+    let found = |entry: PathBuf, built| Programs {
+        what: build.what.clone(),
+        version: build.version.clone(),
+        dir: entry,
+        took: started.elapsed(),
+        built,
+    };
     if complete(&entry) {
         return Ok(found(entry, false));
     }
@@ -99,10 +162,9 @@ pub fn release(version: &str) -> Result<Release> {
     if building.exists() {
         mounts::remove_tree(&building)?;
     }
-    eprintln!("hearth-tests: building Kubernetes {version} from its Go modules into {} (once)", entry.display());
+    eprintln!("hearth-tests: building {} from Go modules into {} (once)", build.what, entry.display());
     let log = cache.join(format!("{name}.log"));
-    let result = build(&script, version, &building, &log);
-    if let Err(e) = result {
+    if let Err(e) = run(build, &building, &log) {
         let _ = mounts::remove_tree(&building);
         return Err(e);
     }
@@ -110,34 +172,31 @@ pub fn release(version: &str) -> Result<Release> {
     std::fs::rename(&building, &entry)
         .with_context(|| format!("renaming {} to {}", building.display(), entry.display()))?;
     drop(lock);
-    eprintln!("hearth-tests: built Kubernetes {version} in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!("hearth-tests: built {} in {:.0} s", build.what, started.elapsed().as_secs_f64());
     Ok(found(entry, true))
 }
 
-fn complete(entry: &Path) -> bool {
-    BINARIES.iter().all(|b| entry.join(b).is_file()) && entry.join(".key").is_file()
-}
-
-fn build(script: &Path, version: &str, out: &Path, log_path: &Path) -> Result<()> {
+fn run(build: &Build, out: &Path, log_path: &Path) -> Result<()> {
     let log = std::fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
     // `timeout` stops go and the compilers it starts if the module proxy stalls.
     let status = Command::new("timeout")
         .args(["--kill-after=30", &BUILD_TIMEOUT.as_secs().to_string()])
-        .arg(script)
-        .arg(version)
+        .arg(&build.script)
+        .args(&build.args)
         .arg(out)
-        // Never a toolchain download: the machine's Go builds what the release's go.mod asks for.
+        // Never a toolchain download: the machine's Go builds what the modules' go.mod files ask for.
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=mod")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .status()
-        .with_context(|| format!("running {}", script.display()))?;
+        .with_context(|| format!("running {}", build.script.display()))?;
     if !status.success() {
         let text = std::fs::read_to_string(log_path).unwrap_or_default();
         bail!(
-            "building Kubernetes {version} failed ({status}); the end of {}:\n{}",
+            "building {} failed ({status}); the end of {}:\n{}",
+            build.what,
             log_path.display(),
             tail_text(&text, 4000)
         );
@@ -146,7 +205,7 @@ fn build(script: &Path, version: &str, out: &Path, log_path: &Path) -> Result<()
 }
 
 /// Every release of [`RELEASES`], built when absent.
-pub fn releases() -> Result<Vec<Release>> {
+pub fn releases() -> Result<Vec<Programs>> {
     RELEASES.iter().map(|v| release(v)).collect()
 }
 

@@ -11,7 +11,7 @@ use hearth_fragments::kube::components::sysconfig_location;
 use hearth_fragments::kube::Component;
 use hearth_fragments::Role;
 use hearth_tests::etcd::assignments;
-use hearth_tests::kubernetes::{self, Release};
+use hearth_tests::kubernetes::{self, Programs};
 use hearth_tests::rooted;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -41,7 +41,7 @@ fn command_lines(role: Role, edit: impl FnOnce(&mut Value)) -> Vec<(Component, V
 }
 
 /// Starts every component of every variant with its arguments and `--version`; all failures at once.
-fn check_release(release: &Release) -> Vec<String> {
+fn check_release(release: &Programs) -> Vec<String> {
     let tag = release.version.as_str();
     type Edit = fn(&mut Value);
     let variants: [(&str, Edit); 4] = [

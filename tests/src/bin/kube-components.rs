@@ -1,17 +1,14 @@
-//! Builds (or finds in the cache) every Kubernetes release the tests run, and says where each is and
-//! what getting it cost: `.ci/run` calls it before the tests, so a cold build shows up as its own step.
+//! Builds (or finds in the cache) every Kubernetes release and the pod network's programs the tests run,
+//! and says where each is and what getting it cost: `.ci/run` calls it before the tests, so a cold build shows up as its own step.
 
 use hearth_tests::kubernetes;
 
 fn main() -> anyhow::Result<()> {
-    for release in kubernetes::releases()? {
+    let mut all = kubernetes::releases()?;
+    all.push(kubernetes::network()?);
+    for release in all {
         let how = if release.built { "built" } else { "cached" };
-        println!(
-            "Kubernetes {}: {how} in {:.0} s, {}",
-            release.version,
-            release.took.as_secs_f64(),
-            release.dir.display()
-        );
+        println!("{}: {how} in {:.0} s, {}", release.version, release.took.as_secs_f64(), release.dir.display());
     }
     Ok(())
 }
