@@ -8,7 +8,7 @@ fn main() -> anyhow::Result<()> {
     all.push(kubernetes::network()?);
     for release in all {
         let how = if release.built { "built" } else { "cached" };
-        println!("{}: {how} in {:.0} s, {}", release.version, release.took.as_secs_f64(), release.dir.display());
+        println!("{}: {how} in {:.0} s, {}", release.what, release.took.as_secs_f64(), release.dir.display());
     }
     Ok(())
 }
