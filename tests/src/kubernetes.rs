@@ -44,7 +44,7 @@ pub struct Programs {
     pub what: String,
     /// `v1.34.4`.
     pub version: String,
-    /// The directory holding [`BINARIES`].
+    /// The directory holding the programs.
     pub dir: PathBuf,
     /// Finding, or building, it.
     pub took: Duration,
@@ -53,19 +53,10 @@ pub struct Programs {
 }
 
 impl Programs {
-    /// The path of one program of the release.
+    /// The path of one of the programs.
     pub fn binary(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-
-    /// The minor number (`34` for `v1.34.4`).
-    pub fn minor(&self) -> u32 {
-        minor(&self.version)
-    }
-}
-
-fn minor(version: &str) -> u32 {
-    version.trim_start_matches('v').split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0)
 }
 
 fn kube_dir() -> PathBuf {
@@ -234,14 +225,4 @@ pub fn version_with_args(program: &Path, args: &[String]) -> Result<String> {
         );
     }
     Ok(text.trim().to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn minors_of_release_names() {
-        assert_eq!(super::minor("v1.34.4"), 34);
-        assert_eq!(super::minor("1.37.2"), 37);
-        assert_eq!(super::minor("nonsense"), 0);
-    }
 }

@@ -136,21 +136,37 @@ fn assert_units(cluster: &Cluster) {
 fn the_example_cluster_boots_converges_and_completes() {
     let _one = exclusive();
     let mut cluster = converge(Spec::new("e2e", Example::Debian, 1, 2), |_| {});
-    let ready = cluster.wait_registered(REGISTER_TIMEOUT).and_then(|()| cluster.wait_ready(READY_TIMEOUT));
-    report(&cluster.summary());
-    if let Err(e) = ready {
-        let pods = cluster.nodes[0].kubectl(&["get", "pods", "-A", "-o", "wide"]).unwrap_or_else(|e| format!("{e:#}"));
-        let events = cluster.nodes[0]
-            .kubectl(&["get", "events", "-A", "--sort-by=.lastTimestamp"])
-            .unwrap_or_else(|e| format!("{e:#}"));
-        panic!("{e:#}\npods:\n{pods}\nevents:\n{events}");
-    }
+    follow_nodes(&mut cluster, Until::Ready);
     assert_units(&cluster);
     assert_converged(&cluster);
     assert_control_plane(&cluster.nodes[0], cluster.spec.release);
     assert_registered(&cluster);
     assert_services_programmed(&cluster);
     assert_pod_network(&cluster);
+}
+
+/// How far [`follow_nodes`] waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Registered,
+    Ready,
+}
+
+/// Waits until every kubelet has registered its Node (and, for [`Until::Ready`], every Node is Ready),
+/// reports the summary either way, and fails with the cluster's pods and events.
+fn follow_nodes(cluster: &mut Cluster, until: Until) {
+    let mut waited = cluster.wait_registered(REGISTER_TIMEOUT);
+    if waited.is_ok() && until == Until::Ready {
+        waited = cluster.wait_ready(READY_TIMEOUT);
+    }
+    report(&cluster.summary());
+    if let Err(e) = waited {
+        let master = &cluster.nodes[0];
+        let show = |args: &[&str]| master.kubectl(args).unwrap_or_else(|e| format!("{e:#}"));
+        let pods = show(&["get", "pods", "-A", "-o", "wide"]);
+        let events = show(&["get", "events", "-A", "--sort-by=.lastTimestamp"]);
+        panic!("{e:#}\npods:\n{pods}\nevents:\n{events}");
+    }
 }
 
 /// Bound on every kubelet registering its Node once the stack is complete.
@@ -283,9 +299,7 @@ fn the_newest_release_runs_on_the_configuration_hearth_writes() {
     let newest = kubernetes::RELEASES[kubernetes::RELEASES.len() - 1];
     let spec = Spec { release: newest, ..Spec::new("newest", Example::Debian, 1, 1) };
     let mut cluster = converge(spec, |_| {});
-    let registered = cluster.wait_registered(REGISTER_TIMEOUT);
-    report(&cluster.summary());
-    registered.unwrap_or_else(|e| panic!("{e:#}"));
+    follow_nodes(&mut cluster, Until::Registered);
     assert_units(&cluster);
     assert_control_plane(&cluster.nodes[0], newest);
     assert_registered(&cluster);
@@ -308,9 +322,7 @@ fn pods_reach_each_other_across_nodes_and_through_a_service() {
     };
     let spec = Spec { edit_template: no_cloud_provider, ..Spec::new("pods", Example::Debian, 1, 2) };
     let mut cluster = converge(spec, |_| {});
-    let ready = cluster.wait_registered(REGISTER_TIMEOUT).and_then(|()| cluster.wait_ready(READY_TIMEOUT));
-    report(&cluster.summary());
-    ready.unwrap_or_else(|e| panic!("{e:#}"));
+    follow_nodes(&mut cluster, Until::Ready);
     assert_registered(&cluster);
     let master = &cluster.nodes[0];
     let kubectl = |args: &[&str]| master.kubectl(args).map_err(|e| format!("{e:#}"));
@@ -390,9 +402,7 @@ fn pods_reach_each_other_across_nodes_and_through_a_service() {
 fn three_masters_behind_load_balancers_converge_with_one_etcd_cluster() {
     let _one = exclusive();
     let mut cluster = converge(Spec::new("ha", Example::Ha, 3, 1), |_| {});
-    let registered = cluster.wait_registered(REGISTER_TIMEOUT);
-    report(&cluster.summary());
-    registered.unwrap_or_else(|e| panic!("{e:#}"));
+    follow_nodes(&mut cluster, Until::Registered);
     assert_registered(&cluster);
     assert_converged(&cluster);
     assert_units(&cluster);
