@@ -79,7 +79,8 @@ const TRUTHY_LABELS: &[&str] = &[
 ];
 
 /// Labels Hearth reads that Stein's driver did not (later Magnum releases have them).
-const HEARTH_LABELS: &[&str] = &["container_runtime", "dns_cluster_domain", "kube_allow_priv", "dns_service_ip"];
+const HEARTH_LABELS: &[&str] =
+    &["container_runtime", "dns_cluster_domain", "kube_allow_priv", "dns_service_ip", "coredns_tag"];
 
 /// The parameters Magnum's Stein driver would have sent (inventory §6), with `Null` for "sent as None".
 pub fn magnum_parameters(t: &ClusterTemplate, c: &Cluster, s: &Loaded) -> BTreeMap<String, Value> {
@@ -293,11 +294,15 @@ pub const HEAT_ONLY: &[(&str, &str)] = &[
 const EVERY_NODE: &[&str] =
     &["TRUSTEE_USERNAME", "TRUSTEE_DOMAIN_ID", "CONTAINER_RUNTIME", "PROJECT_ID", "EXTERNAL_NETWORK_ID"];
 
+/// Keys masters get beyond what Stein wrote: the CoreDNS tag of later releases (the add-ons step is a
+/// master's).
+const MASTERS_TOO: &[&str] = &["COREDNS_TAG"];
+
 /// Whether a node of `role` receives a heat-params key. Minions never receive the service-account private
 /// key, the cluster CA key or the control plane's options, as in Magnum.
 fn reaches(role: Role, key: &str) -> bool {
     let own = if role == Role::Master { STEIN_MASTER_KEYS } else { STEIN_MINION_KEYS };
-    own.contains(&key) || EVERY_NODE.contains(&key)
+    own.contains(&key) || EVERY_NODE.contains(&key) || (role == Role::Master && MASTERS_TOO.contains(&key))
 }
 
 /// The node config of `role` for this cluster, without the per-node values Heat fills in at create time

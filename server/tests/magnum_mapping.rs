@@ -266,3 +266,18 @@ fn registry_and_trust_follow_the_settings() {
     assert_eq!(magnum["registry_container"], "docker_registry");
     assert_eq!(magnum["trust_id"], "bd11efc5-d4e2-4dac-bbce-25e348ddf7de");
 }
+
+#[test]
+fn later_releases_labels_reach_the_nodes_that_read_them() {
+    let (mut t, mut c, s) = fixture();
+    t.network_driver = Some("flannel".into());
+    let labels = c.labels.as_mut().unwrap();
+    labels.insert("coredns_tag".into(), "1.14.7".into());
+    labels.insert("container_runtime".into(), "containerd".into());
+    let magnum = params::magnum_parameters(&t, &c, &s);
+    let master = params::node_config(Role::Master, &t, &c, &s, &magnum).unwrap();
+    let minion = params::node_config(Role::Minion, &t, &c, &s, &magnum).unwrap();
+    assert_eq!(master.addons.coredns_tag, "1.14.7", "the add-ons step is a master's");
+    assert_eq!(minion.addons.coredns_tag, NodeConfig::new(Role::Minion).addons.coredns_tag, "minions apply no add-ons");
+    assert_eq!((master.runtime.kind.as_str(), minion.runtime.kind.as_str()), ("containerd", "containerd"));
+}

@@ -34,6 +34,7 @@
 
 use crate::cloud_init;
 use crate::heat::{self, Heat, HeatOptions, ServerInfo, StackId};
+use crate::images;
 use crate::keystone::{Keystone, Tenancy, User};
 use crate::kubernetes;
 use crate::load_balancer::LoadBalancer;
@@ -41,7 +42,6 @@ use crate::node::network::{STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
 use crate::node::{Network, Node, NodeOptions, TreeFile};
 use crate::oci::Built;
 use crate::registry::Registry;
-use crate::{images, kubernetes::network};
 use anyhow::{bail, Context as _, Result};
 use hearth_fragments::config::{native, NodeConfig, Role};
 use hearth_fragments::kube::components::sysconfig_location;
@@ -167,13 +167,15 @@ fn registry_images() -> Result<&'static [Served]> {
     static IMAGES: std::sync::OnceLock<std::result::Result<Vec<Served>, String>> = std::sync::OnceLock::new();
     let built = IMAGES.get_or_init(|| {
         (|| -> Result<Vec<Served>> {
-            let programs = network()?;
+            let programs = kubernetes::addons()?;
             let pause = images::pause()?;
             let mut all: Vec<Served> =
                 ["3.10.1", "3.10.2"].iter().map(|tag| ("pause".into(), tag.to_string(), pause.clone())).collect();
             all.push(("flannel".into(), kubernetes::FLANNEL_VERSION.into(), images::flannel(&programs.dir)?));
             all.push(("flannel-cni".into(), kubernetes::CNI_VERSION.into(), images::flannel_cni(&programs.dir)?));
             all.push((SMOKE_IMAGE_NAME.into(), SMOKE_IMAGE_TAG.into(), images::busybox_image()?));
+            let coredns_tag = kubernetes::COREDNS_VERSION.trim_start_matches('v');
+            all.push(("coredns".into(), coredns_tag.into(), images::coredns(&programs.dir)?));
             Ok(all)
         })()
         .map_err(|e| format!("{e:#}"))
@@ -656,6 +658,14 @@ impl Cluster {
                 }]
                 .into_iter()
                 .chain(program_drop_ins())
+                .chain([TreeFile {
+                    // The node's resolver, as a cloud's DHCP hands one out: the hub's gateway, where
+                    // nothing answers, so names outside the cluster fail at once and no query leaves the
+                    // test's namespaces. CoreDNS's `forward . /etc/resolv.conf` needs one to start.
+                    path: "/etc/resolv.conf".into(),
+                    contents: format!("nameserver {}\n", self.network.gateway()).into_bytes(),
+                    mode: 0o644,
+                }])
                 .collect(),
                 containers: true,
                 read_only: vec![(self.kubernetes.dir.clone(), KUBERNETES_DIR.into())],
@@ -961,6 +971,7 @@ fn load_example(example: Example, release: &str, registry: SocketAddr) -> Result
     template.insecure_registry = Some(registry.to_string());
     template.labels.insert("flannel_tag".into(), kubernetes::FLANNEL_VERSION.into());
     template.labels.insert("flannel_cni_tag".into(), kubernetes::CNI_VERSION.into());
+    template.labels.insert("coredns_tag".into(), kubernetes::COREDNS_VERSION.trim_start_matches('v').into());
     Ok((template, cluster))
 }
 

@@ -98,7 +98,7 @@ fn dedup(entries: Vec<Entry>) -> Vec<Entry> {
 const PATH_ENV: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin:/opt/bin";
 
 /// flannel's image as Hearth's manifest runs it: `/opt/bin/flanneld` (from `network`, the programs of
-/// [`crate::kubernetes::network`]), `cp` for its install-cni init container, iptables for `--ip-masq`.
+/// [`crate::kubernetes::addons`]), `cp` for its install-cni init container, iptables for `--ip-masq`.
 pub fn flannel(network: &Path) -> Result<Built> {
     let mut entries = busybox(&["sh", "cp"])?;
     entries.extend(iptables()?);
@@ -124,8 +124,16 @@ pub fn flannel_cni(network: &Path) -> Result<Built> {
 }
 
 /// The smoke-test image: Debian's static busybox with the applets the tests' pods use (`httpd` to
-/// answer, `nc` to ask; its static `wget` crashes without glibc's NSS modules, so it is left out).
+/// answer, `nc` to ask, `nslookup` for DNS; its static `wget` crashes without glibc's NSS modules, so
+/// it is left out).
 pub fn busybox_image() -> Result<Built> {
-    let applets = ["sh", "cat", "echo", "hostname", "httpd", "mkdir", "nc", "printf", "sleep"];
+    let applets = ["sh", "cat", "echo", "hostname", "httpd", "mkdir", "nc", "nslookup", "printf", "sleep"];
     Image { entrypoint: vec!["/bin/sh".into()], env: vec![PATH_ENV.into()], layers: vec![busybox(&applets)?] }.build()
+}
+
+/// CoreDNS's image as upstream publishes it: `/coredns` as its entrypoint (Hearth's manifest passes
+/// `-conf`).
+pub fn coredns(addons: &Path) -> Result<Built> {
+    let entries = vec![Entry::file("/coredns", 0o755, std::fs::read(addons.join("coredns"))?)];
+    Image { entrypoint: vec!["/coredns".into()], env: Vec::new(), layers: vec![entries] }.build()
 }

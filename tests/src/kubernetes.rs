@@ -1,8 +1,8 @@
 //! Third-party programs the tests run for real, built from their Go modules and cached in the cache
 //! directory of [`crate::debian_tree`]: the Kubernetes components (kube-apiserver,
 //! kube-controller-manager, kube-scheduler, kubelet, kube-proxy, and kubectl) of the releases the tests
-//! check Hearth against (`tests/kube/build-kubernetes`), and the pod network's flanneld and CNI plugins
-//! (`tests/kube/build-network`).
+//! check Hearth against (`tests/kube/build-kubernetes`), and the add-ons' flanneld, CNI plugins and
+//! CoreDNS (`tests/kube/build-addons`).
 //!
 //! An entry's name holds what was built and a hash of what decides its bytes (the script, its other
 //! inputs, its arguments, the Go version), so changing any of them builds anew. Like a Debian tree, it is
@@ -77,22 +77,24 @@ pub fn release(version: &str) -> Result<Programs> {
     })
 }
 
-/// The flannel release the tests' pod network runs, and the CNI plugins' (the last with flannel's).
+/// The releases of the add-ons' programs the tests run: flannel, the CNI plugins (the last with
+/// flannel's), CoreDNS.
 pub const FLANNEL_VERSION: &str = "v0.28.10";
 pub const CNI_VERSION: &str = "v0.9.1";
-/// The pod network's programs, as `build-network` names them.
-pub const NETWORK_BINARIES: &[&str] = &["flanneld", "flannel", "bridge", "host-local", "loopback", "portmap"];
+pub const COREDNS_VERSION: &str = "v1.14.7";
+/// The add-ons' programs, as `build-addons` names them.
+pub const ADDON_BINARIES: &[&str] = &["flanneld", "flannel", "bridge", "host-local", "loopback", "portmap", "coredns"];
 
-/// flanneld and the CNI plugins (`tests/kube/build-network`), building them first if not cached.
-pub fn network() -> Result<Programs> {
+/// flanneld, the CNI plugins and CoreDNS (`tests/kube/build-addons`), building them first if not cached.
+pub fn addons() -> Result<Programs> {
     let dir = kube_dir();
     cached(&Build {
-        what: format!("flannel {FLANNEL_VERSION} and the CNI plugins {CNI_VERSION}"),
-        entry: format!("network-{FLANNEL_VERSION}-{CNI_VERSION}"),
-        script: dir.join("build-network"),
+        what: format!("flannel {FLANNEL_VERSION}, the CNI plugins {CNI_VERSION} and CoreDNS {COREDNS_VERSION}"),
+        entry: format!("addons-{FLANNEL_VERSION}-{CNI_VERSION}-{COREDNS_VERSION}"),
+        script: dir.join("build-addons"),
         inputs: vec![dir.join("tencentcloud-vpc-stub/go.mod"), dir.join("tencentcloud-vpc-stub/v20170312/vpc.go")],
-        args: vec![FLANNEL_VERSION.to_string(), CNI_VERSION.to_string()],
-        binaries: NETWORK_BINARIES,
+        args: [FLANNEL_VERSION, CNI_VERSION, COREDNS_VERSION].map(String::from).to_vec(),
+        binaries: ADDON_BINARIES,
         version: FLANNEL_VERSION.to_string(),
     })
 }

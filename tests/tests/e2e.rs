@@ -387,9 +387,23 @@ fn pods_reach_each_other_across_nodes_and_through_a_service() {
             Err(format!("answered so far: {answered:?}"))
         }
     });
+    // DNS: the pod resolves the API's Service name through CoreDNS (the add-ons step's) at kube-dns.
+    let domain = master.config.kubernetes.dns_cluster_domain.trim_matches('.').to_string();
+    let name = format!("kubernetes.default.svc.{domain}");
+    let api_vip = master.config.network.services_cidr.hosts().next().unwrap().to_string();
+    let mut resolved = String::new();
+    eventually(&format!("smoke-0 resolves {name} through CoreDNS"), || {
+        resolved = kubectl(&["exec", "smoke-0", "--", "nslookup", &name]).unwrap_or_else(|e| e);
+        if resolved.lines().any(|l| l.contains("Address") && l.contains(&api_vip)) {
+            return Ok(());
+        }
+        let dns = ["-n", "kube-system", "get", "pods,endpoints", "-l", "k8s-app=coredns", "-o", "wide"];
+        Err(format!("{resolved}\nCoreDNS: {}", kubectl(&dns).unwrap_or_else(|e| e)))
+    });
     report(&format!(
         "pods: smoke-0 ({}) and smoke-1 ({}) Running {:.1} s after creation on {} and {}; pod to pod across nodes \
-         both ways, `kubectl exec` and `logs`, and Service {vip} answered by {answered:?}\n",
+         both ways, `kubectl exec` and `logs`, Service {vip} answered by {answered:?}, {name} resolved to \
+         {api_vip} through CoreDNS\n",
         ips[0],
         ips[1],
         running_after.as_secs_f64(),

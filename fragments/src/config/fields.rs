@@ -291,7 +291,7 @@ pub const STEIN_MINION_KEYS: &[&str] = &[
 
 /// Every heat-params key Hearth understands, with the slot it fills: the Stein master keys, the
 /// minion-only keys, and keys of later releases (`NODEGROUP_ROLE`, `INSTANCE_NAME`, `ARCH`,
-/// `CONTAINER_RUNTIME`) plus the ones Stein scripts read but never wrote.
+/// `CONTAINER_RUNTIME`, `COREDNS_TAG`) plus the ones Stein scripts read but never wrote.
 pub fn slots(c: &mut NodeConfig) -> Vec<(&'static str, Slot<'_>)> {
     use Slot::*;
     vec![
@@ -397,6 +397,7 @@ pub fn slots(c: &mut NodeConfig) -> Vec<(&'static str, Slot<'_>)> {
         ("INSTANCE_NAME", Text(&mut c.node.instance_name)),
         ("ARCH", Text(&mut c.node.arch)),
         ("CONTAINER_RUNTIME", Text(&mut c.runtime.kind)),
+        ("COREDNS_TAG", Text(&mut c.addons.coredns_tag)),
     ]
 }
 

@@ -621,9 +621,8 @@ pub struct Addons {
     pub tiller_namespace: String,
     /// `NODE_PROBLEM_DETECTOR_TAG`.
     pub node_problem_detector_tag: String,
-    /// CoreDNS image tag. Native config only: Stein's manifest hard-coded `1.3.0`, later releases took the
-    /// `coredns_tag` label (default `1.3.1`); heat-params input keeps a later release's `COREDNS_TAG`,
-    /// unread, in `magnum_extra` and uses this default.
+    /// `COREDNS_TAG`, the CoreDNS image tag: Stein's manifest hard-coded `1.3.0`, later releases took the
+    /// `coredns_tag` label (default `1.3.1`) and wrote it to heat-params.
     pub coredns_tag: String,
 }
 
