@@ -18,6 +18,7 @@ pub const APISERVER_KUBELET_RBAC: &str = include_str!("../manifests/apiserver-ku
 pub const COREDNS: &str = include_str!("../manifests/coredns.yaml");
 pub const FLANNEL: &str = include_str!("../manifests/flannel.yaml");
 pub const CALICO: &str = include_str!("../manifests/calico.yaml");
+pub const CLOUD_CONTROLLER_MANAGER: &str = include_str!("../manifests/openstack-cloud-controller-manager.yaml");
 
 /// Stein's cluster-proportional-autoscaler, which sizes CoreDNS.
 const AUTOSCALER_TAG: &str = "1.1.2";
@@ -90,6 +91,21 @@ pub fn flannel_network_config(config: &NodeConfig) -> String {
 /// The ClusterRole and binding that let the API server reach the kubelets.
 pub fn apiserver_kubelet_rbac() -> Result<Vec<Value>> {
     render(APISERVER_KUBELET_RBAC, &[])
+}
+
+/// The OpenStack cloud-controller-manager on the masters, reading the kube-os-config step's cloud config.
+pub fn cloud_controller_manager(config: &NodeConfig) -> Result<Vec<Value>> {
+    let tag = &config.kubernetes.cloud_provider_tag;
+    let name = match config.cluster.uuid.as_str() {
+        "" => "kubernetes",
+        uuid => uuid,
+    };
+    let vars = [
+        ("OCCM_IMAGE", image(config, "docker.io/k8scloudprovider/", "openstack-cloud-controller-manager", tag)),
+        ("CLOUD_CONFIG", crate::kube::CLOUD_CONFIG.to_string()),
+        ("CLUSTER_NAME", name.to_string()),
+    ];
+    render(CLOUD_CONTROLLER_MANAGER, &vars)
 }
 
 /// CoreDNS serving the cluster domain at the DNS service IP.
@@ -222,6 +238,7 @@ mod tests {
             flannel(&master()).unwrap(),
             calico(&master(), Some(&tls)).unwrap(),
             calico(&master(), None).unwrap(),
+            cloud_controller_manager(&master()).unwrap(),
         ];
         for objects in &rendered {
             let text = serde_json::to_string(objects).unwrap();
@@ -235,6 +252,7 @@ mod tests {
         assert_eq!(names(&rendered[1]).len(), 10);
         assert!(names(&rendered[2]).contains(&"DaemonSet kube-system/kube-flannel-ds-amd64".to_string()));
         assert!(names(&rendered[3]).contains(&"Secret kube-system/calico-etcd-secrets".to_string()));
+        assert!(names(&rendered[5]).contains(&"DaemonSet kube-system/openstack-cloud-controller-manager".to_string()));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! is down; a foreign client certificate and an RBAC refusal, each with the server's words; add-ons only on
 //! master 0; calico's etcd Secret; dry and rooted runs that send nothing to the node's services.
 
+use hearth_fragments::config::{NodeConfig, Secret};
 use hearth_fragments::host::{ActionKind, Host, Mode, Outcome};
 use hearth_fragments::manifests;
 use hearth_fragments::steps::Done;
@@ -58,6 +59,17 @@ fn applied(run: &StepRun) {
     assert_eq!(run.result.as_ref().map_err(|e| format!("{e:#}")), Ok(&Done::Applied), "{:#?}", run.actions);
 }
 
+/// The API path of every object of the OpenStack cloud-controller-manager, in the order applied.
+fn cloud_controller_manager_paths() -> Vec<String> {
+    [
+        "/api/v1/namespaces/kube-system/serviceaccounts/cloud-controller-manager".to_string(),
+        format!("{RBAC}/clusterroles/system:cloud-controller-manager"),
+        format!("{RBAC}/clusterrolebindings/system:cloud-controller-manager"),
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/openstack-cloud-controller-manager".to_string(),
+    ]
+    .into()
+}
+
 /// The API path of every object the add-ons of a flannel cluster consist of, in the order applied.
 fn flannel_addon_paths() -> Vec<String> {
     let ns = "/api/v1/namespaces/kube-system";
@@ -90,36 +102,41 @@ fn rbac_and_addons_are_server_side_applied_with_exact_requests_and_a_second_run_
     let role = format!("{RBAC}/clusterroles/system:kube-apiserver-to-kubelet");
     let binding = format!("{RBAC}/clusterrolebindings/system:kube-apiserver");
     let requests = c.api.requests();
-    assert_eq!(
-        summaries(&requests),
-        [
-            "GET /healthz".to_string(),
-            "GET /readyz".to_string(),
-            format!("GET {role}"),
-            format!("PATCH {role}{APPLY}"),
-            format!("GET {binding}"),
-            format!("PATCH {binding}{APPLY}"),
-        ]
-    );
-    assert!(requests.iter().all(|r| r.authenticated), "every request showed the master's server.crt");
-    let manifests = manifests::apiserver_kubelet_rbac().unwrap();
-    let patches: Vec<&ApiRequest> = requests.iter().filter(|r| r.method == "PATCH").collect();
-    for (patch, manifest) in patches.iter().zip(&manifests) {
-        assert_eq!(&patch.json(), manifest, "the body is the manifest, as JSON (which YAML reads)");
-        assert_eq!(patch.header("accept"), Some("application/json"));
+    let mut expected = vec!["GET /healthz".to_string(), "GET /readyz".to_string()];
+    for path in [role.clone(), binding.clone()].into_iter().chain(cloud_controller_manager_paths()) {
+        expected.push(format!("GET {path}"));
+        expected.push(format!("PATCH {path}{APPLY}"));
     }
+    assert_eq!(summaries(&requests), expected, "the example has trustee credentials: the manager is deployed");
+    assert!(requests.iter().all(|r| r.authenticated), "every request showed the master's server.crt");
+    let mut manifests = manifests::apiserver_kubelet_rbac().unwrap();
     assert_eq!(
         manifests[1]["subjects"],
         json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kubernetes"}])
     );
     assert_eq!(without_server_fields(&c.api.object(&binding).unwrap()), manifests[1]);
+    manifests.extend(manifests::cloud_controller_manager(&c.node.config).unwrap());
+    let patches: Vec<&ApiRequest> = requests.iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), manifests.len());
+    for (patch, manifest) in patches.iter().zip(&manifests) {
+        assert_eq!(&patch.json(), manifest, "the body is the manifest, as JSON (which YAML reads)");
+        assert_eq!(patch.header("accept"), Some("application/json"));
+    }
+    let manager = c.api.object(&cloud_controller_manager_paths()[3]).unwrap();
+    let container = &manager["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "docker.io/k8scloudprovider/openstack-cloud-controller-manager:v0.2.0");
+    let command: Vec<&str> = container["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(command.contains(&"--cloud-config=/etc/kubernetes/cloud-config"), "{command:?}");
+    assert!(command.contains(&format!("--cluster-name={}", c.node.config.cluster.uuid).as_str()), "{command:?}");
+    let changed = remote(&rbac);
     assert_eq!(
-        remote(&rbac),
+        changed[..2],
         [
             ("ClusterRole system:kube-apiserver-to-kubelet".to_string(), Outcome::Changed),
             ("ClusterRoleBinding system:kube-apiserver".to_string(), Outcome::Changed),
         ]
     );
+    assert!(changed.iter().all(|(_, o)| *o == Outcome::Changed) && changed.len() == 6, "{changed:?}");
 
     c.api.clear_requests();
     let addons = c.node.run("addons");
@@ -161,7 +178,7 @@ fn rbac_and_addons_are_server_side_applied_with_exact_requests_and_a_second_run_
         assert!(remote(&again).iter().all(|(_, o)| *o == Outcome::Unchanged), "{step}: {:?}", remote(&again));
     }
     assert!(c.api.requests().iter().all(|r| r.method == "GET"), "{:#?}", summaries(&c.api.requests()));
-    assert_eq!(c.api.requests().len(), (2 + 2) + (2 + 15), "probes and one GET per object");
+    assert_eq!(c.api.requests().len(), (2 + 6) + (2 + 15), "probes and one GET per object");
     assert_eq!(versions(&c.api), before);
 }
 
@@ -299,6 +316,25 @@ fn an_rbac_refusal_fails_the_step_with_the_servers_message() {
          forbidden: User \"kubernetes\" cannot patch resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" \
          at the cluster scope"
     ), "{err}");
+}
+
+#[test]
+fn without_the_external_cloud_provider_no_cloud_controller_manager_is_deployed() {
+    let mut c = cluster(|_| {});
+    for off in [
+        (|n: &mut NodeConfig| n.kubernetes.cloud_provider_enabled = false) as fn(&mut NodeConfig),
+        |n: &mut NodeConfig| n.openstack.trustee_password = Secret::new(""),
+    ] {
+        let mut config = c.node.config.clone();
+        off(&mut config);
+        std::mem::swap(&mut c.node.config, &mut config);
+        c.api.clear_requests();
+        applied(&c.node.run("apiserver-kubelet-rbac"));
+        let reads: Vec<String> =
+            c.api.requests().iter().filter(|r| r.method == "GET").map(ApiRequest::summary).collect();
+        assert_eq!(reads.len(), 2 + 2, "probes and the RBAC objects only: {reads:#?}");
+        c.node.config = config;
+    }
 }
 
 #[test]

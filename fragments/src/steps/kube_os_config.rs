@@ -10,7 +10,7 @@ use crate::host::FileSpec;
 use anyhow::Result;
 use std::fmt::Write as _;
 
-pub const CLOUD_CONFIG: &str = "/etc/kubernetes/cloud-config";
+use crate::kube::CLOUD_CONFIG;
 /// The name older cloud-provider manifests mount.
 pub const LEGACY_CLOUD_CONFIG: &str = "/etc/kubernetes/kube_openstack_config";
 pub const CA_BUNDLE: &str = "/etc/kubernetes/ca-bundle.crt";
