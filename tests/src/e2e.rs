@@ -8,6 +8,9 @@
 //!  Keystone 30 (shared)               <──   forward 10.0.0.1:<keystone>    <──  hearth-agent on each node
 //!  hearth-server serve (certificates, <──   forward 10.0.0.1:<serve port>       at the address Heat's
 //!    the agent binary download)                                                 Neutron stand-in gave it
+//!  Nova/Neutron stand-in (shared,     <──   forward 10.0.0.1:<compute>     <──  the cloud-controller-
+//!    in Keystone's catalog)                                                     manager on masters
+//!  the cluster's image registry       <──   forward 10.0.0.1:<registry>    <──  containerd on each node
 //! ```
 //!
 //! [`Cluster::create`] renders the cluster with settings that name the hub's gateway (the address nodes
@@ -33,6 +36,7 @@
 //!   API server that stores into the masters' real etcd.
 
 use crate::cloud_init;
+use crate::compute::{self, Compute};
 use crate::heat::{self, Heat, HeatOptions, ServerInfo, StackId};
 use crate::images;
 use crate::keystone::{Keystone, Tenancy, User};
@@ -176,6 +180,8 @@ fn registry_images() -> Result<&'static [Served]> {
             all.push((SMOKE_IMAGE_NAME.into(), SMOKE_IMAGE_TAG.into(), images::busybox_image()?));
             let coredns_tag = kubernetes::COREDNS_VERSION.trim_start_matches('v');
             all.push(("coredns".into(), coredns_tag.into(), images::coredns(&programs.dir)?));
+            let manager = images::cloud_controller_manager(&kubernetes::cloud_provider()?.dir)?;
+            all.push(("openstack-cloud-controller-manager".into(), kubernetes::CLOUD_PROVIDER_VERSION.into(), manager));
             Ok(all)
         })()
         .map_err(|e| format!("{e:#}"))
@@ -477,6 +483,9 @@ pub struct Cluster {
     /// Where nodes reach serve and Keystone (the hub's side of their forwards).
     pub serve_at: SocketAddr,
     pub keystone_at: SocketAddr,
+    /// The cluster's project, and the owner's trust to its trustee (Magnum's conductor made both).
+    pub project_id: String,
+    pub trust_id: String,
     pub agent_binary: PathBuf,
     /// The Kubernetes programs the nodes run.
     pub kubernetes: kubernetes::Programs,
@@ -503,6 +512,15 @@ impl Cluster {
             bail!("Heat's catalog names port {} but the hub could only forward {heat_at}", heat.port());
         }
         let keystone_at = network.forward(SocketAddr::from(([127, 0, 0, 1], keystone.port())))?;
+        // Nova and Neutron for the cloud-controller-manager, at the port Keystone's catalog names.
+        let compute = Compute::shared()?;
+        let compute_at = network.forward(SocketAddr::from(([127, 0, 0, 1], compute.port())))?;
+        if compute_at.port() != compute.port() {
+            bail!(
+                "Keystone's catalog names port {} for Nova but the hub could only forward {compute_at}",
+                compute.port()
+            );
+        }
         // The cloud's image mirror, as an air-gapped cloud has one: every image Hearth's nodes pull.
         let registry = Registry::start()?;
         for (name, tag, image) in registry_images()? {
@@ -604,6 +622,19 @@ impl Cluster {
         if addresses.len() != nodes.len() {
             bail!("the Neutron stand-in gave two servers the same fixed address (1 in 10,000 per pair); run again");
         }
+        compute.add(nodes.iter().map(|n| {
+            compute::Server {
+                id: n.server.id.clone(),
+                name: n.name().to_string(),
+                project_id: project.clone(),
+                address: n.address(),
+                flavor: match n.role() {
+                    Role::Master => template.master_flavor_id.clone(),
+                    Role::Minion => template.flavor_id.clone(),
+                }
+                .unwrap_or_else(|| "m1.small".into()),
+            }
+        }));
         Ok(Cluster {
             spec,
             heat,
@@ -618,6 +649,8 @@ impl Cluster {
             nodes,
             serve_at,
             keystone_at,
+            project_id: project,
+            trust_id: trust,
             agent_binary,
             kubernetes,
             load_balancers: Vec::new(),
@@ -972,6 +1005,7 @@ fn load_example(example: Example, release: &str, registry: SocketAddr) -> Result
     template.labels.insert("flannel_tag".into(), kubernetes::FLANNEL_VERSION.into());
     template.labels.insert("flannel_cni_tag".into(), kubernetes::CNI_VERSION.into());
     template.labels.insert("coredns_tag".into(), kubernetes::COREDNS_VERSION.trim_start_matches('v').into());
+    template.labels.insert("cloud_provider_tag".into(), kubernetes::CLOUD_PROVIDER_VERSION.into());
     Ok((template, cluster))
 }
 

@@ -119,6 +119,8 @@ pub struct Resource {
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     pub path: String,
+    /// Nova's id for it: the stand-in's physical resource id.
+    pub id: String,
     /// The server's `name` attribute (its `name` property, else the name Heat made up).
     pub name: String,
     /// The exact user-data Heat handed the server (RAW format: the text itself).
@@ -539,6 +541,7 @@ impl Heat {
             let text = |key: &str| attributes.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
             servers.push(ServerInfo {
                 path: r.path.clone(),
+                id: r.physical_id.clone(),
                 name: text("name"),
                 user_data: text("user_data"),
                 user_data_format: text("user_data_format"),

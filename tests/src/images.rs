@@ -137,3 +137,11 @@ pub fn coredns(addons: &Path) -> Result<Built> {
     let entries = vec![Entry::file("/coredns", 0o755, std::fs::read(addons.join("coredns"))?)];
     Image { entrypoint: vec!["/coredns".into()], env: Vec::new(), layers: vec![entries] }.build()
 }
+
+/// openstack-cloud-controller-manager's image as upstream publishes it (`registry.k8s.io/provider-os/`):
+/// the program at `/bin/openstack-cloud-controller-manager`, which Hearth's manifest runs as its command.
+pub fn cloud_controller_manager(cloud_provider: &Path) -> Result<Built> {
+    let name = "openstack-cloud-controller-manager";
+    let entries = vec![Entry::file(&format!("/bin/{name}"), 0o755, std::fs::read(cloud_provider.join(name))?)];
+    Image { entrypoint: vec![format!("/bin/{name}")], env: Vec::new(), layers: vec![entries] }.build()
+}

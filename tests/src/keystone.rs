@@ -287,6 +287,31 @@ impl Keystone {
         self.issue(&body)
     }
 
+    /// Puts a service of `kind` (`compute`, `network`, …) with its public endpoint `url` in RegionOne
+    /// into the catalog every token carries, as a cloud's deployment registers its APIs.
+    pub fn register_service(&self, kind: &str, name: &str, url: &str) -> Result<()> {
+        let service = self.create("services", "service", json!({"service": {"type": kind, "name": name}}))?;
+        let endpoint = json!({"endpoint": {"service_id": service, "interface": "public", "region_id": "RegionOne",
+            "url": url}});
+        self.create("endpoints", "endpoint", endpoint)?;
+        Ok(())
+    }
+
+    /// What Keystone says of `token` (`GET /v3/auth/tokens`, as an API service validates the tokens it is
+    /// shown): the token's body, or `None` when Keystone does not know it or it expired.
+    pub fn validate(&self, token: &str) -> Result<Option<Value>> {
+        let response = self.send(
+            &Request::get(format!("{}/auth/tokens", self.url))
+                .header("X-Auth-Token", &self.admin_token)
+                .header("X-Subject-Token", token),
+        )?;
+        match response.status {
+            200 => Ok(Some(response.json()?)),
+            401 | 404 => Ok(None),
+            other => bail!("validating a token: HTTP {other}: {}", response.text_tail(300)),
+        }
+    }
+
     /// Revokes a token (`DELETE /v3/auth/tokens`).
     pub fn revoke(&self, token: &str) -> Result<()> {
         let response = self.send(

@@ -1,8 +1,9 @@
 //! Third-party programs the tests run for real, built from their Go modules and cached in the cache
 //! directory of [`crate::debian_tree`]: the Kubernetes components (kube-apiserver,
 //! kube-controller-manager, kube-scheduler, kubelet, kube-proxy, and kubectl) of the releases the tests
-//! check Hearth against (`tests/kube/build-kubernetes`), and the add-ons' flanneld, CNI plugins and
-//! CoreDNS (`tests/kube/build-addons`).
+//! check Hearth against (`tests/kube/build-kubernetes`), the add-ons' flanneld, CNI plugins and
+//! CoreDNS (`tests/kube/build-addons`), and openstack-cloud-controller-manager
+//! (`tests/kube/build-cloud-provider`).
 //!
 //! An entry's name holds what was built and a hash of what decides its bytes (the script, its other
 //! inputs, its arguments, the Go version), so changing any of them builds anew. Like a Debian tree, it is
@@ -37,7 +38,7 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(80 * 60);
 
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
-/// The programs of one build: a Kubernetes release, or the pod network's.
+/// The programs of one build: a Kubernetes release, the add-ons', or the cloud provider's.
 #[derive(Clone, Debug)]
 pub struct Programs {
     /// For people: `Kubernetes v1.34.4`.
@@ -96,6 +97,23 @@ pub fn addons() -> Result<Programs> {
         args: [FLANNEL_VERSION, CNI_VERSION, COREDNS_VERSION].map(String::from).to_vec(),
         binaries: ADDON_BINARIES,
         version: FLANNEL_VERSION.to_string(),
+    })
+}
+
+/// The openstack-cloud-controller-manager release the end-to-end clusters run (the one made for
+/// [`CLUSTER_RELEASE`]'s minor).
+pub const CLOUD_PROVIDER_VERSION: &str = "v1.34.1";
+
+/// openstack-cloud-controller-manager (`tests/kube/build-cloud-provider`), building it first if not cached.
+pub fn cloud_provider() -> Result<Programs> {
+    cached(&Build {
+        what: format!("openstack-cloud-controller-manager {CLOUD_PROVIDER_VERSION}"),
+        entry: format!("cloud-provider-openstack-{CLOUD_PROVIDER_VERSION}"),
+        script: kube_dir().join("build-cloud-provider"),
+        inputs: Vec::new(),
+        args: vec![CLOUD_PROVIDER_VERSION.to_string()],
+        binaries: &["openstack-cloud-controller-manager"],
+        version: CLOUD_PROVIDER_VERSION.to_string(),
     })
 }
 

@@ -143,6 +143,7 @@ fn the_example_cluster_boots_converges_and_completes() {
     assert_registered(&cluster);
     assert_services_programmed(&cluster);
     assert_pod_network(&cluster);
+    assert_cloud_provider(&cluster);
 }
 
 /// How far [`follow_nodes`] waits.
@@ -199,6 +200,73 @@ fn assert_pod_network(cluster: &Cluster) {
             }
         });
     }
+}
+
+/// With the cloud provider on (the example's default): the real openstack-cloud-controller-manager, which
+/// the apiserver-kubelet-rbac step deployed, authenticated to the real Keystone with the cluster's trust,
+/// found every Node's server through Nova's API (the stand-in) and initialised it: its provider id, its
+/// address from Neutron's port, flavor and zone labels, and the uninitialized taint gone.
+fn assert_cloud_provider(cluster: &Cluster) {
+    let master = &cluster.nodes[0];
+    let kubectl = |args: &[&str]| master.kubectl(args).unwrap_or_else(|e| format!("{e:#}"));
+    let started = Instant::now();
+    for member in &cluster.nodes {
+        let name = member.name();
+        let node = member.config.node_name(name);
+        let wanted_id = format!("openstack:///{}", member.server.id);
+        eventually(&format!("{name}: the cloud-controller-manager initialises the Node"), || {
+            let item: Value = serde_json::from_str(&kubectl(&["get", "node", &node, "-o", "json"]))
+                .map_err(|e| format!("reading the Node: {e}"))?;
+            let taints = item["spec"]["taints"].to_string();
+            let addresses = &item["status"]["addresses"];
+            let internal = addresses.as_array().into_iter().flatten().any(|a| {
+                a["type"] == "InternalIP" && a["address"].as_str() == Some(member.address().to_string().as_str())
+            });
+            let labels = &item["metadata"]["labels"];
+            if item["spec"]["providerID"] == wanted_id.as_str()
+                && !taints.contains("node.cloudprovider.kubernetes.io/uninitialized")
+                && internal
+                && labels["topology.kubernetes.io/region"] == "RegionOne"
+                && labels["topology.kubernetes.io/zone"] == "nova"
+                && labels["node.kubernetes.io/instance-type"].is_string()
+            {
+                return Ok(());
+            }
+            let logs = kubectl(&["-n", "kube-system", "logs", "ds/openstack-cloud-controller-manager", "--tail=15"]);
+            Err(format!(
+                "providerID {} (want {wanted_id}), taints {taints}, addresses {addresses}, labels {labels}\n\
+                 manager's pods: {}\nits log:\n{logs}",
+                item["spec"]["providerID"],
+                kubectl(&["-n", "kube-system", "get", "pods", "-l", "k8s-app=openstack-cloud-controller-manager"]),
+            ))
+        });
+    }
+    let calls = hearth_tests::compute::Compute::shared().unwrap().requests_of(&cluster.project_id);
+    assert!(!calls.is_empty(), "the manager never asked Nova");
+    for call in &calls {
+        // Scoped by the trust (Magnum's trusts impersonate: the token's user is the cluster's owner).
+        let caller = call.caller.as_ref().unwrap();
+        assert_eq!(caller.trust_id.as_deref(), Some(cluster.trust_id.as_str()), "{call:?}");
+    }
+    let mut asked: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            let path = c.url.split('?').next().unwrap_or_default();
+            let path = cluster.nodes.iter().fold(path.to_string(), |p, n| p.replace(&n.server.id, "{id}"));
+            format!("{} {path}", c.method)
+        })
+        .collect();
+    asked.sort();
+    asked.dedup();
+    report(&format!(
+        "cloud provider: openstack-cloud-controller-manager {} initialised {} Nodes ({:.1} s after they were Ready); \
+         {} Nova/Neutron requests, all scoped by the cluster's trust: {}\n",
+        kubernetes::CLOUD_PROVIDER_VERSION,
+        cluster.nodes.len(),
+        started.elapsed().as_secs_f64(),
+        calls.len(),
+        asked.join(", "),
+    ));
 }
 
 /// Every node's kube-proxy programmed the `kubernetes` Service (the service network's first address)
@@ -326,6 +394,23 @@ fn pods_reach_each_other_across_nodes_and_through_a_service() {
     assert_registered(&cluster);
     let master = &cluster.nodes[0];
     let kubectl = |args: &[&str]| master.kubectl(args).map_err(|e| format!("{e:#}"));
+    // With the cloud provider off, no component is told to expect one and none is deployed.
+    use hearth_fragments::kube::components::sysconfig_location;
+    use hearth_fragments::kube::version::Component;
+    for member in &cluster.nodes {
+        let components = match member.role() {
+            Role::Master => &[Component::ApiServer, Component::ControllerManager, Component::Kubelet][..],
+            Role::Minion => &[Component::Kubelet],
+        };
+        for component in components {
+            let (file, _) = sysconfig_location(*component);
+            let args = member.node().read(file).unwrap();
+            assert!(args.contains("--kubeconfig") || args.contains("--etcd-servers"), "{file}: {args}");
+            assert!(!args.contains("--cloud-provider"), "{}: {file}: {args}", member.name());
+        }
+    }
+    let manager = kubectl(&["-n", "kube-system", "get", "daemonsets", "-o", "name"]).unwrap();
+    assert!(!manager.contains("cloud-controller-manager"), "{manager}");
     let image = cluster.smoke_image();
     let minions: Vec<&ClusterNode> = cluster.nodes.iter().filter(|n| n.role() == Role::Minion).collect();
     let started = Instant::now();

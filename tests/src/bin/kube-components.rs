@@ -1,4 +1,4 @@
-//! Builds (or finds in the cache) every Kubernetes release and the add-ons' programs the tests run,
+//! Builds (or finds in the cache) every Kubernetes release, the add-ons' programs and the cloud provider the tests run,
 //! and says where each is and what getting it cost: `.ci/run` calls it before the tests, so a cold build shows up as its own step.
 
 use hearth_tests::kubernetes;
@@ -6,6 +6,7 @@ use hearth_tests::kubernetes;
 fn main() -> anyhow::Result<()> {
     let mut all = kubernetes::releases()?;
     all.push(kubernetes::addons()?);
+    all.push(kubernetes::cloud_provider()?);
     for release in all {
         let how = if release.built { "built" } else { "cached" };
         println!("{}: {how} in {:.0} s, {}", release.what, release.took.as_secs_f64(), release.dir.display());
