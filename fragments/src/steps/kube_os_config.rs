@@ -2,11 +2,13 @@
 //!
 //! Departures from Magnum (DESIGN §6): written whenever trustee credentials exist (Magnum wrote nothing
 //! without a trust id), mode 0600 (Magnum left it world-readable with the password inside), optional
-//! lines only when they have a value (Magnum always wrote `region=` and empty subnet ids on minions), and
-//! values quoted when gcfg would otherwise misread them.
+//! lines only when they have a value (Magnum always wrote `region=` and empty subnet ids on minions),
+//! values quoted when gcfg would otherwise misread them, and, from 1.26 without Octavia, the
+//! cloud-controller-manager's load-balancer controller off (`enabled=false`), without which it exits.
 
 use super::{Context, Done};
 use crate::host::FileSpec;
+use crate::kube::KubeVersion;
 use anyhow::Result;
 use std::fmt::Write as _;
 
@@ -27,7 +29,12 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     if let Some(bundle) = &bundle {
         ctx.host.write_file(&FileSpec::new(CA_BUNDLE, bundle.as_bytes(), 0o644))?;
     }
-    let text = render(ctx, bundle.is_some());
+    // Today's cloud-controller-manager has no load balancer but Octavia and exits at start when its
+    // load-balancer controller finds none; the in-tree provider that reads this file before 1.26 refuses
+    // keys it does not know (and had Neutron's LBaaS).
+    let load_balancers = ctx.config.openstack.octavia_enabled
+        || KubeVersion::of(ctx.config)?.controller_manager_has_openstack_volume_plugin();
+    let text = render(ctx, bundle.is_some(), load_balancers);
     for path in [CLOUD_CONFIG, LEGACY_CLOUD_CONFIG] {
         ctx.host.write_file(&FileSpec::new(path, text.as_bytes(), 0o600))?;
     }
@@ -44,7 +51,7 @@ fn ca_bundle(ctx: &Context) -> Result<Option<String>> {
     Ok((!pem.is_empty()).then(|| format!("{pem}\n")))
 }
 
-fn render(ctx: &Context, with_ca: bool) -> String {
+fn render(ctx: &Context, with_ca: bool, load_balancers: bool) -> String {
     let os = &ctx.config.openstack;
     let mut out = String::from("[Global]\n");
     let line = |out: &mut String, key: &str, value: &str| {
@@ -62,6 +69,9 @@ fn render(ctx: &Context, with_ca: bool) -> String {
     line(&mut out, "region", &os.region);
     out.push_str("\n[LoadBalancer]\n");
     line(&mut out, "use-octavia", if os.octavia_enabled { "True" } else { "False" });
+    if !load_balancers {
+        line(&mut out, "enabled", "false");
+    }
     line(&mut out, "subnet-id", &os.cluster_subnet);
     line(&mut out, "floating-network-id", &os.external_network_id);
     out.push_str("create-monitor=yes\nmonitor-delay=1m\nmonitor-timeout=30s\nmonitor-max-retries=3\n");
