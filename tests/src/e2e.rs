@@ -21,19 +21,18 @@
 //! address; cloud-init runs the bootstrap, which downloads and checks the agent and starts its unit.
 //! [`Cluster::wait`] follows the stack until it settles.
 //!
-//! What this image cannot run, and what stands in for it (each is reported by [`Cluster::summary`]):
-//! - **Container images** (no registry is reachable): the Kubernetes components' units, which run their
-//!   images through `ctr`, are written, enabled and started by the agent and then fail for want of their
-//!   image; the summary lists each such unit with its state.
+//! Every node pulls what Hearth asks for from the cluster's registry ([`Registry`], set as
+//! `container_infra_prefix` and `insecure_registry`): the control plane and kube-proxy as upstream's
+//! images of [`kubernetes::CLUSTER_RELEASE`] (or the spec's release), built from their Go modules
+//! ([`crate::kubernetes`], [`crate::images`]), run by the units the agent writes; pause, flannel, CoreDNS
+//! and the cloud-controller-manager through the kubelet. What stands in (each reported by
+//! [`Cluster::summary`]):
 //! - **etcd** runs for real from Debian's etcd-server package, started by the agent's own
 //!   `etcd.service` with the image's drop-in ([`ETCD_DROP_IN`]) replacing only how the program is started
 //!   (the binary instead of `ctr run <etcd image>`), as an image that carries etcd would.
-//! - **The control plane** (kube-apiserver, kube-controller-manager, kube-scheduler) runs for real: the
-//!   programs of [`kubernetes::CLUSTER_RELEASE`], built from their Go modules ([`crate::kubernetes`]),
-//!   are shown read-only to every node at [`KUBERNETES_DIR`], and the image's drop-ins
-//!   ([`program_drop_ins`]) start them as Magnum's images' entrypoint did: the program with the
-//!   variable of the agent's own sysconfig file. So the API steps (RBAC, health, add-ons) act on a real
-//!   API server that stores into the masters' real etcd.
+//! - **the kubelet**, of which upstream publishes no image, runs the release's program shown read-only at
+//!   [`KUBERNETES_DIR`] through the image's drop-in ([`program_drop_ins`]), with the variable of the
+//!   agent's own sysconfig file as its command line.
 
 use crate::cloud_init;
 use crate::compute::{self, Compute};
@@ -113,26 +112,32 @@ pub fn program_drop_in(component: Component, before: Option<&str>) -> TreeFile {
     }
 }
 
-/// The drop-ins of the programs the nodes run for real: the control plane, the kubelet after
-/// [`KUBELET_HOST_PATH`] and kube-proxy after [`PROXY_HOST_PATH`].
+/// The drop-ins of the programs the nodes run for real that no image of upstream's carries: the kubelet,
+/// after [`KUBELET_HOST_PATH`]. The control plane and kube-proxy run from the registry's images, through
+/// the units the agent writes. And containerd's, after [`NET_SYSCTLS_PATH`].
 pub fn program_drop_ins() -> Vec<TreeFile> {
-    let mut files: Vec<TreeFile> = CONTROL_PLANE.iter().map(|&c| program_drop_in(c, None)).collect();
-    files.push(program_drop_in(Component::Kubelet, Some(KUBELET_HOST_PATH)));
-    files.push(program_drop_in(Component::Proxy, Some(PROXY_HOST_PATH)));
-    for (path, script) in [(KUBELET_HOST_PATH, KUBELET_HOST), (PROXY_HOST_PATH, PROXY_HOST)] {
-        files.push(TreeFile { path: path.into(), contents: script.as_bytes().to_vec(), mode: 0o755 });
-    }
-    files
+    let containerd = "[Service]\nExecStartPre=".to_string() + NET_SYSCTLS_PATH + "\n";
+    vec![
+        program_drop_in(Component::Kubelet, Some(KUBELET_HOST_PATH)),
+        TreeFile { path: KUBELET_HOST_PATH.into(), contents: KUBELET_HOST.as_bytes().to_vec(), mode: 0o755 },
+        TreeFile {
+            path: "/usr/lib/systemd/system/containerd.service.d/50-hearth-tests-image.conf".into(),
+            contents: containerd.into_bytes(),
+            mode: 0o644,
+        },
+        TreeFile { path: NET_SYSCTLS_PATH.into(), contents: NET_SYSCTLS.as_bytes().to_vec(), mode: 0o755 },
+    ]
 }
 
-/// Run before kube-proxy: it sets the node's network sysctls (`route_localnet`, conntrack's), which
-/// belong to the node's own network namespace, so `/proc/sys/net` alone is made writable.
-pub const PROXY_HOST_PATH: &str = "/usr/local/libexec/hearth-tests/proxy-host";
-pub const PROXY_HOST: &str = r#"#!/bin/sh
-# hearth-tests image: /proc/sys/net writable for kube-proxy; it is the node's own network namespace's
-# (see hearth_tests::e2e::PROXY_HOST). The rest of /proc/sys stays read-only.
+/// Run before containerd: the node's network sysctls (the CNI plugins enable `ip_forward`, kube-proxy
+/// sets `route_localnet` and conntrack's) belong to its own network namespace, writable on a VM; nspawn
+/// shows all of `/proc/sys` read-only, so `/proc/sys/net` alone is made writable again.
+pub const NET_SYSCTLS_PATH: &str = "/usr/local/libexec/hearth-tests/net-sysctls";
+pub const NET_SYSCTLS: &str = r#"#!/bin/sh
+# hearth-tests image: /proc/sys/net writable, as the node's own network namespace's is on a VM (see
+# hearth_tests::e2e::NET_SYSCTLS). The rest of /proc/sys stays read-only.
 set -eu
-if [ ! -w /proc/sys/net/ipv4/conf/all/route_localnet ]; then
+if [ ! -w /proc/sys/net/ipv4/ip_forward ]; then
     mount --bind /proc/sys/net /proc/sys/net
     mount -o remount,bind,rw /proc/sys/net
 fi
@@ -166,7 +171,8 @@ pub const SMOKE_IMAGE_TAG: &str = "1";
 type Served = (String, String, Built);
 
 /// The images the clusters' registry serves, built once per test process: the pause image under the tags
-/// Hearth's releases ask for, and the pod network's.
+/// Hearth's releases ask for, the add-ons', the cloud provider's, and every release's components but the
+/// kubelet.
 fn registry_images() -> Result<&'static [Served]> {
     static IMAGES: std::sync::OnceLock<std::result::Result<Vec<Served>, String>> = std::sync::OnceLock::new();
     let built = IMAGES.get_or_init(|| {
@@ -182,6 +188,14 @@ fn registry_images() -> Result<&'static [Served]> {
             all.push(("coredns".into(), coredns_tag.into(), images::coredns(&programs.dir)?));
             let manager = images::cloud_controller_manager(&kubernetes::cloud_provider()?.dir)?;
             all.push(("openstack-cloud-controller-manager".into(), kubernetes::CLOUD_PROVIDER_VERSION.into(), manager));
+            // Every release's control plane and kube-proxy, as upstream names and tags them.
+            for release in kubernetes::releases()? {
+                for component in [CONTROL_PLANE.as_slice(), &[Component::Proxy]].concat() {
+                    let binary = component.binary();
+                    let image = images::kube_component(&release.dir, binary)?;
+                    all.push((binary.into(), release.version.clone(), image));
+                }
+            }
             Ok(all)
         })()
         .map_err(|e| format!("{e:#}"))
@@ -1014,7 +1028,7 @@ fn wait_for_servers(heat: &Heat, stack: &StackId, count: usize) -> Result<Vec<Se
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let servers = heat.servers(stack).map_err(|e| anyhow::anyhow!("{e}"))?;
-        if servers.len() == count && servers.iter().all(|s| !s.user_data.is_empty()) {
+        if servers.len() == count && servers.iter().all(|s| !s.user_data.is_empty() && !s.id.is_empty()) {
             return Ok(servers);
         }
         let state = heat.stack(stack).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -119,7 +119,7 @@ pub struct Resource {
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     pub path: String,
-    /// Nova's id for it: the stand-in's physical resource id.
+    /// Nova's id for it: the stand-in's physical resource id (empty until Heat has made it).
     pub id: String,
     /// The server's `name` attribute (its `name` property, else the name Heat made up).
     pub name: String,

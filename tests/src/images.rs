@@ -42,21 +42,27 @@ fn busybox(applets: &[&str]) -> Result<Vec<Entry>> {
 /// as flanneld's `--ip-masq` runs it.
 fn iptables() -> Result<Vec<Entry>> {
     let multi = "/usr/sbin/xtables-nft-multi";
-    let mut files = vec![multi.to_string()];
-    let ldd = Command::new("ldd").arg(multi).output().context("running ldd")?;
-    if !ldd.status.success() {
-        bail!("ldd {multi} failed (Debian package iptables; .ci/run installs it)");
-    }
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`
-        if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
-            files.push(path.to_string());
-        }
-    }
+    let mut programs = vec![multi.to_string()];
+    // The extensions have libraries of their own (`statistic`, which kube-proxy's rules use, needs libm).
     let extensions = Path::new("/usr/lib/x86_64-linux-gnu/xtables");
     for entry in std::fs::read_dir(extensions).with_context(|| format!("listing {}", extensions.display()))? {
-        files.push(entry?.path().display().to_string());
+        programs.push(entry?.path().display().to_string());
     }
+    let mut files = programs.clone();
+    for program in &programs {
+        let ldd = Command::new("ldd").arg(program).output().context("running ldd")?;
+        if !ldd.status.success() {
+            bail!("ldd {program} failed (Debian package iptables; .ci/run installs it)");
+        }
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`
+            if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
+                files.push(path.to_string());
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
     let mut entries = Vec::new();
     let mut dirs: Vec<String> =
         files.iter().filter_map(|f| Path::new(f).parent().map(|p| p.display().to_string())).collect();
@@ -144,4 +150,21 @@ pub fn cloud_controller_manager(cloud_provider: &Path) -> Result<Built> {
     let name = "openstack-cloud-controller-manager";
     let entries = vec![Entry::file(&format!("/bin/{name}"), 0o755, std::fs::read(cloud_provider.join(name))?)];
     Image { entrypoint: vec![format!("/bin/{name}")], env: Vec::new(), layers: vec![entries] }.build()
+}
+
+/// A Kubernetes component's image as upstream publishes it (`registry.k8s.io/kube-apiserver`, …): the
+/// program at `/usr/local/bin/<binary>`, which Hearth's unit runs as the container's command, and for
+/// kube-proxy this machine's iptables with its libraries (upstream bases it on distroless-iptables).
+pub fn kube_component(release: &Path, binary: &str) -> Result<Built> {
+    let mut entries = Vec::new();
+    if binary == "kube-proxy" {
+        entries.extend(iptables()?);
+        entries.push(Entry::Dir { path: "/run".into() });
+    }
+    for dir in ["/usr", "/usr/local", "/usr/local/bin"] {
+        entries.push(Entry::Dir { path: dir.into() });
+    }
+    let program = format!("/usr/local/bin/{binary}");
+    entries.push(Entry::file(&program, 0o755, std::fs::read(release.join(binary))?));
+    Image { entrypoint: vec![program], env: vec![PATH_ENV.into()], layers: vec![dedup(entries)] }.build()
 }

@@ -252,7 +252,8 @@ fn assert_cloud_provider(cluster: &Cluster) {
         .iter()
         .map(|c| {
             let path = c.url.split('?').next().unwrap_or_default();
-            let path = cluster.nodes.iter().fold(path.to_string(), |p, n| p.replace(&n.server.id, "{id}"));
+            let ids = cluster.nodes.iter().map(|n| n.server.id.as_str()).filter(|id| !id.is_empty());
+            let path = ids.fold(path.to_string(), |p, id| p.replace(id, "{id}"));
             format!("{} {path}", c.method)
         })
         .collect();
@@ -440,7 +441,12 @@ fn pods_reach_each_other_across_nodes_and_through_a_service() {
             if phase == "Running" {
                 Ok(())
             } else {
-                Err(format!("{phase}: {}", pod(&format!("smoke-{i}"), "{.status.containerStatuses}")?))
+                let events =
+                    kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name=smoke-{i}")])?;
+                Err(format!(
+                    "{phase}: {}\nevents:\n{events}",
+                    pod(&format!("smoke-{i}"), "{.status.containerStatuses}")?
+                ))
             }
         });
     }
@@ -465,7 +471,14 @@ fn pods_reach_each_other_across_nodes_and_through_a_service() {
     let vip = kubectl(&["get", "service", "smoke", "-o", "jsonpath={.spec.clusterIP}"]).unwrap();
     let mut answered = std::collections::BTreeSet::new();
     eventually(&format!("both pods answer at the Service's {vip}"), || {
-        answered.insert(fetch(0, &vip)?);
+        let fetched = fetch(0, &vip).map_err(|e| {
+            let journal = ["journalctl", "-u", "kube-proxy", "-n", "12", "--no-pager", "-o", "cat"];
+            let proxy = minions[0].node().run_ok(&journal).unwrap_or_else(|e| format!("{e:#}"));
+            let rules = minions[0].node().run_ok(&["iptables-save", "-t", "nat"]).unwrap_or_else(|e| format!("{e:#}"));
+            let service: Vec<&str> = rules.lines().filter(|l| l.contains(&vip) || l.contains("KUBE-SEP")).collect();
+            format!("{e}\n{}'s kube-proxy:\n{proxy}\nits rules for {vip}:\n{}", minions[0].name(), service.join("\n"))
+        })?;
+        answered.insert(fetched);
         if answered.len() == 2 {
             Ok(())
         } else {
@@ -573,7 +586,10 @@ fn three_masters_behind_load_balancers_converge_with_one_etcd_cluster() {
         let out = master0.run(&["systemctl", "is-active", "kube-apiserver.service"]).map_err(|e| format!("{e:#}"))?;
         match String::from_utf8_lossy(&out.stdout).trim() {
             "inactive" => Ok(()),
-            other => Err(other.to_string()),
+            other => {
+                let journal = ["journalctl", "-u", "kube-apiserver", "-n", "8", "--no-pager", "-o", "cat"];
+                Err(format!("{other}:\n{}", master0.run_ok(&journal).unwrap_or_else(|e| format!("{e:#}"))))
+            }
         }
     });
     let mut renewals = Vec::new();

@@ -7,6 +7,9 @@
 //! | fedora-coreos | a unit whose `ExecStart` is `podman run --net=host …` (Magnum's Fedora CoreOS driver did the same) | [`units::Podman`] |
 //! | debian | a unit that runs the image through the node's runtime: `docker run` on docker, `ctr run` on containerd | [`units::Docker`], [`units::Ctr`] |
 //!
+//! The unit runtimes pass a component's program and its [`ArgsFrom`] variable as the container's command
+//! (upstream's images), or run the image's own entrypoint (Magnum's).
+//!
 //! On containerd the unit uses `ctr`, the client containerd's own package ships, because it needs nothing
 //! else on the node: `nerdctl` is not packaged by Debian 12, and `crictl` runs containers only inside pod
 //! sandboxes of a kubelet that is itself one of the components. The images go into their own containerd
@@ -74,6 +77,11 @@ pub struct Component {
     /// Arguments after the image; empty runs the image's entrypoint as it is (Magnum's images read their
     /// configuration from the files mounted into them).
     pub args: Vec<String>,
+    /// The rest of the command line, from a file: see [`ArgsFrom`].
+    pub args_from: Option<ArgsFrom>,
+    /// Run `args` as a program of the host instead of a container of `image` (the kubelet, as upstream
+    /// ships it). Only the unit runtimes can; atomic refuses.
+    pub on_host: bool,
     /// A `KEY=value` file whose variables the container gets.
     pub env_file: Option<String>,
     pub mounts: Vec<Mount>,
@@ -93,6 +101,15 @@ pub struct Component {
     /// The files the component reads (its configuration, kubeconfigs), written after it is installed:
     /// `atomic install` copies the image's default files onto the host, which must not win.
     pub files: Vec<FileSpec>,
+}
+
+/// The unbraced `$var` of the systemd `EnvironmentFile` `file` after the unit's arguments: systemd splits
+/// its value at blanks, as the shell of Magnum's images split the same variable of the same file, so a
+/// component's sysconfig file stays the one place its command line is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArgsFrom {
+    pub file: String,
+    pub var: String,
 }
 
 impl Component {

@@ -3,7 +3,7 @@
 //! container left over by a crash before it starts, restarts the component whenever it exits, and gives
 //! the first start ten minutes for the image pull.
 
-use super::{Component, ComponentRuntime, Installed, Mount, Propagation};
+use super::{ArgsFrom, Component, ComponentRuntime, Installed, Mount, Propagation};
 use crate::host::{FileSpec, Outcome};
 use crate::steps::Context;
 use anyhow::Result;
@@ -27,8 +27,9 @@ pub fn systemd_word(arg: &str) -> String {
 }
 
 /// `Key=argv`: the program and its subcommand on the first line, then each option, and the image with
-/// what follows it, on its own continued line, so a long command line stays readable.
-fn command_line(key: &str, argv: &[String]) -> String {
+/// what follows it, on its own continued line, so a long command line stays readable. `tail`, a
+/// component's [`ArgsFrom`] variable, is appended unescaped for systemd to expand.
+fn command_line(key: &str, argv: &[String], tail: Option<&ArgsFrom>) -> String {
     let words: Vec<String> = argv.iter().map(|a| systemd_word(a)).collect();
     let mut line = format!("{key}={}", words[0]);
     let (mut past_subcommand, mut previous_was_option) = (false, false);
@@ -39,6 +40,9 @@ fn command_line(key: &str, argv: &[String]) -> String {
         line.push_str(word);
         past_subcommand |= !option;
         previous_was_option = option;
+    }
+    if let Some(from) = tail {
+        line.push_str(&format!(" ${}", from.var));
     }
     line.push('\n');
     line
@@ -57,7 +61,8 @@ trait Client {
     fn before_start(&self, component: &Component) -> Vec<Vec<String>>;
     /// The foreground command.
     fn run(&self, component: &Component) -> Vec<String>;
-    fn stop(&self, component: &Component) -> Vec<String>;
+    /// What stops the container, when the client's own signal forwarding does not.
+    fn stop(&self, component: &Component) -> Option<Vec<String>>;
 }
 
 fn render(client: &dyn Client, component: &Component) -> String {
@@ -68,24 +73,40 @@ fn render(client: &dyn Client, component: &Component) -> String {
             after.push(unit.clone());
         }
     }
+    let from = if component.on_host {
+        format!("{} on the host", component.args.first().map_or("", String::as_str))
+    } else {
+        format!("{} through {}", component.image, client.program())
+    };
     let mut unit = format!(
-        "# Written by hearth-agent: {} from {} through {}.\n[Unit]\nDescription={}\nWants={}\nAfter={}\n\n[Service]\n",
+        "# Written by hearth-agent: {} from {from}.\n[Unit]\nDescription={}\nWants={}\nAfter={}\n\n[Service]\n",
         component.name,
-        component.image,
-        client.program(),
         component.description,
         after.join(" "),
         after.join(" "),
     );
-    for command in client.before_start(component) {
-        let mut argv = command;
-        argv[0] = format!("-{}", argv[0]);
-        unit.push_str(&command_line("ExecStartPre", &argv));
+    let tail = component.args_from.as_ref();
+    if let Some(from) = tail {
+        unit.push_str(&format!("EnvironmentFile={}\n", systemd_word(&from.file)));
     }
-    unit.push_str(&command_line("ExecStart", &client.run(component)));
-    let mut stop = client.stop(component);
-    stop[0] = format!("-{}", stop[0]);
-    unit.push_str(&command_line("ExecStop", &stop));
+    if component.on_host {
+        unit.push_str(&command_line("ExecStart", &component.args, tail));
+    } else {
+        for command in client.before_start(component) {
+            let mut argv = command;
+            argv[0] = format!("-{}", argv[0]);
+            unit.push_str(&command_line("ExecStartPre", &argv, None));
+        }
+        unit.push_str(&command_line("ExecStart", &client.run(component), tail));
+        if let Some(mut stop) = client.stop(component) {
+            stop[0] = format!("-{}", stop[0]);
+            unit.push_str(&command_line("ExecStop", &stop, None));
+        }
+    }
+    // The clients exit with the container's status, 128+15 when a stop's SIGTERM ended it: a clean stop.
+    if !component.on_host {
+        unit.push_str("SuccessExitStatus=143\n");
+    }
     unit.push_str("Restart=always\nRestartSec=10\nTimeoutStartSec=10min\n\n[Install]\nWantedBy=multi-user.target\n");
     unit
 }
@@ -150,8 +171,8 @@ impl Client for Podman {
     fn run(&self, component: &Component) -> Vec<String> {
         oci_run(PODMAN, component, true)
     }
-    fn stop(&self, component: &Component) -> Vec<String> {
-        vec![PODMAN.into(), "stop".into(), component.name.clone()]
+    fn stop(&self, component: &Component) -> Option<Vec<String>> {
+        Some(vec![PODMAN.into(), "stop".into(), component.name.clone()])
     }
 }
 
@@ -182,8 +203,8 @@ impl Client for Docker {
         // No SELinux on Debian: docker would refuse nothing, but relabelling means nothing either.
         oci_run(DOCKER, component, false)
     }
-    fn stop(&self, component: &Component) -> Vec<String> {
-        vec![DOCKER.into(), "stop".into(), component.name.clone()]
+    fn stop(&self, component: &Component) -> Option<Vec<String>> {
+        Some(vec![DOCKER.into(), "stop".into(), component.name.clone()])
     }
 }
 
@@ -258,8 +279,10 @@ impl Client for Ctr {
         argv.extend(component.args.iter().cloned());
         argv
     }
-    fn stop(&self, component: &Component) -> Vec<String> {
-        ctr(&["tasks", "kill", &component.name])
+    fn stop(&self, _component: &Component) -> Option<Vec<String>> {
+        // `ctr run` passes systemd's SIGTERM on to the task and exits with its status. Killing the task
+        // first (`ctr tasks kill`) left ctr to fail on the signal after it (exit 1, a failed unit).
+        None
     }
 }
 
@@ -282,6 +305,8 @@ mod tests {
             description: "etcd".into(),
             image: "docker.io/openstackmagnum/etcd:v3.4.6".into(),
             args: vec!["--debug=100%".into()],
+            args_from: None,
+            on_host: false,
             env_file: Some("/etc/etcd/etcd.conf".into()),
             mounts: vec![
                 Mount::same("/etc/etcd", false).relabel(),
@@ -323,6 +348,25 @@ mod tests {
         assert!(ctr.contains("--mount=type=bind,src=/var/lib/kubelet,dst=/var/lib/kubelet,options=rbind:rw:rshared"));
         assert!(ctr.contains("--with-ns=pid:/proc/1/ns/pid"), "{ctr}");
         assert!(ctr.contains("\\\n    docker.io/openstackmagnum/etcd:v3.4.6 etcd \\\n    --debug=100%%"), "{ctr}");
-        assert!(ctr.contains("ExecStop=-/usr/bin/ctr --namespace=hearth tasks kill etcd\n"), "{ctr}");
+        assert!(!ctr.contains("ExecStop"), "ctr passes the stop's signal on: {ctr}");
+        assert!(ctr.contains("SuccessExitStatus=143\n"), "{ctr}");
+    }
+
+    #[test]
+    fn arguments_from_a_file_are_expanded_by_systemd_and_host_programs_run_without_a_container() {
+        let mut apiserver = etcd();
+        apiserver.args = vec!["/usr/local/bin/kube-apiserver".into()];
+        apiserver.args_from = Some(ArgsFrom { file: "/etc/kubernetes/apiserver".into(), var: "KUBE_API_ARGS".into() });
+        let ctr = render(&Ctr, &apiserver);
+        assert!(ctr.contains("EnvironmentFile=/etc/kubernetes/apiserver\n"), "{ctr}");
+        assert!(ctr.contains(" etcd /usr/local/bin/kube-apiserver $KUBE_API_ARGS\n"), "{ctr}");
+
+        let mut kubelet = apiserver.clone();
+        kubelet.on_host = true;
+        kubelet.args = vec!["/usr/local/bin/kubelet".into()];
+        let unit = render(&Ctr, &kubelet);
+        assert!(unit.contains("ExecStart=/usr/local/bin/kubelet $KUBE_API_ARGS\n"), "{unit}");
+        assert!(!unit.contains("ctr") || unit.contains("containerd.service"), "{unit}");
+        assert!(!unit.contains("ExecStartPre") && !unit.contains("ExecStop"), "{unit}");
     }
 }

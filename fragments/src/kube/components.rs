@@ -4,16 +4,18 @@
 //! A component's configuration is its sysconfig file (`/etc/kubernetes/apiserver`, `…/kubelet`, …), one
 //! variable holding its whole command line, because that is what Magnum's images read: their entrypoint
 //! sources `/etc/kubernetes/<component>` and `/etc/kubernetes/config` and runs the binary with those
-//! variables (magnum `dockerfiles/kubernetes-*/launch.sh`). Atomic installs them with that entrypoint, and
-//! the podman, docker and ctr units run the same images with `/etc/kubernetes` mounted, so one set of files
-//! configures every OS family. The other variables those scripts read (`KUBE_MASTER`, `KUBE_ALLOW_PRIV`,
-//! …) are left empty: every flag is in the one variable, chosen for the release by [`super::args`].
+//! variables (magnum `dockerfiles/kubernetes-*/launch.sh`). Atomic installs them with that entrypoint
+//! ([`Images::Magnum`]). Elsewhere the units run upstream's images ([`Images::Upstream`]), which exist
+//! for every release, with their program as the command and the same variable of the same file as its
+//! arguments (systemd's `EnvironmentFile`), so one set of files configures every OS family. The other
+//! variables Magnum's scripts read (`KUBE_MASTER`, `KUBE_ALLOW_PRIV`, …) are left empty: every flag is in
+//! the one variable, chosen for the release by [`super::args`].
 
 use super::args::{self, Inputs};
 use super::kubeconfig::{Identity, Kubeconfig};
 use super::version::Component as Kind;
-use super::{cert, kube_image, RuntimeKind};
-use crate::component::{Component, Mount, Propagation};
+use super::{cert, kube_image, upstream_program, Images, RuntimeKind};
+use crate::component::{ArgsFrom, Component, Mount, Propagation};
 use crate::config::Role;
 use crate::host::{FileSpec, Outcome, Systemd};
 use crate::steps::Context;
@@ -24,9 +26,11 @@ use std::path::Path;
 pub const SHARED_CONFIG: &str = "/etc/kubernetes/config";
 
 /// Directories the components and their mounts need before they start (a bind mount of a missing
-/// directory fails the container).
+/// directory fails the container; a node without kernel modules of its own, such as a container, has no
+/// `/lib/modules`).
 pub const DIRS: &[&str] = &[
     "/etc/kubernetes",
+    "/lib/modules",
     super::MANIFESTS,
     "/etc/cni/net.d",
     "/opt/cni/bin",
@@ -201,7 +205,7 @@ fn mounts(kind: Kind, runtime: RuntimeKind) -> Vec<Mount> {
 }
 
 /// One Kubernetes component of this node, with `extra` files it also reads.
-pub fn component(inputs: &Inputs, kind: Kind, extra: Vec<FileSpec>) -> Result<Component> {
+pub fn component(inputs: &Inputs, kind: Kind, images: Images, extra: Vec<FileSpec>) -> Result<Component> {
     let args = args::for_component(kind, inputs).with_context(|| format!("building {}'s arguments", kind.binary()))?;
     let mut files = vec![sysconfig(kind, &args)];
     files.extend(kubeconfig(inputs, kind)?);
@@ -240,11 +244,22 @@ pub fn component(inputs: &Inputs, kind: Kind, extra: Vec<FileSpec>) -> Result<Co
         Kind::Scheduler => vec![cert("server.key")],
         Kind::Kubelet | Kind::Proxy => Vec::new(),
     };
+    // Upstream publishes no kubelet image: until the kubelet runs from a host binary, it keeps Magnum's.
+    let images = if kind == Kind::Kubelet { Images::Magnum } else { images };
+    let (args, args_from) = match images {
+        Images::Magnum => (Vec::new(), None),
+        Images::Upstream => {
+            let (file, var) = sysconfig_location(kind);
+            (vec![upstream_program(kind)], Some(ArgsFrom { file: file.into(), var: var.into() }))
+        }
+    };
     Ok(Component {
         name: kind.binary().to_string(),
         description: format!("Kubernetes {}", kind.binary()),
-        image: kube_image(inputs.config, kind),
-        args: Vec::new(),
+        image: kube_image(inputs.config, kind, images),
+        args,
+        args_from,
+        on_host: false,
         env_file: None,
         mounts: mounts(kind, inputs.runtime),
         privileged,
@@ -258,7 +273,7 @@ pub fn component(inputs: &Inputs, kind: Kind, extra: Vec<FileSpec>) -> Result<Co
 }
 
 /// A master's components: the control plane, then its kubelet and kube-proxy.
-pub fn master(inputs: &Inputs) -> Result<Vec<Component>> {
+pub fn master(inputs: &Inputs, images: Images) -> Result<Vec<Component>> {
     let c = inputs.config;
     let tls = !c.cluster.tls_disabled;
     let mut api_files = Vec::new();
@@ -277,17 +292,17 @@ pub fn master(inputs: &Inputs) -> Result<Vec<Component>> {
         cm_files.push(FileSpec::new(super::CA_KEY, format!("{key}\n"), 0o600));
     }
     Ok(vec![
-        component(inputs, Kind::ApiServer, api_files)?,
-        component(inputs, Kind::ControllerManager, cm_files)?,
-        component(inputs, Kind::Scheduler, Vec::new())?,
-        component(inputs, Kind::Kubelet, Vec::new())?,
-        component(inputs, Kind::Proxy, Vec::new())?,
+        component(inputs, Kind::ApiServer, images, api_files)?,
+        component(inputs, Kind::ControllerManager, images, cm_files)?,
+        component(inputs, Kind::Scheduler, images, Vec::new())?,
+        component(inputs, Kind::Kubelet, images, Vec::new())?,
+        component(inputs, Kind::Proxy, images, Vec::new())?,
     ])
 }
 
 /// A minion's components.
-pub fn minion(inputs: &Inputs) -> Result<Vec<Component>> {
-    Ok(vec![component(inputs, Kind::Kubelet, Vec::new())?, component(inputs, Kind::Proxy, Vec::new())?])
+pub fn minion(inputs: &Inputs, images: Images) -> Result<Vec<Component>> {
+    Ok(vec![component(inputs, Kind::Kubelet, images, Vec::new())?, component(inputs, Kind::Proxy, images, Vec::new())?])
 }
 
 #[cfg(test)]
@@ -314,7 +329,7 @@ mod tests {
         c.kubernetes.tag = "v1.24.17".into();
         c.node.ip = Some("10.0.0.4".parse().unwrap());
         let inputs = Inputs::new(&c, "m-0".into()).unwrap();
-        let master = master(&inputs).unwrap();
+        let master = master(&inputs, Images::Magnum).unwrap();
         let names: Vec<&str> = master.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"]);
         let text = |component: &Component, path: &str| {
@@ -326,10 +341,14 @@ mod tests {
         assert!(text(&master[0], super::super::AUTHORIZATION_POLICY).contains("\"user\": \"kubernetes\""));
 
         c.role = Role::Minion;
-        assert!(minion(&Inputs::new(&c, "n-0".into()).unwrap()).unwrap_err().to_string().contains("KUBE_MASTER_IP"));
+        let minion_of = |c: &NodeConfig| minion(&Inputs::new(c, "n-0".into()).unwrap(), Images::Upstream);
+        assert!(minion_of(&c).unwrap_err().to_string().contains("KUBE_MASTER_IP"));
         c.api.master_ip = Some("10.0.0.4".parse().unwrap());
-        let minion = minion(&Inputs::new(&c, "n-0".into()).unwrap()).unwrap();
+        let minion = minion_of(&c).unwrap();
         let proxy = text(&minion[1], super::super::PROXY_KUBECONFIG_MINION);
+        assert_eq!(minion[1].image, "registry.k8s.io/kube-proxy:v1.24.17");
+        assert_eq!(minion[1].args, ["/usr/local/bin/kube-proxy"]);
+        assert_eq!(minion[1].args_from.as_ref().map(|a| a.var.as_str()), Some("KUBE_PROXY_ARGS"));
         assert!(proxy.contains("https://10.0.0.4:6443") && proxy.contains("certs/proxy.key"), "{proxy}");
     }
 }

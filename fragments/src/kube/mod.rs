@@ -39,9 +39,9 @@ pub const CONTAINERD_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 
 /// Magnum's registry for its component images when `container_infra_prefix` is empty.
 pub const DEFAULT_PREFIX: &str = "docker.io/openstackmagnum/";
-/// Where the pause image comes from when no prefix is set: Magnum's `gcr.io/google_containers/` is frozen,
-/// and registry.k8s.io serves every pause tag.
-pub const DEFAULT_PAUSE_PREFIX: &str = "registry.k8s.io/";
+/// Upstream's registry, for its component images and the pause image when no prefix is set (Magnum's
+/// `gcr.io/google_containers/` is frozen; registry.k8s.io serves every tag).
+pub const UPSTREAM_PREFIX: &str = "registry.k8s.io/";
 
 /// A file under the certificate directory.
 pub fn cert(name: &str) -> String {
@@ -55,23 +55,59 @@ pub fn image(config: &NodeConfig, name: &str, tag: &str) -> String {
     format!("{prefix}{name}:{tag}")
 }
 
-/// A Kubernetes component image (`kubernetes-apiserver`, …) at `kubernetes.tag`.
-pub fn kube_image(config: &NodeConfig, component: Component) -> String {
-    let name = match component {
-        Component::ApiServer => "kubernetes-apiserver",
-        Component::ControllerManager => "kubernetes-controller-manager",
-        Component::Scheduler => "kubernetes-scheduler",
-        Component::Kubelet => "kubernetes-kubelet",
-        Component::Proxy => "kubernetes-proxy",
-    };
-    image(config, name, &config.kubernetes.tag)
+/// Where a node's Kubernetes components come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Images {
+    /// Magnum's `kubernetes-<component>` images, whose entrypoint (`launch.sh`) reads the sysconfig
+    /// files. Magnum published them for its own releases only; fedora-atomic keeps them (the drop-in).
+    Magnum,
+    /// What upstream publishes for every release: `<prefix or registry.k8s.io/><binary>:<tag>`, its
+    /// program (`/usr/local/bin/<binary>`) run as the container's command with the sysconfig file's
+    /// variable as its arguments.
+    Upstream,
+}
+
+impl Images {
+    pub fn for_os(os: crate::facts::OsFamily) -> Images {
+        match os {
+            crate::facts::OsFamily::FedoraAtomic => Images::Magnum,
+            crate::facts::OsFamily::FedoraCoreos | crate::facts::OsFamily::Debian => Images::Upstream,
+        }
+    }
+}
+
+/// A Kubernetes component's image at `kubernetes.tag`: Magnum's `kubernetes-apiserver`, … or upstream's
+/// `kube-apiserver`, …
+pub fn kube_image(config: &NodeConfig, component: Component, images: Images) -> String {
+    match images {
+        Images::Magnum => {
+            let name = match component {
+                Component::ApiServer => "kubernetes-apiserver",
+                Component::ControllerManager => "kubernetes-controller-manager",
+                Component::Scheduler => "kubernetes-scheduler",
+                Component::Kubelet => "kubernetes-kubelet",
+                Component::Proxy => "kubernetes-proxy",
+            };
+            image(config, name, &config.kubernetes.tag)
+        }
+        Images::Upstream => {
+            let prefix = &config.runtime.container_infra_prefix;
+            let prefix = if prefix.is_empty() { UPSTREAM_PREFIX } else { prefix };
+            format!("{prefix}{}:{}", component.binary(), config.kubernetes.tag)
+        }
+    }
+}
+
+/// Where upstream's image of `component` has its program.
+pub fn upstream_program(component: Component) -> String {
+    format!("/usr/local/bin/{}", component.binary())
 }
 
 /// The pod sandbox image: `<prefix or registry.k8s.io/>pause:<the release's tag>`. The runtime's own
 /// sandbox setting (containerd's `sandbox_image`) must name the same image.
 pub fn pause_image(config: &NodeConfig, version: KubeVersion) -> String {
     let prefix = &config.runtime.container_infra_prefix;
-    let prefix = if prefix.is_empty() { DEFAULT_PAUSE_PREFIX } else { prefix };
+    let prefix = if prefix.is_empty() { UPSTREAM_PREFIX } else { prefix };
     format!("{prefix}pause:{}", version.pause_tag())
 }
 
@@ -175,10 +211,15 @@ mod tests {
         let mut c = NodeConfig::new(Role::Master);
         c.kubernetes.tag = "v1.24.17".into();
         let v = KubeVersion::of(&c).unwrap();
-        assert_eq!(kube_image(&c, Component::ApiServer), "docker.io/openstackmagnum/kubernetes-apiserver:v1.24.17");
+        let magnum = |c: &NodeConfig, component| kube_image(c, component, Images::Magnum);
+        let upstream = |c: &NodeConfig, component| kube_image(c, component, Images::Upstream);
+        assert_eq!(magnum(&c, Component::ApiServer), "docker.io/openstackmagnum/kubernetes-apiserver:v1.24.17");
+        assert_eq!(upstream(&c, Component::ApiServer), "registry.k8s.io/kube-apiserver:v1.24.17");
         assert_eq!(pause_image(&c, v), "registry.k8s.io/pause:3.7");
         c.runtime.container_infra_prefix = "registry.example:5000/magnum/".into();
-        assert_eq!(kube_image(&c, Component::Proxy), "registry.example:5000/magnum/kubernetes-proxy:v1.24.17");
+        assert_eq!(magnum(&c, Component::Proxy), "registry.example:5000/magnum/kubernetes-proxy:v1.24.17");
+        assert_eq!(upstream(&c, Component::Proxy), "registry.example:5000/magnum/kube-proxy:v1.24.17");
+        assert_eq!(upstream_program(Component::Scheduler), "/usr/local/bin/kube-scheduler");
         assert_eq!(pause_image(&c, v), "registry.example:5000/magnum/pause:3.7");
     }
 

@@ -55,6 +55,8 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
         description: "etcd, the cluster's key-value store".into(),
         image: kube::image(config, "etcd", &config.etcd.tag),
         args: Vec::new(),
+        args_from: None,
+        on_host: false,
         env_file: Some(CONF.into()),
         mounts: vec![Mount::same(CONF_DIR, false).relabel(), Mount::same(DATA_DIR, true).relabel()],
         privileged: false,

@@ -11,12 +11,12 @@
 use super::{Context, Done};
 use crate::component;
 use crate::kube::args::Inputs;
-use crate::kube::components;
+use crate::kube::{components, Images};
 use anyhow::Result;
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let inputs = Inputs::new(ctx.config, ctx.config.node_name(&ctx.facts.hostname))?;
-    let master = components::master(&inputs)?;
+    let master = components::master(&inputs, Images::for_os(ctx.facts.os))?;
     components::prepare_node(ctx)?;
     component::apply(ctx, component::for_node(ctx.facts.os, inputs.runtime), &master)?;
     // After the install: atomic copies the images' own defaults of this file onto the host.
