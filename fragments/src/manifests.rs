@@ -7,6 +7,7 @@
 //! registry for that image when no prefix is configured.
 
 use crate::config::NodeConfig;
+use crate::kube::prefixed_image as image;
 use crate::kube_api::parse_version;
 use anyhow::{bail, Context as _, Result};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -66,15 +67,6 @@ fn substitute(text: &str, vars: &[(&str, String)]) -> Result<String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// `<prefix><name>:<tag>`, the prefix being the config's `container_infra_prefix` or `default_prefix`.
-pub fn image(config: &NodeConfig, default_prefix: &str, name: &str, tag: &str) -> String {
-    let prefix = match config.runtime.container_infra_prefix.as_str() {
-        "" => default_prefix,
-        configured => configured,
-    };
-    format!("{prefix}{name}:{tag}")
 }
 
 /// flannel's network configuration in Magnum's words: the same JSON goes into etcd (network-config) and

@@ -294,15 +294,14 @@ pub const HEAT_ONLY: &[(&str, &str)] = &[
 const EVERY_NODE: &[&str] =
     &["TRUSTEE_USERNAME", "TRUSTEE_DOMAIN_ID", "CONTAINER_RUNTIME", "PROJECT_ID", "EXTERNAL_NETWORK_ID"];
 
-/// Keys masters get beyond what Stein wrote: the CoreDNS tag of later releases (the add-ons step is a
-/// master's).
-const MASTERS_TOO: &[&str] = &["COREDNS_TAG"];
+/// Keys of later Magnum releases that only masters read: the CoreDNS tag (the add-ons step is a master's).
+const LATER_MASTER_KEYS: &[&str] = &["COREDNS_TAG"];
 
 /// Whether a node of `role` receives a heat-params key. Minions never receive the service-account private
 /// key, the cluster CA key or the control plane's options, as in Magnum.
 fn reaches(role: Role, key: &str) -> bool {
     let own = if role == Role::Master { STEIN_MASTER_KEYS } else { STEIN_MINION_KEYS };
-    own.contains(&key) || EVERY_NODE.contains(&key) || (role == Role::Master && MASTERS_TOO.contains(&key))
+    own.contains(&key) || EVERY_NODE.contains(&key) || (role == Role::Master && LATER_MASTER_KEYS.contains(&key))
 }
 
 /// The node config of `role` for this cluster, without the per-node values Heat fills in at create time

@@ -125,6 +125,11 @@ impl Compute {
         lock(&self.state).servers.extend(servers);
     }
 
+    /// The server with Nova's id `id`.
+    pub fn server(&self, id: &str) -> Option<Server> {
+        lock(&self.state).servers.iter().find(|s| s.id == id).cloned()
+    }
+
     /// The requests of callers of `project_id`'s tokens so far.
     pub fn requests_of(&self, project_id: &str) -> Vec<Seen> {
         let state = lock(&self.state);

@@ -167,8 +167,20 @@ done
 pub const SMOKE_IMAGE_NAME: &str = "hearth-tests/busybox";
 pub const SMOKE_IMAGE_TAG: &str = "1";
 
-/// An image of the clusters' registry: name, tag, image.
-type Served = (String, String, Built);
+/// An image of the clusters' registry.
+struct Served {
+    name: String,
+    tag: String,
+    image: Built,
+    /// The Kubernetes release it belongs to: only that release's clusters get it.
+    release: Option<&'static str>,
+}
+
+impl Served {
+    fn new(name: &str, tag: &str, image: Built, release: Option<&'static str>) -> Served {
+        Served { name: name.into(), tag: tag.into(), image, release }
+    }
+}
 
 /// The images the clusters' registry serves, built once per test process: the pause image under the tags
 /// Hearth's releases ask for, the add-ons', the cloud provider's, and every release's components but the
@@ -180,20 +192,21 @@ fn registry_images() -> Result<&'static [Served]> {
             let programs = kubernetes::addons()?;
             let pause = images::pause()?;
             let mut all: Vec<Served> =
-                ["3.10.1", "3.10.2"].iter().map(|tag| ("pause".into(), tag.to_string(), pause.clone())).collect();
-            all.push(("flannel".into(), kubernetes::FLANNEL_VERSION.into(), images::flannel(&programs.dir)?));
-            all.push(("flannel-cni".into(), kubernetes::CNI_VERSION.into(), images::flannel_cni(&programs.dir)?));
-            all.push((SMOKE_IMAGE_NAME.into(), SMOKE_IMAGE_TAG.into(), images::busybox_image()?));
-            let coredns_tag = kubernetes::COREDNS_VERSION.trim_start_matches('v');
-            all.push(("coredns".into(), coredns_tag.into(), images::coredns(&programs.dir)?));
+                ["3.10.1", "3.10.2"].iter().map(|tag| Served::new("pause", tag, pause.clone(), None)).collect();
+            all.push(Served::new("flannel", kubernetes::FLANNEL_VERSION, images::flannel(&programs.dir)?, None));
+            all.push(Served::new("flannel-cni", kubernetes::CNI_VERSION, images::flannel_cni(&programs.dir)?, None));
+            all.push(Served::new(SMOKE_IMAGE_NAME, SMOKE_IMAGE_TAG, images::busybox_image()?, None));
+            all.push(Served::new("coredns", kubernetes::coredns_tag(), images::coredns(&programs.dir)?, None));
             let manager = images::cloud_controller_manager(&kubernetes::cloud_provider()?.dir)?;
-            all.push(("openstack-cloud-controller-manager".into(), kubernetes::CLOUD_PROVIDER_VERSION.into(), manager));
+            let manager_tag = kubernetes::CLOUD_PROVIDER_VERSION;
+            all.push(Served::new("openstack-cloud-controller-manager", manager_tag, manager, None));
             // Every release's control plane and kube-proxy, as upstream names and tags them.
-            for release in kubernetes::releases()? {
+            for &release in kubernetes::RELEASES {
+                let programs = kubernetes::release(release)?;
                 for component in [CONTROL_PLANE.as_slice(), &[Component::Proxy]].concat() {
                     let binary = component.binary();
-                    let image = images::kube_component(&release.dir, binary)?;
-                    all.push((binary.into(), release.version.clone(), image));
+                    let image = images::kube_component(&programs.dir, binary)?;
+                    all.push(Served::new(binary, release, image, Some(release)));
                 }
             }
             Ok(all)
@@ -521,24 +534,15 @@ impl Cluster {
         let heat = Heat::start_with(HeatOptions { public_host: Some(STANDIN_GATEWAY) })?;
         let keystone = Keystone::shared()?;
         let network = Network::with_segment(STANDIN_GATEWAY, STANDIN_PREFIX_LEN)?;
-        let heat_at = network.forward(SocketAddr::from(([127, 0, 0, 1], heat.port())))?;
-        if heat_at.port() != heat.port() {
-            bail!("Heat's catalog names port {} but the hub could only forward {heat_at}", heat.port());
-        }
+        forward_catalog_port(&network, heat.port(), "Heat's catalog")?;
         let keystone_at = network.forward(SocketAddr::from(([127, 0, 0, 1], keystone.port())))?;
         // Nova and Neutron for the cloud-controller-manager, at the port Keystone's catalog names.
         let compute = Compute::shared()?;
-        let compute_at = network.forward(SocketAddr::from(([127, 0, 0, 1], compute.port())))?;
-        if compute_at.port() != compute.port() {
-            bail!(
-                "Keystone's catalog names port {} for Nova but the hub could only forward {compute_at}",
-                compute.port()
-            );
-        }
+        forward_catalog_port(&network, compute.port(), "Keystone's catalog (Nova, Neutron)")?;
         // The cloud's image mirror, as an air-gapped cloud has one: every image Hearth's nodes pull.
         let registry = Registry::start()?;
-        for (name, tag, image) in registry_images()? {
-            registry.push(name, tag, image)?;
+        for served in registry_images()?.iter().filter(|s| s.release.is_none_or(|r| r == spec.release)) {
+            registry.push(&served.name, &served.tag, &served.image)?;
         }
         let registry_at = network.forward(SocketAddr::from(([127, 0, 0, 1], registry.port)))?;
 
@@ -990,6 +994,16 @@ impl Drop for Cluster {
     }
 }
 
+/// Forwards this machine's loopback `port` into `network` at the same port, which a service catalog
+/// names at the hub's gateway (`catalog` says whose, for the error).
+fn forward_catalog_port(network: &Network, port: u16, catalog: &str) -> Result<()> {
+    let at = network.forward(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    if at.port() != port {
+        bail!("{catalog} names port {port} but the hub could only forward {at}");
+    }
+    Ok(())
+}
+
 fn load_example(example: Example, release: &str, registry: SocketAddr) -> Result<(ClusterTemplate, MagnumCluster)> {
     let (template, cluster) = match example {
         Example::Debian => ("cluster-template.yaml", "cluster.yaml"),
@@ -1018,7 +1032,7 @@ fn load_example(example: Example, release: &str, registry: SocketAddr) -> Result
     template.insecure_registry = Some(registry.to_string());
     template.labels.insert("flannel_tag".into(), kubernetes::FLANNEL_VERSION.into());
     template.labels.insert("flannel_cni_tag".into(), kubernetes::CNI_VERSION.into());
-    template.labels.insert("coredns_tag".into(), kubernetes::COREDNS_VERSION.trim_start_matches('v').into());
+    template.labels.insert("coredns_tag".into(), kubernetes::coredns_tag().into());
     template.labels.insert("cloud_provider_tag".into(), kubernetes::CLOUD_PROVIDER_VERSION.into());
     Ok((template, cluster))
 }

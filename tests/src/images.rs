@@ -39,8 +39,13 @@ fn busybox(applets: &[&str]) -> Result<Vec<Entry>> {
 }
 
 /// This machine's iptables (nft backend: Debian's `xtables-nft-multi`, its libraries and its extensions),
-/// as flanneld's `--ip-masq` runs it.
+/// as flanneld's `--ip-masq` and kube-proxy run it; read once per test process.
 fn iptables() -> Result<Vec<Entry>> {
+    static ENTRIES: std::sync::OnceLock<std::result::Result<Vec<Entry>, String>> = std::sync::OnceLock::new();
+    ENTRIES.get_or_init(|| read_iptables().map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn read_iptables() -> Result<Vec<Entry>> {
     let multi = "/usr/sbin/xtables-nft-multi";
     let mut programs = vec![multi.to_string()];
     // The extensions have libraries of their own (`statistic`, which kube-proxy's rules use, needs libm).

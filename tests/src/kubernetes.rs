@@ -83,6 +83,11 @@ pub fn release(version: &str) -> Result<Programs> {
 pub const FLANNEL_VERSION: &str = "v0.28.10";
 pub const CNI_VERSION: &str = "v0.9.1";
 pub const COREDNS_VERSION: &str = "v1.14.7";
+
+/// CoreDNS's image tag for [`COREDNS_VERSION`] (upstream tags its images without the `v`).
+pub fn coredns_tag() -> &'static str {
+    COREDNS_VERSION.trim_start_matches('v')
+}
 /// The add-ons' programs, as `build-addons` names them.
 pub const ADDON_BINARIES: &[&str] = &["flanneld", "flannel", "bridge", "host-local", "loopback", "portmap", "coredns"];
 

@@ -325,15 +325,14 @@ fn without_the_external_cloud_provider_no_cloud_controller_manager_is_deployed()
         (|n: &mut NodeConfig| n.kubernetes.cloud_provider_enabled = false) as fn(&mut NodeConfig),
         |n: &mut NodeConfig| n.openstack.trustee_password = Secret::new(""),
     ] {
-        let mut config = c.node.config.clone();
-        off(&mut config);
-        std::mem::swap(&mut c.node.config, &mut config);
+        let original = c.node.config.clone();
+        off(&mut c.node.config);
         c.api.clear_requests();
         applied(&c.node.run("apiserver-kubelet-rbac"));
         let reads: Vec<String> =
             c.api.requests().iter().filter(|r| r.method == "GET").map(ApiRequest::summary).collect();
         assert_eq!(reads.len(), 2 + 2, "probes and the RBAC objects only: {reads:#?}");
-        c.node.config = config;
+        c.node.config = original;
     }
 }
 

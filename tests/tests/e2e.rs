@@ -209,11 +209,13 @@ fn assert_pod_network(cluster: &Cluster) {
 fn assert_cloud_provider(cluster: &Cluster) {
     let master = &cluster.nodes[0];
     let kubectl = |args: &[&str]| master.kubectl(args).unwrap_or_else(|e| format!("{e:#}"));
+    let compute = hearth_tests::compute::Compute::shared().unwrap();
     let started = Instant::now();
     for member in &cluster.nodes {
         let name = member.name();
         let node = member.config.node_name(name);
         let wanted_id = format!("openstack:///{}", member.server.id);
+        let flavor = compute.server(&member.server.id).unwrap_or_else(|| panic!("{name}: not in Nova")).flavor;
         eventually(&format!("{name}: the cloud-controller-manager initialises the Node"), || {
             let item: Value = serde_json::from_str(&kubectl(&["get", "node", &node, "-o", "json"]))
                 .map_err(|e| format!("reading the Node: {e}"))?;
@@ -228,7 +230,7 @@ fn assert_cloud_provider(cluster: &Cluster) {
                 && internal
                 && labels["topology.kubernetes.io/region"] == "RegionOne"
                 && labels["topology.kubernetes.io/zone"] == "nova"
-                && labels["node.kubernetes.io/instance-type"].is_string()
+                && labels["node.kubernetes.io/instance-type"] == flavor.as_str()
             {
                 return Ok(());
             }
@@ -241,7 +243,7 @@ fn assert_cloud_provider(cluster: &Cluster) {
             ))
         });
     }
-    let calls = hearth_tests::compute::Compute::shared().unwrap().requests_of(&cluster.project_id);
+    let calls = compute.requests_of(&cluster.project_id);
     assert!(!calls.is_empty(), "the manager never asked Nova");
     for call in &calls {
         // Scoped by the trust (Magnum's trusts impersonate: the token's user is the cluster's owner).
@@ -252,15 +254,15 @@ fn assert_cloud_provider(cluster: &Cluster) {
         .iter()
         .map(|c| {
             let path = c.url.split('?').next().unwrap_or_default();
-            let ids = cluster.nodes.iter().map(|n| n.server.id.as_str()).filter(|id| !id.is_empty());
-            let path = ids.fold(path.to_string(), |p, id| p.replace(id, "{id}"));
+            let path = cluster.nodes.iter().fold(path.to_string(), |p, n| p.replace(&n.server.id, "{id}"));
             format!("{} {path}", c.method)
         })
         .collect();
     asked.sort();
     asked.dedup();
     report(&format!(
-        "cloud provider: openstack-cloud-controller-manager {} initialised {} Nodes ({:.1} s after they were Ready); \
+        "cloud provider: openstack-cloud-controller-manager {} initialised {} Nodes (waited {:.1} s once they were all \
+         Ready and the pod network up); \
          {} Nova/Neutron requests, all scoped by the cluster's trust: {}\n",
         kubernetes::CLOUD_PROVIDER_VERSION,
         cluster.nodes.len(),

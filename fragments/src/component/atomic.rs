@@ -54,7 +54,7 @@ impl ComponentRuntime for Atomic {
     }
 
     fn install(&self, ctx: &Context, component: &Component) -> Result<Installed> {
-        if component.on_host || component.args_from.is_some() || !component.args.is_empty() {
+        if component.args_from.is_some() || !component.args.is_empty() {
             anyhow::bail!(
                 "{} is not an image with its own entrypoint: atomic runs only such system containers",
                 component.name

@@ -79,9 +79,6 @@ pub struct Component {
     pub args: Vec<String>,
     /// The rest of the command line, from a file: see [`ArgsFrom`].
     pub args_from: Option<ArgsFrom>,
-    /// Run `args` as a program of the host instead of a container of `image` (the kubelet, as upstream
-    /// ships it). Only the unit runtimes can; atomic refuses.
-    pub on_host: bool,
     /// A `KEY=value` file whose variables the container gets.
     pub env_file: Option<String>,
     pub mounts: Vec<Mount>,

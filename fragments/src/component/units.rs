@@ -73,14 +73,11 @@ fn render(client: &dyn Client, component: &Component) -> String {
             after.push(unit.clone());
         }
     }
-    let from = if component.on_host {
-        format!("{} on the host", component.args.first().map_or("", String::as_str))
-    } else {
-        format!("{} through {}", component.image, client.program())
-    };
     let mut unit = format!(
-        "# Written by hearth-agent: {} from {from}.\n[Unit]\nDescription={}\nWants={}\nAfter={}\n\n[Service]\n",
+        "# Written by hearth-agent: {} from {} through {}.\n[Unit]\nDescription={}\nWants={}\nAfter={}\n\n[Service]\n",
         component.name,
+        component.image,
+        client.program(),
         component.description,
         after.join(" "),
         after.join(" "),
@@ -89,24 +86,18 @@ fn render(client: &dyn Client, component: &Component) -> String {
     if let Some(from) = tail {
         unit.push_str(&format!("EnvironmentFile={}\n", systemd_word(&from.file)));
     }
-    if component.on_host {
-        unit.push_str(&command_line("ExecStart", &component.args, tail));
-    } else {
-        for command in client.before_start(component) {
-            let mut argv = command;
-            argv[0] = format!("-{}", argv[0]);
-            unit.push_str(&command_line("ExecStartPre", &argv, None));
-        }
-        unit.push_str(&command_line("ExecStart", &client.run(component), tail));
-        if let Some(mut stop) = client.stop(component) {
-            stop[0] = format!("-{}", stop[0]);
-            unit.push_str(&command_line("ExecStop", &stop, None));
-        }
+    for command in client.before_start(component) {
+        let mut argv = command;
+        argv[0] = format!("-{}", argv[0]);
+        unit.push_str(&command_line("ExecStartPre", &argv, None));
+    }
+    unit.push_str(&command_line("ExecStart", &client.run(component), tail));
+    if let Some(mut stop) = client.stop(component) {
+        stop[0] = format!("-{}", stop[0]);
+        unit.push_str(&command_line("ExecStop", &stop, None));
     }
     // The clients exit with the container's status, 128+15 when a stop's SIGTERM ended it: a clean stop.
-    if !component.on_host {
-        unit.push_str("SuccessExitStatus=143\n");
-    }
+    unit.push_str("SuccessExitStatus=143\n");
     unit.push_str("Restart=always\nRestartSec=10\nTimeoutStartSec=10min\n\n[Install]\nWantedBy=multi-user.target\n");
     unit
 }
@@ -306,7 +297,6 @@ mod tests {
             image: "docker.io/openstackmagnum/etcd:v3.4.6".into(),
             args: vec!["--debug=100%".into()],
             args_from: None,
-            on_host: false,
             env_file: Some("/etc/etcd/etcd.conf".into()),
             mounts: vec![
                 Mount::same("/etc/etcd", false).relabel(),
@@ -353,20 +343,14 @@ mod tests {
     }
 
     #[test]
-    fn arguments_from_a_file_are_expanded_by_systemd_and_host_programs_run_without_a_container() {
+    fn arguments_from_a_file_are_expanded_by_systemd() {
         let mut apiserver = etcd();
         apiserver.args = vec!["/usr/local/bin/kube-apiserver".into()];
         apiserver.args_from = Some(ArgsFrom { file: "/etc/kubernetes/apiserver".into(), var: "KUBE_API_ARGS".into() });
         let ctr = render(&Ctr, &apiserver);
         assert!(ctr.contains("EnvironmentFile=/etc/kubernetes/apiserver\n"), "{ctr}");
         assert!(ctr.contains(" etcd /usr/local/bin/kube-apiserver $KUBE_API_ARGS\n"), "{ctr}");
-
-        let mut kubelet = apiserver.clone();
-        kubelet.on_host = true;
-        kubelet.args = vec!["/usr/local/bin/kubelet".into()];
-        let unit = render(&Ctr, &kubelet);
-        assert!(unit.contains("ExecStart=/usr/local/bin/kubelet $KUBE_API_ARGS\n"), "{unit}");
-        assert!(!unit.contains("ctr") || unit.contains("containerd.service"), "{unit}");
-        assert!(!unit.contains("ExecStartPre") && !unit.contains("ExecStop"), "{unit}");
+        let podman = render(&Podman, &apiserver);
+        assert!(podman.contains(" /usr/local/bin/kube-apiserver $KUBE_API_ARGS\nExecStop="), "{podman}");
     }
 }

@@ -259,7 +259,6 @@ pub fn component(inputs: &Inputs, kind: Kind, images: Images, extra: Vec<FileSpe
         image: kube_image(inputs.config, kind, images),
         args,
         args_from,
-        on_host: false,
         env_file: None,
         mounts: mounts(kind, inputs.runtime),
         privileged,

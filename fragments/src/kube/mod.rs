@@ -8,6 +8,7 @@ pub mod kubeconfig;
 pub mod version;
 
 use crate::config::NodeConfig;
+use crate::facts::OsFamily;
 use anyhow::{bail, Result};
 pub use version::{Component, KubeVersion};
 
@@ -48,11 +49,19 @@ pub fn cert(name: &str) -> String {
     format!("{CERTS}/{name}")
 }
 
-/// `<prefix>kubernetes-<component>:<tag>`, Magnum's image names.
-pub fn image(config: &NodeConfig, name: &str, tag: &str) -> String {
-    let prefix = &config.runtime.container_infra_prefix;
-    let prefix = if prefix.is_empty() { DEFAULT_PREFIX } else { prefix };
+/// `<prefix><name>:<tag>`, the prefix being the config's `container_infra_prefix` or `default_prefix`:
+/// how every image a node pulls is named.
+pub fn prefixed_image(config: &NodeConfig, default_prefix: &str, name: &str, tag: &str) -> String {
+    let prefix = match config.runtime.container_infra_prefix.as_str() {
+        "" => default_prefix,
+        configured => configured,
+    };
     format!("{prefix}{name}:{tag}")
+}
+
+/// `<prefix or docker.io/openstackmagnum/><name>:<tag>`, Magnum's image names.
+pub fn image(config: &NodeConfig, name: &str, tag: &str) -> String {
+    prefixed_image(config, DEFAULT_PREFIX, name, tag)
 }
 
 /// Where a node's Kubernetes components come from.
@@ -68,10 +77,10 @@ pub enum Images {
 }
 
 impl Images {
-    pub fn for_os(os: crate::facts::OsFamily) -> Images {
+    pub fn for_os(os: OsFamily) -> Images {
         match os {
-            crate::facts::OsFamily::FedoraAtomic => Images::Magnum,
-            crate::facts::OsFamily::FedoraCoreos | crate::facts::OsFamily::Debian => Images::Upstream,
+            OsFamily::FedoraAtomic => Images::Magnum,
+            OsFamily::FedoraCoreos | OsFamily::Debian => Images::Upstream,
         }
     }
 }
@@ -90,11 +99,7 @@ pub fn kube_image(config: &NodeConfig, component: Component, images: Images) -> 
             };
             image(config, name, &config.kubernetes.tag)
         }
-        Images::Upstream => {
-            let prefix = &config.runtime.container_infra_prefix;
-            let prefix = if prefix.is_empty() { UPSTREAM_PREFIX } else { prefix };
-            format!("{prefix}{}:{}", component.binary(), config.kubernetes.tag)
-        }
+        Images::Upstream => prefixed_image(config, UPSTREAM_PREFIX, component.binary(), &config.kubernetes.tag),
     }
 }
 
@@ -106,9 +111,7 @@ pub fn upstream_program(component: Component) -> String {
 /// The pod sandbox image: `<prefix or registry.k8s.io/>pause:<the release's tag>`. The runtime's own
 /// sandbox setting (containerd's `sandbox_image`) must name the same image.
 pub fn pause_image(config: &NodeConfig, version: KubeVersion) -> String {
-    let prefix = &config.runtime.container_infra_prefix;
-    let prefix = if prefix.is_empty() { UPSTREAM_PREFIX } else { prefix };
-    format!("{prefix}pause:{}", version.pause_tag())
+    prefixed_image(config, UPSTREAM_PREFIX, "pause", version.pause_tag())
 }
 
 /// The container runtime the node's kubelet talks to.

@@ -56,7 +56,6 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
         image: kube::image(config, "etcd", &config.etcd.tag),
         args: Vec::new(),
         args_from: None,
-        on_host: false,
         env_file: Some(CONF.into()),
         mounts: vec![Mount::same(CONF_DIR, false).relabel(), Mount::same(DATA_DIR, true).relabel()],
         privileged: false,

@@ -32,9 +32,9 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     // Today's cloud-controller-manager has no load balancer but Octavia and exits at start when its
     // load-balancer controller finds none; the in-tree provider that reads this file before 1.26 refuses
     // keys it does not know (and had Neutron's LBaaS).
-    let load_balancers = ctx.config.openstack.octavia_enabled
+    let load_balancer_controller = ctx.config.openstack.octavia_enabled
         || KubeVersion::of(ctx.config)?.controller_manager_has_openstack_volume_plugin();
-    let text = render(ctx, bundle.is_some(), load_balancers);
+    let text = render(ctx, bundle.is_some(), load_balancer_controller);
     for path in [CLOUD_CONFIG, LEGACY_CLOUD_CONFIG] {
         ctx.host.write_file(&FileSpec::new(path, text.as_bytes(), 0o600))?;
     }
@@ -51,7 +51,7 @@ fn ca_bundle(ctx: &Context) -> Result<Option<String>> {
     Ok((!pem.is_empty()).then(|| format!("{pem}\n")))
 }
 
-fn render(ctx: &Context, with_ca: bool, load_balancers: bool) -> String {
+fn render(ctx: &Context, with_ca: bool, load_balancer_controller: bool) -> String {
     let os = &ctx.config.openstack;
     let mut out = String::from("[Global]\n");
     let line = |out: &mut String, key: &str, value: &str| {
@@ -69,7 +69,7 @@ fn render(ctx: &Context, with_ca: bool, load_balancers: bool) -> String {
     line(&mut out, "region", &os.region);
     out.push_str("\n[LoadBalancer]\n");
     line(&mut out, "use-octavia", if os.octavia_enabled { "True" } else { "False" });
-    if !load_balancers {
+    if !load_balancer_controller {
         line(&mut out, "enabled", "false");
     }
     line(&mut out, "subnet-id", &os.cluster_subnet);

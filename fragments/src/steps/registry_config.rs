@@ -54,9 +54,7 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
 
 /// The registry's image.
 pub fn image(ctx: &Context) -> String {
-    let prefix = &ctx.config.runtime.container_infra_prefix;
-    let prefix = if prefix.is_empty() { "docker.io/library/" } else { prefix.as_str() };
-    format!("{prefix}registry:2")
+    crate::kube::prefixed_image(ctx.config, "docker.io/library/", "registry", "2")
 }
 
 fn registry_config(ctx: &Context) -> Result<String> {
