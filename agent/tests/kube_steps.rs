@@ -27,8 +27,10 @@ const OS_RELEASE: &[(&str, &str)] = &[
 ];
 
 /// Programs the units and drop-ins may run, given stand-ins in the tree: the container clients, chown (the
-/// atomic drop-ins) and `/bin/true` (the stand-in units atomic would have written).
-const CLIENTS: &[&str] = &["/usr/bin/podman", "/usr/bin/docker", "/usr/bin/ctr", "/usr/bin/chown", "/bin/true"];
+/// atomic drop-ins), `/bin/true` (the stand-in units atomic would have written) and the kubelet, which a
+/// rooted run does not download (it records the download).
+const CLIENTS: &[&str] =
+    &["/usr/bin/podman", "/usr/bin/docker", "/usr/bin/ctr", "/usr/bin/chown", "/bin/true", "/usr/local/bin/kubelet"];
 
 fn workspace(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -98,6 +100,14 @@ fn render(snapshot: &Snapshot, record: &serde_json::Value) -> String {
                 action["target"].as_str().unwrap(),
                 action["outcome"].as_str().unwrap()
             ));
+        }
+    }
+    text.push_str("## requests (rooted: programs are not downloaded)\n");
+    for action in record["actions"].as_array().unwrap() {
+        if action["kind"] == "http" {
+            let target = action["target"].as_str().unwrap();
+            let detail = action["detail"].as_str().unwrap();
+            text.push_str(&format!("{target} [{}] {detail}\n", action["outcome"].as_str().unwrap()));
         }
     }
     text.push_str("## files\n");

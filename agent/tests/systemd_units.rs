@@ -77,6 +77,11 @@ fn check_example(config: &str, hostname: &str) {
     std::fs::create_dir_all(root.path().join("etc")).unwrap();
     std::fs::write(root.path().join("etc/os-release"), DEBIAN_OS_RELEASE).unwrap();
     std::fs::write(root.path().join("etc/hostname"), format!("{hostname}\n")).unwrap();
+    // The kubelet a first run would have fetched (a rooted run downloads no programs): its unit's program.
+    let kubelet = root.path().join("usr/local/bin/kubelet");
+    std::fs::create_dir_all(kubelet.parent().unwrap()).unwrap();
+    std::fs::write(&kubelet, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&kubelet, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     let mut aimed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
     let _cloud = StandInCloud::for_config(&mut aimed);

@@ -4,7 +4,7 @@
 //! written by the etcd step), the first `https://` one when TLS is on. Magnum's layout advertises
 //! `https://<node ip>:2379` and a plain `http://127.0.0.1:2379`; the TLS one is used, so the loopback
 //! listener is not needed. Without that file: `https://<node ip>:2379` (TLS) or `http://127.0.0.1:2379`.
-//! Every request is a request to the node's own service ([`Request::to_node_service`]): a dry run or a
+//! Every request is a request to the node's own service ([`Destination::NodeService`](crate::http::Destination::NodeService)): a dry run or a
 //! rooted run records it and sends nothing.
 //!
 //! **As whom.** `/etc/etcd/certs/{ca.crt,server.crt,server.key}`: the certs step's server certificate,

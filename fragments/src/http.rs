@@ -120,9 +120,25 @@ pub struct Request {
     /// Retry until this long after the first attempt instead of the client's deadline (the backoff stays
     /// the client's): a wait with its own budget, such as the health step's.
     pub deadline: Option<Duration>,
-    /// Addressed to a service this node runs itself (etcd, the API server of a master), which a rooted host
-    /// does not start: see [`Host::http`](crate::host::Host::http).
-    pub node_service: bool,
+    /// Bound on each attempt instead of the client's request timeout: a download of a large program.
+    pub timeout: Option<Duration>,
+    /// Who answers, which decides whether a rooted host sends it: see [`Host::http`](crate::host::Host::http).
+    pub destination: Destination,
+}
+
+/// Who answers a request, for a rooted host to tell what it may send (see
+/// [`Host::http`](crate::host::Host::http)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Destination {
+    /// The cloud's APIs and the cluster's services (Keystone, Magnum's or hearth-server's certificate API,
+    /// Heat, Swift), configured per run: a rooted run sends to them as a real run does.
+    #[default]
+    Remote,
+    /// A service this node runs itself (etcd, the API server of a master), which a rooted host does not start.
+    NodeService,
+    /// A program installed onto the node from where the config says (the kubelet from dl.k8s.io or a mirror):
+    /// a rooted run, often on a machine far from that network, records it instead.
+    Download,
 }
 
 impl Request {
@@ -134,7 +150,8 @@ impl Request {
             body: None,
             identity: None,
             deadline: None,
-            node_service: false,
+            timeout: None,
+            destination: Destination::Remote,
         }
     }
 
@@ -176,15 +193,21 @@ impl Request {
         self
     }
 
-    pub fn to_node_service(mut self) -> Self {
-        self.node_service = true;
+    pub fn to(mut self, destination: Destination) -> Self {
+        self.destination = destination;
+        self
+    }
+
+    /// Each attempt may take up to `timeout`, instead of the client's request timeout.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
     /// A request to one of this node's own services (etcd, the API server) under `base`, presenting
     /// `identity` when the service wants a client certificate.
     pub fn node_service(method: &str, base: &str, path: &str, identity: Option<&ClientIdentity>) -> Self {
-        let request = Request::new(method, format!("{base}{path}")).to_node_service();
+        let request = Request::new(method, format!("{base}{path}")).to(Destination::NodeService);
         match identity {
             Some(identity) => request.with_identity(identity.clone()),
             None => request,
@@ -201,7 +224,8 @@ impl fmt::Debug for Request {
             .field("body_bytes", &self.body.as_ref().map(Vec::len))
             .field("identity", &self.identity.as_ref().map(|i| i.source.as_str()))
             .field("deadline", &self.deadline)
-            .field("node_service", &self.node_service)
+            .field("timeout", &self.timeout)
+            .field("destination", &self.destination)
             .finish()
     }
 }
@@ -536,8 +560,14 @@ fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
     Ok(())
 }
 
+/// The most a Content-Length may reserve up front (a kubelet is about 85 MB).
+const MAX_RESERVED_BODY: usize = 256 << 20;
+
 fn attempt(agent: &ureq::Agent, req: &Request, shown_url: &str) -> Attempt {
-    let call = req.headers.iter().fold(agent.request(&req.method, &req.url), |call, (n, v)| call.set(n, v));
+    let mut call = req.headers.iter().fold(agent.request(&req.method, &req.url), |call, (n, v)| call.set(n, v));
+    if let Some(timeout) = req.timeout {
+        call = call.timeout(timeout);
+    }
     let result = match &req.body {
         Some(body) => call.send_bytes(body),
         None => call.call(),
@@ -552,7 +582,9 @@ fn attempt(agent: &ureq::Agent, req: &Request, shown_url: &str) -> Attempt {
         .into_iter()
         .flat_map(|name| answer.all(&name).into_iter().map(|v| (name.clone(), v.to_string())).collect::<Vec<_>>())
         .collect();
-    let mut body = Vec::new();
+    // Sized from Content-Length (within reason) so a large download is held once, not grown by doubling.
+    let announced: Option<usize> = answer.header("Content-Length").and_then(|n| n.parse().ok());
+    let mut body = Vec::with_capacity(announced.unwrap_or(0).min(MAX_RESERVED_BODY));
     if let Err(e) = answer.into_reader().read_to_end(&mut body) {
         return Attempt::Retry { last: format!("HTTP {status}, then reading the body failed: {e}"), retry_after: None };
     }

@@ -5,7 +5,7 @@
 //! API server's own certificate (`/etc/kubernetes/certs/{ca.crt,server.crt,server.key}`, `CN=kubernetes`):
 //! nodes never hold an admin (`system:masters`) identity. With TLS disabled, `http://127.0.0.1:<api.port>`,
 //! the port Magnum's apiserver then serves without TLS (`--insecure-port=<KUBE_API_PORT>`). Every request
-//! is a request to the node's own service ([`Request::to_node_service`]): a dry run or a rooted run
+//! is a request to the node's own service ([`Destination::NodeService`](crate::http::Destination::NodeService)): a dry run or a rooted run
 //! records it and sends nothing.
 //!
 //! **What the identity needs.** User `kubernetes` (no group) must be allowed, cluster-wide: `get`,

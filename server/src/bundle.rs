@@ -64,6 +64,17 @@ pub fn render(template: &ClusterTemplate, cluster: &Cluster, settings: &Loaded) 
                     .collect(),
             )
         })?;
+        // The rules the node will apply to what it is given, checked before a single server boots.
+        let refused = hearth_fragments::config::validate(&config);
+        if !refused.is_empty() {
+            let field = format!("{role} node config");
+            return Err(RenderError::Invalid(
+                refused
+                    .into_iter()
+                    .map(|e| FieldError { field: field.clone(), value: e.value.clone(), reason: e.to_string() })
+                    .collect(),
+            ));
+        }
         let data =
             user_data::render(&config, settings, format).with_context(|| format!("rendering the {role} user-data"))?;
         parameters.insert(format!("{role}_user_data"), json!(data.text));

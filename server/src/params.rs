@@ -79,8 +79,15 @@ const TRUTHY_LABELS: &[&str] = &[
 ];
 
 /// Labels Hearth reads that Stein's driver did not (later Magnum releases have them).
-const HEARTH_LABELS: &[&str] =
-    &["container_runtime", "dns_cluster_domain", "kube_allow_priv", "dns_service_ip", "coredns_tag"];
+const HEARTH_LABELS: &[&str] = &[
+    "container_runtime",
+    "dns_cluster_domain",
+    "kube_allow_priv",
+    "dns_service_ip",
+    "coredns_tag",
+    "kubelet_url",
+    "kubelet_sha256",
+];
 
 /// The parameters Magnum's Stein driver would have sent (inventory §6), with `Null` for "sent as None".
 pub fn magnum_parameters(t: &ClusterTemplate, c: &Cluster, s: &Loaded) -> BTreeMap<String, Value> {
@@ -289,10 +296,17 @@ pub const HEAT_ONLY: &[(&str, &str)] = &[
 ];
 
 /// Keys every node gets beyond what Stein wrote for its role: the trustee's name and domain (read by
-/// Stein's scripts but never written, inventory A2/A9), the runtime of later releases, and what the
-/// cloud-provider config names.
-const EVERY_NODE: &[&str] =
-    &["TRUSTEE_USERNAME", "TRUSTEE_DOMAIN_ID", "CONTAINER_RUNTIME", "PROJECT_ID", "EXTERNAL_NETWORK_ID"];
+/// Stein's scripts but never written, inventory A2/A9), the runtime of later releases, what the
+/// cloud-provider config names, and where the kubelet comes from.
+const EVERY_NODE: &[&str] = &[
+    "TRUSTEE_USERNAME",
+    "TRUSTEE_DOMAIN_ID",
+    "CONTAINER_RUNTIME",
+    "PROJECT_ID",
+    "EXTERNAL_NETWORK_ID",
+    "KUBELET_URL",
+    "KUBELET_SHA256",
+];
 
 /// Keys of later Magnum releases that only masters read: the CoreDNS tag (the add-ons step is a master's).
 const LATER_MASTER_KEYS: &[&str] = &["COREDNS_TAG"];

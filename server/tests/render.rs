@@ -277,6 +277,26 @@ fn user_data_over_novas_limit_is_refused_at_render_time() {
     assert!(err.contains("Nova's limit of 65535"), "{err}");
 }
 
+/// Where the kubelet comes from reaches every node, and what the node would refuse is refused before a
+/// server boots, naming the field and the value.
+#[test]
+fn kubelet_labels_reach_every_node_and_bad_ones_are_refused_at_render_time() {
+    let (t, mut c, s) = load("cluster-template.yaml", "cluster.yaml");
+    let labels = c.labels.get_or_insert_with(|| t.labels.clone());
+    labels.insert("kubelet_url".into(), "https://mirror.example/k8s/v1.34.4/kubelet".into());
+    labels.insert("kubelet_sha256".into(), "ab".repeat(32));
+    let magnum = params::magnum_parameters(&t, &c, &s);
+    for role in [Role::Master, Role::Minion] {
+        let config = params::node_config(role, &t, &c, &s, &magnum).unwrap();
+        assert_eq!(config.kubernetes.kubelet_url, "https://mirror.example/k8s/v1.34.4/kubelet", "{role}");
+        assert_eq!(config.kubernetes.kubelet_sha256, "ab".repeat(32), "{role}");
+    }
+    bundle::render(&t, &c, &s).unwrap();
+    c.labels.as_mut().unwrap().insert("kubelet_sha256".into(), "not-a-digest".into());
+    let err = bundle::render(&t, &c, &s).unwrap_err().to_string();
+    assert!(err.contains("KUBELET_SHA256") && err.contains("not-a-digest") && err.contains("64 hexadecimal"), "{err}");
+}
+
 #[test]
 fn render_registers_the_cluster_for_serve() {
     let dir = examples_dir();

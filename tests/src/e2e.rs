@@ -25,17 +25,20 @@
 //! `container_infra_prefix` and `insecure_registry`): the control plane and kube-proxy as upstream's
 //! images of [`kubernetes::CLUSTER_RELEASE`] (or the spec's release), built from their Go modules
 //! ([`crate::kubernetes`], [`crate::images`]), run by the units the agent writes; pause, flannel, CoreDNS
-//! and the cloud-controller-manager through the kubelet. What stands in (each reported by
+//! and the cloud-controller-manager through the kubelet. The kubelet itself is the release's program,
+//! which each agent downloads and checks from a dl.k8s.io stand-in ([`Downloads`], set as the
+//! `kubelet_url` label) as it would from upstream or a mirror. What stands in (each reported by
 //! [`Cluster::summary`]):
 //! - **etcd** runs for real from Debian's etcd-server package, started by the agent's own
 //!   `etcd.service` with the image's drop-in ([`ETCD_DROP_IN`]) replacing only how the program is started
 //!   (the binary instead of `ctr run <etcd image>`), as an image that carries etcd would.
-//! - **the kubelet**, of which upstream publishes no image, runs the release's program shown read-only at
-//!   [`KUBERNETES_DIR`] through the image's drop-in ([`program_drop_ins`]), with the variable of the
-//!   agent's own sysconfig file as its command line.
+//! - **the kernel a VM would have**: the image's drop-ins ([`image_drop_ins`]) show the kubelet the
+//!   kernel tunables it insists on and containerd a writable `/proc/sys/net`, without changing this
+//!   machine's.
 
 use crate::cloud_init;
 use crate::compute::{self, Compute};
+use crate::downloads::{self, Downloads};
 use crate::heat::{self, Heat, HeatOptions, ServerInfo, StackId};
 use crate::images;
 use crate::keystone::{Keystone, Tenancy, User};
@@ -47,7 +50,6 @@ use crate::oci::Built;
 use crate::registry::Registry;
 use anyhow::{bail, Context as _, Result};
 use hearth_fragments::config::{native, NodeConfig, Role};
-use hearth_fragments::kube::components::sysconfig_location;
 use hearth_fragments::kube::Component;
 use hearth_server::bundle::{self, Bundle};
 use hearth_server::model::{self, Cluster as MagnumCluster, ClusterTemplate};
@@ -83,48 +85,26 @@ ExecStop=
 EnvironmentFile=/etc/etcd/etcd.conf
 ";
 
-/// Where a node sees the Kubernetes programs of its cluster's release ([`Spec::release`]).
+/// Where a node sees the Kubernetes programs of its cluster's release ([`Spec::release`]): the test runs
+/// the release's kubectl there.
 pub const KUBERNETES_DIR: &str = "/opt/hearth-tests/kubernetes";
 
 /// The control plane's units and what they run.
 pub const CONTROL_PLANE: [Component; 3] = [Component::ApiServer, Component::ControllerManager, Component::Scheduler];
 
-/// The image's drop-in for the agent's unit of `component`: the real program of [`KUBERNETES_DIR`] instead
-/// of its image, run as Magnum's images' entrypoint (`launch.sh`) ran it, with the agent's
-/// `/etc/kubernetes/config` and the component's own sysconfig file as its environment and the file's
-/// variable as its whole command line (systemd splits an unbraced `$VAR` at blanks, as the script's shell
-/// did); `before` runs first.
-pub fn program_drop_in(component: Component, before: Option<&str>) -> TreeFile {
-    let (file, var) = sysconfig_location(component);
-    let binary = component.binary();
-    let before = before.map(|b| format!("ExecStartPre={b}\n")).unwrap_or_default();
-    let text = format!(
-        "# hearth-tests image: {binary} from {KUBERNETES_DIR} (the release built from its Go module)\n\
-         # instead of from a registry, which no node here can reach. The agent's unit stays as written;\n\
-         # only how the program starts is replaced.\n\
-         [Service]\nExecStartPre=\n{before}ExecStart=\nExecStart={KUBERNETES_DIR}/{binary} ${var}\nExecStop=\n\
-         EnvironmentFile=/etc/kubernetes/config\nEnvironmentFile={file}\n"
-    );
-    TreeFile {
-        path: format!("/usr/lib/systemd/system/{binary}.service.d/50-hearth-tests-image.conf"),
-        contents: text.into_bytes(),
+/// The image's drop-ins: the kubelet's and containerd's, each running a script first
+/// ([`KUBELET_HOST_PATH`], [`NET_SYSCTLS_PATH`]) that shows the program what a VM's kernel would. The
+/// agent's units stay as written.
+pub fn image_drop_ins() -> Vec<TreeFile> {
+    let drop_in = |unit: &str, before: &str| TreeFile {
+        path: format!("/usr/lib/systemd/system/{unit}.d/50-hearth-tests-image.conf"),
+        contents: format!("[Service]\nExecStartPre={before}\n").into_bytes(),
         mode: 0o644,
-    }
-}
-
-/// The drop-ins of the programs the nodes run for real that no image of upstream's carries: the kubelet,
-/// after [`KUBELET_HOST_PATH`]. The control plane and kube-proxy run from the registry's images, through
-/// the units the agent writes. And containerd's, after [`NET_SYSCTLS_PATH`].
-pub fn program_drop_ins() -> Vec<TreeFile> {
-    let containerd = "[Service]\nExecStartPre=".to_string() + NET_SYSCTLS_PATH + "\n";
+    };
     vec![
-        program_drop_in(Component::Kubelet, Some(KUBELET_HOST_PATH)),
+        drop_in("kubelet.service", KUBELET_HOST_PATH),
         TreeFile { path: KUBELET_HOST_PATH.into(), contents: KUBELET_HOST.as_bytes().to_vec(), mode: 0o755 },
-        TreeFile {
-            path: "/usr/lib/systemd/system/containerd.service.d/50-hearth-tests-image.conf".into(),
-            contents: containerd.into_bytes(),
-            mode: 0o644,
-        },
+        drop_in("containerd.service", NET_SYSCTLS_PATH),
         TreeFile { path: NET_SYSCTLS_PATH.into(), contents: NET_SYSCTLS.as_bytes().to_vec(), mode: 0o755 },
     ]
 }
@@ -521,6 +501,8 @@ pub struct Cluster {
     /// The cluster's image registry (`container_infra_prefix`), and where nodes reach it.
     pub registry: Registry,
     pub registry_at: SocketAddr,
+    /// The dl.k8s.io stand-in the nodes fetch the kubelet from (`kubelet_url`).
+    pub downloads: Downloads,
     pub outcome: Option<Outcome>,
     /// Keeps the settings file and its keys while the cluster lives.
     _settings_dir: tempfile::TempDir,
@@ -545,6 +527,10 @@ impl Cluster {
             registry.push(&served.name, &served.tag, &served.image)?;
         }
         let registry_at = network.forward(SocketAddr::from(([127, 0, 0, 1], registry.port)))?;
+        // The release's kubelet where upstream publishes it, for the agents to fetch.
+        let kubelet_path = downloads::kubelet_path(spec.release, "amd64");
+        let downloads = Downloads::start(&[(kubelet_path.clone(), kubernetes.dir.join("kubelet"))])?;
+        let kubelet_url = format!("http://{}{kubelet_path}", network.forward(downloads.addr())?);
 
         // Magnum's conductor: a trustee user per cluster and the owner's trust to it.
         let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?.trim().to_string();
@@ -601,6 +587,7 @@ impl Cluster {
         let settings = Loaded::load(&settings_path)?;
 
         let (mut template, mut cluster) = load_example(spec.example, spec.release, registry_at)?;
+        template.labels.insert("kubelet_url".into(), kubelet_url);
         (spec.edit_template)(&mut template);
         cluster.uuid = Some(uuid.clone());
         cluster.master_count = Some(spec.masters);
@@ -674,6 +661,7 @@ impl Cluster {
             load_balancers: Vec::new(),
             registry,
             registry_at,
+            downloads,
             outcome: None,
             _settings_dir: settings_dir,
         })
@@ -708,7 +696,7 @@ impl Cluster {
                     mode: 0o644,
                 }]
                 .into_iter()
-                .chain(program_drop_ins())
+                .chain(image_drop_ins())
                 .chain([TreeFile {
                     // The node's resolver, as a cloud's DHCP hands one out: the hub's gateway, where
                     // nothing answers, so names outside the cluster fail at once and no query leaves the
@@ -981,6 +969,10 @@ impl Cluster {
                 let _ = writeln!(text, "  {:<42} {line}", "");
             }
         }
+        let fetched = self.downloads.requests();
+        let kubelets = fetched.iter().filter(|p| p.ends_with("/kubelet")).count();
+        let digests = fetched.iter().filter(|p| p.ends_with("/kubelet.sha256")).count();
+        let _ = writeln!(text, "  kubelet program fetched {kubelets} time(s), its SHA-256 {digests} time(s)");
         text
     }
 }

@@ -4,6 +4,7 @@ pub mod cloud;
 pub mod cloud_init;
 pub mod compute;
 pub mod debian_tree;
+pub mod downloads;
 pub mod e2e;
 pub mod etcd;
 pub mod golden;

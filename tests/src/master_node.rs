@@ -5,7 +5,7 @@
 //!
 //! The node's address is `127.0.0.2`, its etcd (when started) serves TLS there and plain HTTP on
 //! `127.0.0.1`, as Magnum's etcd.conf lays it out; steps run in-process on a rooted host that is told the
-//! node's services are served ([`Host::with_node_services`]).
+//! node's services are served ([`Host::sending`]).
 
 use crate::etcd::{free_ports, EtcdctlTls, RealEtcd};
 use crate::StandInCloud;
@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 use hearth_fragments::config::native;
 use hearth_fragments::facts::{Facts, OsFamily};
 use hearth_fragments::host::{Action, Host, Mode};
-use hearth_fragments::http::{Client, HttpSettings, RetryPolicy};
+use hearth_fragments::http::{Client, Destination, HttpSettings, RetryPolicy};
 use hearth_fragments::steps::{self, Context, Done, Implementation};
 use hearth_fragments::{NodeConfig, Role};
 use serde_json::{json, Value};
@@ -101,7 +101,7 @@ impl MasterNode {
 
     /// Runs the master step `name` on a rooted host that reaches the node's services.
     pub fn run(&self, name: &str) -> StepRun {
-        self.run_on(name, Host::new(Mode::Rooted(self.root.path().to_path_buf())).with_node_services())
+        self.run_on(name, Host::new(Mode::Rooted(self.root.path().to_path_buf())).sending(Destination::NodeService))
     }
 
     /// Runs the master step `name` on `host` (given its HTTP client here).

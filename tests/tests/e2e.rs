@@ -144,6 +144,24 @@ fn the_example_cluster_boots_converges_and_completes() {
     assert_services_programmed(&cluster);
     assert_pod_network(&cluster);
     assert_cloud_provider(&cluster);
+    assert_kubelet_fetched(&cluster);
+}
+
+/// Every agent fetched the release's kubelet from the dl.k8s.io stand-in (its digest, then the program)
+/// exactly once, and the unit runs that program.
+fn assert_kubelet_fetched(cluster: &Cluster) {
+    let path = hearth_tests::downloads::kubelet_path(cluster.spec.release, "amd64");
+    let fetched = cluster.downloads.requests();
+    let count = |p: &str| fetched.iter().filter(|f| *f == p).count();
+    let nodes = cluster.nodes.len();
+    assert_eq!((count(&format!("{path}.sha256")), count(&path)), (nodes, nodes), "{fetched:?}");
+    for member in &cluster.nodes {
+        let node = member.node.as_ref().unwrap();
+        let version = node.run_ok(&["/usr/local/bin/kubelet", "--version"]).unwrap();
+        assert_eq!(version.trim(), format!("Kubernetes {}", cluster.spec.release), "{}", member.name());
+        let exec = node.run_ok(&["systemctl", "show", "--property=ExecStart", "kubelet.service"]).unwrap();
+        assert!(exec.contains("path=/usr/local/bin/kubelet"), "{}: {exec}", member.name());
+    }
 }
 
 /// How far [`follow_nodes`] waits.

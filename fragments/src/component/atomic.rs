@@ -38,13 +38,13 @@ fn record_path(name: &str) -> PathBuf {
     PathBuf::from(format!("{RECORDS}/{name}.image"))
 }
 
-/// The `atomic install` command line of `component`.
-pub fn install_command(component: &Component) -> Cmd {
+/// The `atomic install` command line of `component` from `image`.
+pub fn install_command(component: &Component, image: &str) -> Cmd {
     Cmd::new("atomic")
         .args(["install", "--system", "--system-package=no", "--storage", "ostree"])
         .arg(format!("--name={}", component.name))
         .args(component.system_container_settings.iter().map(|s| format!("--set={s}")))
-        .arg(&component.image)
+        .arg(image)
         .timeout(ATOMIC_TIMEOUT)
 }
 
@@ -54,24 +54,25 @@ impl ComponentRuntime for Atomic {
     }
 
     fn install(&self, ctx: &Context, component: &Component) -> Result<Installed> {
-        if component.args_from.is_some() || !component.args.is_empty() {
-            anyhow::bail!(
+        let image = match &component.image {
+            Some(image) if component.args_from.is_none() && component.args.is_empty() => image,
+            _ => anyhow::bail!(
                 "{} is not an image with its own entrypoint: atomic runs only such system containers",
                 component.name
-            );
-        }
+            ),
+        };
         let record = record_path(&component.name);
         let installed = ctx.host.read_to_string(&record)?;
-        let wanted = format!("{}\n", component.image);
-        let key_owner = key_owner_drop_in(ctx, component)?;
+        let wanted = format!("{image}\n");
+        let key_owner = key_owner_drop_in(ctx, component, image)?;
         let cmd = match installed.as_deref() {
             Some(image) if image == wanted => return Ok(key_owner),
             Some(_) => Cmd::new("atomic")
                 .args(["containers", "update"])
-                .arg(format!("--rebase={}", component.image))
+                .arg(format!("--rebase={image}"))
                 .arg(&component.name)
                 .timeout(ATOMIC_TIMEOUT),
-            None => install_command(component),
+            None => install_command(component, image),
         };
         ctx.host.run(&cmd)?;
         ctx.host.write_file(&FileSpec::new(record, wanted, 0o644))?;
@@ -81,7 +82,7 @@ impl ComponentRuntime for Atomic {
 }
 
 /// The drop-in that hands the component's keys to its image's user (none when it reads none).
-fn key_owner_drop_in(ctx: &Context, component: &Component) -> Result<Installed> {
+fn key_owner_drop_in(ctx: &Context, component: &Component, image: &str) -> Result<Installed> {
     let path = PathBuf::from(format!("/etc/systemd/system/{}.d/hearth-key-owner.conf", component.unit()));
     if component.system_container_user_files.is_empty() {
         let removed = ctx.host.remove_file(&path)? != Outcome::Unchanged;
@@ -90,7 +91,7 @@ fn key_owner_drop_in(ctx: &Context, component: &Component) -> Result<Installed> 
     let text = format!(
         "# Written by hearth-agent: {} runs {} as uid {}, which must read these keys.\n[Service]\n\
          ExecStartPre=/usr/bin/chown {MAGNUM_KUBE_USER} {}\n",
-        component.image,
+        image,
         component.name,
         MAGNUM_KUBE_USER.split(':').next().unwrap_or_default(),
         component.system_container_user_files.join(" ")

@@ -6,6 +6,7 @@
 //! | fedora-atomic | `atomic install --system --system-package=no --storage ostree --name=<name> <image>`, as Magnum: atomic writes the unit from the image's own template, the image's entrypoint reads the config files | [`atomic::Atomic`] |
 //! | fedora-coreos | a unit whose `ExecStart` is `podman run --net=host …` (Magnum's Fedora CoreOS driver did the same) | [`units::Podman`] |
 //! | debian | a unit that runs the image through the node's runtime: `docker run` on docker, `ctr run` on containerd | [`units::Docker`], [`units::Ctr`] |
+//! | fedora-coreos, debian: a component without an image | a unit that runs the host's program | [`units::Host`] |
 //!
 //! The unit runtimes pass a component's program and its [`ArgsFrom`] variable as the container's command
 //! (upstream's images), or run the image's own entrypoint (Magnum's).
@@ -28,23 +29,12 @@ use crate::kube::RuntimeKind;
 use crate::steps::Context;
 use anyhow::{Context as _, Result};
 
-/// How a bind mount propagates mount events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Propagation {
-    Private,
-    /// Host mounts appear in the container (`rslave`).
-    Slave,
-    /// Both ways (`rshared`): the kubelet mounts volumes that pods on the host must see.
-    Shared,
-}
-
 /// A host path inside the container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
     pub host: String,
     pub container: String,
     pub writable: bool,
-    pub propagation: Propagation,
     /// Give the content the shared container SELinux label (podman's `z`). Only for directories that hold
     /// nothing but the component's own files: relabelling `/` or `/sys` would break the host.
     pub relabel: bool,
@@ -53,12 +43,7 @@ pub struct Mount {
 impl Mount {
     /// The same path inside and out.
     pub fn same(path: &str, writable: bool) -> Mount {
-        Mount { host: path.into(), container: path.into(), writable, propagation: Propagation::Private, relabel: false }
-    }
-
-    pub fn propagation(mut self, propagation: Propagation) -> Mount {
-        self.propagation = propagation;
-        self
+        Mount { host: path.into(), container: path.into(), writable, relabel: false }
     }
 
     pub fn relabel(mut self) -> Mount {
@@ -73,9 +58,11 @@ pub struct Component {
     /// Unit name without `.service`, and the container's name.
     pub name: String,
     pub description: String,
-    pub image: String,
-    /// Arguments after the image; empty runs the image's entrypoint as it is (Magnum's images read their
-    /// configuration from the files mounted into them).
+    /// The image the component runs in; `None` runs `args` on the host itself (the kubelet, of which
+    /// upstream publishes no image), where mounts, privileges and namespaces mean nothing.
+    pub image: Option<String>,
+    /// Arguments after the image, or the host's program and its arguments; empty runs the image's
+    /// entrypoint as it is (Magnum's images read their configuration from the files mounted into them).
     pub args: Vec<String>,
     /// The rest of the command line, from a file: see [`ArgsFrom`].
     pub args_from: Option<ArgsFrom>,
@@ -149,6 +136,7 @@ pub fn apply(ctx: &Context, runtime: &dyn ComponentRuntime, components: &[Compon
     let mut restart = Vec::new();
     let mut reload = false;
     for component in components {
+        let runtime = if component.image.is_some() { runtime } else { &units::Host };
         let installed = runtime
             .install(ctx, component)
             .with_context(|| format!("installing {} as {}", component.unit(), runtime.describe()))?;

@@ -1,9 +1,10 @@
 //! Components as systemd units whose main process is a container client in the foreground: `podman run`
 //! (Fedora CoreOS), `docker run` or `ctr run` (Debian, by the node's runtime). Each unit removes a
 //! container left over by a crash before it starts, restarts the component whenever it exits, and gives
-//! the first start ten minutes for the image pull.
+//! the first start ten minutes for the image pull. A component without an image runs its program on the
+//! host ([`Host`]), in the same kind of unit.
 
-use super::{ArgsFrom, Component, ComponentRuntime, Installed, Mount, Propagation};
+use super::{ArgsFrom, Component, ComponentRuntime, Installed, Mount};
 use crate::host::{FileSpec, Outcome};
 use crate::steps::Context;
 use anyhow::Result;
@@ -54,7 +55,8 @@ fn strings<const N: usize>(words: [&str; N]) -> Vec<String> {
 
 /// What differs between the clients.
 trait Client {
-    fn program(&self) -> &'static str;
+    /// What the unit's header says runs the component.
+    fn origin(&self, component: &Component) -> String;
     /// The runtime unit the client needs, if any.
     fn runtime_unit(&self) -> Option<&'static str>;
     /// Commands run (failures ignored) before the start.
@@ -74,10 +76,8 @@ fn render(client: &dyn Client, component: &Component) -> String {
         }
     }
     let mut unit = format!(
-        "# Written by hearth-agent: {} from {} through {}.\n[Unit]\nDescription={}\nWants={}\nAfter={}\n\n[Service]\n",
-        component.name,
-        component.image,
-        client.program(),
+        "# Written by hearth-agent: {}.\n[Unit]\nDescription={}\nWants={}\nAfter={}\n\n[Service]\n",
+        client.origin(component),
         component.description,
         after.join(" "),
         after.join(" "),
@@ -109,14 +109,19 @@ fn install(client: &dyn Client, ctx: &Context, component: &Component) -> Result<
     Ok(Installed { changed, unit_written: changed })
 }
 
+/// The component's image; the clients get only components that have one (see [`super::apply`]).
+fn image(component: &Component) -> &str {
+    component.image.as_deref().unwrap_or_default()
+}
+
+/// `<name> from <image> through <program>`.
+fn from_image(component: &Component, program: &str) -> String {
+    format!("{} from {} through {program}", component.name, image(component))
+}
+
 /// `-v`-style mount options shared by podman and docker.
 fn volume(mount: &Mount) -> String {
     let mut options = vec![if mount.writable { "rw" } else { "ro" }];
-    match mount.propagation {
-        Propagation::Private => {}
-        Propagation::Slave => options.push("rslave"),
-        Propagation::Shared => options.push("rshared"),
-    }
     (mount.relabel).then(|| options.push("z"));
     format!("--volume={}:{}:{}", mount.host, mount.container, options.join(","))
 }
@@ -140,7 +145,7 @@ fn oci_run(program: &str, component: &Component, relabel: bool) -> Vec<String> {
     if let Some(env) = &component.env_file {
         argv.push(format!("--env-file={env}"));
     }
-    argv.push(component.image.clone());
+    argv.push(image(component).to_string());
     argv.extend(component.args.iter().cloned());
     argv
 }
@@ -150,8 +155,8 @@ fn oci_run(program: &str, component: &Component, relabel: bool) -> Vec<String> {
 pub struct Podman;
 
 impl Client for Podman {
-    fn program(&self) -> &'static str {
-        PODMAN
+    fn origin(&self, component: &Component) -> String {
+        from_image(component, PODMAN)
     }
     fn runtime_unit(&self) -> Option<&'static str> {
         None
@@ -181,8 +186,8 @@ impl ComponentRuntime for Podman {
 pub struct Docker;
 
 impl Client for Docker {
-    fn program(&self) -> &'static str {
-        DOCKER
+    fn origin(&self, component: &Component) -> String {
+        from_image(component, DOCKER)
     }
     fn runtime_unit(&self) -> Option<&'static str> {
         Some("docker.service")
@@ -220,8 +225,8 @@ fn ctr(words: &[&str]) -> Vec<String> {
 }
 
 impl Client for Ctr {
-    fn program(&self) -> &'static str {
-        CTR
+    fn origin(&self, component: &Component) -> String {
+        from_image(component, CTR)
     }
     fn runtime_unit(&self) -> Option<&'static str> {
         Some("containerd.service")
@@ -232,7 +237,7 @@ impl Client for Ctr {
         // from the image it has; without one, `ctr run` fails and systemd tries again.
         let hosts = format!("--hosts-dir={CONTAINERD_HOSTS_DIR}");
         vec![
-            ctr(&["images", "pull", &hosts, &component.image]),
+            ctr(&["images", "pull", &hosts, image(component)]),
             ctr(&["tasks", "delete", "--force", name]),
             ctr(&["containers", "delete", name]),
         ]
@@ -249,12 +254,7 @@ impl Client for Ctr {
             argv.push("--privileged".into());
         }
         for mount in &component.mounts {
-            let mut options = vec!["rbind", if mount.writable { "rw" } else { "ro" }];
-            match mount.propagation {
-                Propagation::Private => {}
-                Propagation::Slave => options.push("rslave"),
-                Propagation::Shared => options.push("rshared"),
-            }
+            let options = ["rbind", if mount.writable { "rw" } else { "ro" }];
             argv.push(format!(
                 "--mount=type=bind,src={},dst={},options={}",
                 mount.host,
@@ -265,7 +265,7 @@ impl Client for Ctr {
         if let Some(env) = &component.env_file {
             argv.push(format!("--env-file={env}"));
         }
-        argv.push(component.image.clone());
+        argv.push(image(component).to_string());
         argv.push(component.name.clone());
         argv.extend(component.args.iter().cloned());
         argv
@@ -286,6 +286,41 @@ impl ComponentRuntime for Ctr {
     }
 }
 
+/// A program of the host, as its unit's main process: `args` is the command line.
+#[derive(Debug)]
+pub struct Host;
+
+impl Client for Host {
+    fn origin(&self, component: &Component) -> String {
+        let program = component.args.first().map_or("", String::as_str);
+        format!("{}, {program} run on the host", component.name)
+    }
+    fn runtime_unit(&self) -> Option<&'static str> {
+        None
+    }
+    fn before_start(&self, _component: &Component) -> Vec<Vec<String>> {
+        Vec::new()
+    }
+    fn run(&self, component: &Component) -> Vec<String> {
+        component.args.clone()
+    }
+    fn stop(&self, _component: &Component) -> Option<Vec<String>> {
+        None
+    }
+}
+
+impl ComponentRuntime for Host {
+    fn describe(&self) -> &'static str {
+        "a unit of the host's program"
+    }
+    fn install(&self, ctx: &Context, component: &Component) -> Result<Installed> {
+        if component.args.is_empty() {
+            anyhow::bail!("{} has neither an image nor a program to run", component.name);
+        }
+        install(self, ctx, component)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,14 +329,11 @@ mod tests {
         Component {
             name: "etcd".into(),
             description: "etcd".into(),
-            image: "docker.io/openstackmagnum/etcd:v3.4.6".into(),
+            image: Some("docker.io/openstackmagnum/etcd:v3.4.6".into()),
             args: vec!["--debug=100%".into()],
             args_from: None,
             env_file: Some("/etc/etcd/etcd.conf".into()),
-            mounts: vec![
-                Mount::same("/etc/etcd", false).relabel(),
-                Mount::same("/var/lib/kubelet", true).propagation(Propagation::Shared),
-            ],
+            mounts: vec![Mount::same("/etc/etcd", false).relabel(), Mount::same("/var/lib/kubelet", true)],
             privileged: true,
             host_network: true,
             host_pid: true,
@@ -325,7 +357,7 @@ mod tests {
     fn each_client_gets_its_own_flags() {
         let podman = render(&Podman, &etcd());
         assert!(podman.contains("--volume=/etc/etcd:/etc/etcd:ro,z"), "{podman}");
-        assert!(podman.contains("--volume=/var/lib/kubelet:/var/lib/kubelet:rw,rshared \\"), "{podman}");
+        assert!(podman.contains("--volume=/var/lib/kubelet:/var/lib/kubelet:rw \\"), "{podman}");
         assert!(podman.contains("ExecStartPre=-/usr/bin/podman rm \\\n    --force \\\n    etcd\n"), "{podman}");
         assert!(podman.contains("--debug=100%%"), "{podman}");
         assert!(!podman.contains("docker.service"));
@@ -335,7 +367,10 @@ mod tests {
         assert!(docker.contains("After=network-online.target docker.service"), "{docker}");
 
         let ctr = render(&Ctr, &etcd());
-        assert!(ctr.contains("--mount=type=bind,src=/var/lib/kubelet,dst=/var/lib/kubelet,options=rbind:rw:rshared"));
+        assert!(
+            ctr.contains("--mount=type=bind,src=/var/lib/kubelet,dst=/var/lib/kubelet,options=rbind:rw \\"),
+            "{ctr}"
+        );
         assert!(ctr.contains("--with-ns=pid:/proc/1/ns/pid"), "{ctr}");
         assert!(ctr.contains("\\\n    docker.io/openstackmagnum/etcd:v3.4.6 etcd \\\n    --debug=100%%"), "{ctr}");
         assert!(!ctr.contains("ExecStop"), "ctr passes the stop's signal on: {ctr}");

@@ -291,7 +291,8 @@ pub const STEIN_MINION_KEYS: &[&str] = &[
 
 /// Every heat-params key Hearth understands, with the slot it fills: the Stein master keys, the
 /// minion-only keys, and keys of later releases (`NODEGROUP_ROLE`, `INSTANCE_NAME`, `ARCH`,
-/// `CONTAINER_RUNTIME`, `COREDNS_TAG`) plus the ones Stein scripts read but never wrote.
+/// `CONTAINER_RUNTIME`, `COREDNS_TAG`), the ones Stein scripts read but never wrote, and Hearth's own
+/// (`KUBELET_URL`, `KUBELET_SHA256`).
 pub fn slots(c: &mut NodeConfig) -> Vec<(&'static str, Slot<'_>)> {
     use Slot::*;
     vec![
@@ -398,6 +399,9 @@ pub fn slots(c: &mut NodeConfig) -> Vec<(&'static str, Slot<'_>)> {
         ("ARCH", Text(&mut c.node.arch)),
         ("CONTAINER_RUNTIME", Text(&mut c.runtime.kind)),
         ("COREDNS_TAG", Text(&mut c.addons.coredns_tag)),
+        // Hearth's own: where a node without a kubelet gets one.
+        ("KUBELET_URL", Text(&mut c.kubernetes.kubelet_url)),
+        ("KUBELET_SHA256", Text(&mut c.kubernetes.kubelet_sha256)),
     ]
 }
 

@@ -21,6 +21,9 @@ use std::str::FromStr;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
+/// The rules every config must keep, whichever format it came in: for a renderer to check the config it
+/// writes before a node refuses it.
+pub use validate::validate;
 
 /// The native format's only version so far.
 pub const VERSION: u32 = 1;
@@ -321,6 +324,13 @@ pub struct Kubernetes {
     pub service_account_key: String,
     /// Service-account private key, PEM (`KUBE_SERVICE_ACCOUNT_PRIVATE_KEY`).
     pub service_account_private_key: Secret,
+    /// Where the kubelet program is fetched from (`KUBELET_URL`, Hearth's) on OS families that run
+    /// upstream's images, which include no kubelet: empty is dl.k8s.io's release of `tag` for the node's
+    /// architecture, and a kubelet of `tag` already at `/usr/bin/kubelet` is used instead.
+    pub kubelet_url: String,
+    /// The kubelet's SHA-256 (`KUBELET_SHA256`, 64 hexadecimal digits): empty takes it from `<url>.sha256`,
+    /// as dl.k8s.io and its mirrors publish it.
+    pub kubelet_sha256: String,
     /// Extra kubelet arguments (`KUBELET_OPTIONS`).
     pub kubelet_options: String,
     /// Extra kube-apiserver arguments (`KUBEAPI_OPTIONS`).
@@ -409,6 +419,8 @@ DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,Res
             ca_key: Secret::default(),
             service_account_key: String::new(),
             service_account_private_key: Secret::default(),
+            kubelet_url: String::new(),
+            kubelet_sha256: String::new(),
             kubelet_options: String::new(),
             kubeapi_options: String::new(),
             kubecontroller_options: String::new(),

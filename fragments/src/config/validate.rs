@@ -53,6 +53,11 @@ pub fn validate(c: &NodeConfig) -> Vec<ConfigError> {
     url(&mut e, "openstack.magnum_url (MAGNUM_URL)", &c.openstack.magnum_url);
     url(&mut e, "etcd.discovery_url (ETCD_DISCOVERY_URL)", &c.etcd.discovery_url);
     url(&mut e, "signal.endpoint (WAIT_CURL)", &c.signal.endpoint);
+    url(&mut e, "kubernetes.kubelet_url (KUBELET_URL)", &c.kubernetes.kubelet_url);
+    let sha = &c.kubernetes.kubelet_sha256;
+    if !sha.is_empty() && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit())) {
+        e.push(err("kubernetes.kubelet_sha256 (KUBELET_SHA256)", sha, "a SHA-256: 64 hexadecimal digits"));
+    }
     for (key, value) in [
         ("proxy.http_proxy (HTTP_PROXY)", &c.proxy.http_proxy),
         ("proxy.https_proxy (HTTPS_PROXY)", &c.proxy.https_proxy),
@@ -132,11 +137,15 @@ mod tests {
         c.runtime.container_infra_prefix = "registry.example/magnum".into();
         c.network.services_cidr = "10.100.0.0/24".parse().unwrap();
         c.proxy.http_proxy = "proxy:3128".into();
+        c.kubernetes.kubelet_url = "dl.k8s.io/kubelet".into();
+        c.kubernetes.kubelet_sha256 = "abc".into();
         let keys: Vec<String> = validate(&c).into_iter().map(|e| e.key).collect();
         assert!(keys.iter().any(|k| k.contains("CGROUP_DRIVER")), "{keys:?}");
         assert!(keys.iter().any(|k| k.contains("CONTAINER_INFRA_PREFIX")), "{keys:?}");
         assert!(keys.iter().any(|k| k.contains("PORTAL_NETWORK_CIDR")), "{keys:?}");
         assert!(keys.iter().any(|k| k.contains("DNS_SERVICE_IP")), "{keys:?}");
         assert!(keys.iter().any(|k| k.contains("HTTP_PROXY")), "{keys:?}");
+        assert!(keys.iter().any(|k| k.contains("KUBELET_URL")), "{keys:?}");
+        assert!(keys.iter().any(|k| k.contains("KUBELET_SHA256")), "{keys:?}");
     }
 }

@@ -10,8 +10,8 @@
 //! HTTP goes through the run's one [`Client`] (CA bundle, proxy, retry policy), given with
 //! [`Host::with_http`]; rooted hosts send for real, which tests use against loopback servers, except
 //! requests to the node's own services (etcd, the API server), which no rooted tree runs: those are
-//! recorded like commands that cannot act on a root, unless [`Host::with_node_services`] says stand-ins
-//! serve them.
+//! recorded like commands that cannot act on a root, and so are downloads of programs for the node
+//! ([`Destination`]), unless [`Host::sending`] says stand-ins serve them.
 //!
 //! Every call is recorded in the host's journal, which the runner drains after each step.
 
@@ -24,7 +24,7 @@ pub use fs::write_state_file;
 pub use journal::{Action, ActionKind, Outcome};
 
 use crate::config::secret::mask_url_credentials;
-use crate::http::{Client, HttpError, Request, Response};
+use crate::http::{Client, Destination, HttpError, Request, Response};
 use anyhow::{bail, Context as _, Result};
 use journal::Journal;
 use std::path::{Component, Path, PathBuf};
@@ -86,8 +86,8 @@ pub struct Host {
     journal: Journal,
     /// The client for [`Host::http`], or why there is none (its settings did not build).
     http: std::result::Result<Client, String>,
-    /// A rooted host sends requests to the node's own services (tests serve stand-ins for them).
-    node_services: bool,
+    /// What a rooted host sends beyond [`Destination::Remote`] (tests serve stand-ins for them).
+    rooted_sends: Vec<Destination>,
 }
 
 impl Host {
@@ -96,14 +96,14 @@ impl Host {
             mode,
             journal: Journal::default(),
             http: Err("no HTTP client was set up for this run".into()),
-            node_services: false,
+            rooted_sends: Vec::new(),
         }
     }
 
-    /// Lets a rooted host send the requests marked [`Request::to_node_service`]: for tests that serve
-    /// stand-ins for the node's etcd or API server on loopback.
-    pub fn with_node_services(mut self) -> Self {
-        self.node_services = true;
+    /// Lets a rooted host send the requests to `destination` too: for tests that serve stand-ins for the
+    /// node's etcd or API server, or for a download, on loopback.
+    pub fn sending(mut self, destination: Destination) -> Self {
+        self.rooted_sends.push(destination);
         self
     }
 
@@ -251,16 +251,20 @@ impl Host {
 
     /// Sends `req` with the run's client (retries per its policy) and returns the answer whatever its
     /// status; on a dry run records it and returns `None`, the answer a real run would get. So does a rooted
-    /// host for a request to the node's own services ([`Request::to_node_service`]), which do not run under
-    /// a root (unless [`Host::with_node_services`]). `what` says what the request is for ("signing kubelet
+    /// host for a request to the node's own services, which do not run under a root, or for a program's
+    /// download (see [`Destination`]; unless [`Host::sending`]). `what` says what the request is for ("signing kubelet
     /// certificate") in the journal, which never holds header values or bodies (tokens, passwords).
     pub fn http(&self, req: &Request, what: &str) -> std::result::Result<Option<Response>, HttpError> {
         let target = format!("{} {}", req.method, mask_url_credentials(&req.url));
         let unsent = match self.mode {
             Mode::DryRun { .. } => Some(what.to_string()),
-            Mode::Rooted(_) if req.node_service && !self.node_services => {
-                Some(format!("{what} (not sent: the node's services do not run under a root)"))
-            }
+            Mode::Rooted(_) if !self.rooted_sends.contains(&req.destination) => match req.destination {
+                Destination::Remote => None,
+                Destination::NodeService => {
+                    Some(format!("{what} (not sent: the node's services do not run under a root)"))
+                }
+                Destination::Download => Some(format!("{what} (not fetched: a rooted run downloads no programs)")),
+            },
             Mode::Rooted(_) | Mode::System => None,
         };
         if let Some(detail) = unsent {
@@ -397,11 +401,11 @@ mod tests {
             Host::new(Mode::Rooted(dir.path().to_path_buf()))
                 .with_http(Client::new(&HttpSettings::default(), RetryPolicy::default()))
         };
-        let local = Request::get(&url).to_node_service();
+        let local = Request::get(&url).to(Destination::NodeService);
         let plain = rooted();
         assert_eq!(plain.http(&local, "probing").unwrap(), None);
         assert_eq!(plain.http(&Request::get(&url), "probing").unwrap().unwrap().status, 200);
-        let served = rooted().with_node_services();
+        let served = rooted().sending(Destination::NodeService);
         assert_eq!(served.http(&local, "probing").unwrap().unwrap().body, b"ok");
         let recorded: Vec<(Outcome, String)> =
             plain.take_actions().into_iter().map(|a| (a.outcome, a.detail)).collect();

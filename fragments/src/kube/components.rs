@@ -7,15 +7,17 @@
 //! variables (magnum `dockerfiles/kubernetes-*/launch.sh`). Atomic installs them with that entrypoint
 //! ([`Images::Magnum`]). Elsewhere the units run upstream's images ([`Images::Upstream`]), which exist
 //! for every release, with their program as the command and the same variable of the same file as its
-//! arguments (systemd's `EnvironmentFile`), so one set of files configures every OS family. The other
+//! arguments (systemd's `EnvironmentFile`), so one set of files configures every OS family; the kubelet,
+//! of which upstream publishes no image, runs the same way as a program of the host
+//! ([`super::kubelet_program`]). The other
 //! variables Magnum's scripts read (`KUBE_MASTER`, `KUBE_ALLOW_PRIV`, …) are left empty: every flag is in
 //! the one variable, chosen for the release by [`super::args`].
 
 use super::args::{self, Inputs};
 use super::kubeconfig::{Identity, Kubeconfig};
 use super::version::Component as Kind;
-use super::{cert, kube_image, upstream_program, Images, RuntimeKind};
-use crate::component::{ArgsFrom, Component, Mount, Propagation};
+use super::{cert, kube_image, kubelet_program, upstream_program, Images};
+use crate::component::{ArgsFrom, Component, Mount};
 use crate::config::Role;
 use crate::host::{FileSpec, Outcome, Systemd};
 use crate::steps::Context;
@@ -43,7 +45,7 @@ pub const DIRS: &[&str] = &[
 pub const CALICO_NETWORK_MANAGER: &str = "/etc/NetworkManager/conf.d/calico.conf";
 
 /// The directories of [`DIRS`], and what the network driver needs of the host.
-pub fn prepare_node(ctx: &Context) -> Result<()> {
+fn prepare_node(ctx: &Context) -> Result<()> {
     for dir in DIRS {
         ctx.host.ensure_dir(Path::new(dir), 0o755)?;
     }
@@ -54,6 +56,19 @@ pub fn prepare_node(ctx: &Context) -> Result<()> {
             ctx.host.systemd(Systemd::TryRestart, Some("NetworkManager.service"))?;
         }
     }
+    Ok(())
+}
+
+/// Installs a node's Kubernetes `components`: the host's directories, the kubelet program where it runs on
+/// the host, the units and their files, and the shared settings.
+pub fn install(ctx: &Context, inputs: &Inputs, images: Images, components: &[Component]) -> Result<()> {
+    prepare_node(ctx)?;
+    if images == Images::Upstream {
+        kubelet_program::ensure(ctx)?;
+    }
+    crate::component::apply(ctx, crate::component::for_node(ctx.facts.os, inputs.runtime), components)?;
+    // After the install: atomic copies the images' own defaults of this file onto the host.
+    ctx.host.write_file(&shared_config())?;
     Ok(())
 }
 
@@ -169,38 +184,14 @@ pub fn kubelet_configuration(inputs: &Inputs) -> Option<FileSpec> {
     })
 }
 
-fn mounts(kind: Kind, runtime: RuntimeKind) -> Vec<Mount> {
+/// The host paths a containerised component needs. None for the kubelet: it runs on the host, or on
+/// fedora-atomic from Magnum's image, whose own system-container template mounts what it needs.
+fn mounts(kind: Kind) -> Vec<Mount> {
     let config = Mount::same("/etc/kubernetes", false).relabel();
     match kind {
         Kind::ApiServer | Kind::ControllerManager | Kind::Scheduler => vec![config],
         Kind::Proxy => vec![config, Mount::same("/lib/modules", false), Mount::same("/run", true)],
-        Kind::Kubelet => {
-            let runtime_state = match runtime {
-                RuntimeKind::Docker => "/var/lib/docker",
-                RuntimeKind::Containerd => "/var/lib/containerd",
-            };
-            vec![
-                config,
-                Mount {
-                    host: "/".into(),
-                    container: "/rootfs".into(),
-                    writable: false,
-                    propagation: Propagation::Slave,
-                    relabel: false,
-                },
-                Mount::same("/dev", true),
-                Mount::same("/sys", true),
-                Mount::same("/run", true),
-                Mount::same("/var/lib/kubelet", true).propagation(Propagation::Shared),
-                Mount::same(runtime_state, true).propagation(Propagation::Slave),
-                Mount::same("/var/lib/cni", true),
-                Mount::same("/var/log", true),
-                Mount::same("/etc/cni/net.d", true),
-                Mount::same("/opt/cni", true),
-                Mount::same("/lib/modules", false),
-                Mount::same("/etc/machine-id", false),
-            ]
-        }
+        Kind::Kubelet => Vec::new(),
     }
 }
 
@@ -244,23 +235,26 @@ pub fn component(inputs: &Inputs, kind: Kind, images: Images, extra: Vec<FileSpe
         Kind::Scheduler => vec![cert("server.key")],
         Kind::Kubelet | Kind::Proxy => Vec::new(),
     };
-    // Upstream publishes no kubelet image: until the kubelet runs from a host binary, it keeps Magnum's.
-    let images = if kind == Kind::Kubelet { Images::Magnum } else { images };
-    let (args, args_from) = match images {
-        Images::Magnum => (Vec::new(), None),
-        Images::Upstream => {
+    let (image, args, args_from) = match (images, kind) {
+        (Images::Magnum, _) => (Some(kube_image(inputs.config, kind, images)), Vec::new(), None),
+        (Images::Upstream, _) => {
             let (file, var) = sysconfig_location(kind);
-            (vec![upstream_program(kind)], Some(ArgsFrom { file: file.into(), var: var.into() }))
+            let args_from = Some(ArgsFrom { file: file.into(), var: var.into() });
+            match kind {
+                // Upstream publishes no kubelet image: the host's program (see `kubelet_program`).
+                Kind::Kubelet => (None, vec![kubelet_program::PROGRAM.to_string()], args_from),
+                _ => (Some(kube_image(inputs.config, kind, images)), vec![upstream_program(kind)], args_from),
+            }
         }
     };
     Ok(Component {
         name: kind.binary().to_string(),
         description: format!("Kubernetes {}", kind.binary()),
-        image: kube_image(inputs.config, kind, images),
+        image,
         args,
         args_from,
         env_file: None,
-        mounts: mounts(kind, inputs.runtime),
+        mounts: mounts(kind),
         privileged,
         host_network: true,
         host_pid,
@@ -345,7 +339,11 @@ mod tests {
         c.api.master_ip = Some("10.0.0.4".parse().unwrap());
         let minion = minion_of(&c).unwrap();
         let proxy = text(&minion[1], super::super::PROXY_KUBECONFIG_MINION);
-        assert_eq!(minion[1].image, "registry.k8s.io/kube-proxy:v1.24.17");
+        assert_eq!(minion[1].image.as_deref(), Some("registry.k8s.io/kube-proxy:v1.24.17"));
+        assert_eq!(
+            (minion[0].image.as_deref(), minion[0].args.as_slice()),
+            (None, ["/usr/local/bin/kubelet".to_string()].as_slice())
+        );
         assert_eq!(minion[1].args, ["/usr/local/bin/kube-proxy"]);
         assert_eq!(minion[1].args_from.as_ref().map(|a| a.var.as_str()), Some("KUBE_PROXY_ARGS"));
         assert!(proxy.contains("https://10.0.0.4:6443") && proxy.contains("certs/proxy.key"), "{proxy}");

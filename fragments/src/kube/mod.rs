@@ -5,6 +5,7 @@
 pub mod args;
 pub mod components;
 pub mod kubeconfig;
+pub mod kubelet_program;
 pub mod version;
 
 use crate::config::NodeConfig;

@@ -53,7 +53,7 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     let etcd = Component {
         name: "etcd".into(),
         description: "etcd, the cluster's key-value store".into(),
-        image: kube::image(config, "etcd", &config.etcd.tag),
+        image: Some(kube::image(config, "etcd", &config.etcd.tag)),
         args: Vec::new(),
         args_from: None,
         env_file: Some(CONF.into()),

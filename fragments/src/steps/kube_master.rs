@@ -9,17 +9,13 @@
 //! step, which runs after this one: the files only name them, and nothing starts before the services step.
 
 use super::{Context, Done};
-use crate::component;
 use crate::kube::args::Inputs;
 use crate::kube::{components, Images};
 use anyhow::Result;
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let inputs = Inputs::new(ctx.config, ctx.config.node_name(&ctx.facts.hostname))?;
-    let master = components::master(&inputs, Images::for_os(ctx.facts.os))?;
-    components::prepare_node(ctx)?;
-    component::apply(ctx, component::for_node(ctx.facts.os, inputs.runtime), &master)?;
-    // After the install: atomic copies the images' own defaults of this file onto the host.
-    ctx.host.write_file(&components::shared_config())?;
+    let images = Images::for_os(ctx.facts.os);
+    components::install(ctx, &inputs, images, &components::master(&inputs, images)?)?;
     Ok(Done::Applied)
 }

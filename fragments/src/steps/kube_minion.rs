@@ -8,17 +8,13 @@
 //! or the host name, passed to the kubelet as `--hostname-override`).
 
 use super::{Context, Done};
-use crate::component;
 use crate::kube::args::Inputs;
 use crate::kube::{components, Images};
 use anyhow::Result;
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let inputs = Inputs::new(ctx.config, ctx.config.node_name(&ctx.facts.hostname))?;
-    let minion = components::minion(&inputs, Images::for_os(ctx.facts.os))?;
-    components::prepare_node(ctx)?;
-    component::apply(ctx, component::for_node(ctx.facts.os, inputs.runtime), &minion)?;
-    // After the install: atomic copies the images' own defaults of this file onto the host.
-    ctx.host.write_file(&components::shared_config())?;
+    let images = Images::for_os(ctx.facts.os);
+    components::install(ctx, &inputs, images, &components::minion(&inputs, images)?)?;
     Ok(Done::Applied)
 }
