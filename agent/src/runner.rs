@@ -112,6 +112,7 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
             signal: None,
         },
     };
+    let _lock = run.state.as_ref().map(StateDir::lock).transpose()?;
     if let Some(state) = &run.state {
         // A run in progress or failed is not converged, whatever an earlier run said.
         state.clear_done()?;

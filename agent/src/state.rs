@@ -57,6 +57,12 @@ pub struct Status {
     pub signal: Option<SignalRecord>,
 }
 
+/// The run lock, held until dropped (see [`StateDir::lock`]).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
 /// The state directory of one root.
 #[derive(Clone, Debug)]
 pub struct StateDir(PathBuf);
@@ -107,6 +113,41 @@ impl StateDir {
 
     pub fn mark_done(&self, summary: &str) -> Result<()> {
         write_state_file(&self.done_path(), format!("{summary}\n").as_bytes(), 0o644).context("writing the done marker")
+    }
+
+    /// Takes the run lock (`run.lock`, holding the holder's pid) for as long as the [`RunLock`] lives, or
+    /// refuses at once, naming the run that holds it: two runs converging one node together would write
+    /// the same files and both signal Heat. The kernel drops the lock when its process dies, so a killed
+    /// run never blocks the next.
+    pub fn lock(&self) -> Result<RunLock> {
+        std::fs::create_dir_all(&self.0).with_context(|| format!("creating {}", self.0.display()))?;
+        let path = self.0.join("run.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "another hearth-agent run (pid {}) is converging this node and holds {}: wait for it \
+                     (`hearth-agent status`), this run changed nothing",
+                    holder.trim(),
+                    path.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+        file.set_len(0)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+        Ok(RunLock { _file: file })
     }
 
     pub fn clear_done(&self) -> Result<()> {

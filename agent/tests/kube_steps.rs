@@ -77,10 +77,11 @@ fn assert_ok(output: &Output) {
     );
 }
 
-/// The tree under `root` but the agent's status and events (they carry timestamps).
+/// The tree under `root` but the agent's status, events (they carry timestamps) and run lock (its pid).
 fn snapshot(root: &Path) -> Snapshot {
     let mut tree = golden::snapshot(root);
-    tree.retain(|path, _| !["/var/lib/hearth/status.json", "/var/lib/hearth/events.jsonl"].contains(&path.as_str()));
+    let own = ["/var/lib/hearth/status.json", "/var/lib/hearth/events.jsonl", "/var/lib/hearth/run.lock"];
+    tree.retain(|path, _| !own.contains(&path.as_str()));
     tree
 }
 

@@ -257,6 +257,29 @@ fn validate_masks_secrets_and_lists_every_error() {
     assert!(err.contains("kubernetes.dns_service_ip (DNS_SERVICE_IP) = \"10.100.0.10\""), "{err}");
 }
 
+/// A second run while one converges the node refuses at once and changes nothing; once the first has
+/// ended (or died: the kernel drops its lock) the next one runs.
+#[test]
+fn a_run_refuses_while_another_holds_the_node() {
+    let tree = node_tree("k8s-demo-minion-0");
+    let lock_path = tree.path().join("var/lib/hearth/run.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = std::fs::File::create(&lock_path).unwrap();
+    held.lock().unwrap();
+    std::fs::write(&lock_path, "4242\n").unwrap();
+    let config = workspace("examples/node/quickstart-minion.yaml");
+    let run = || agent(&["run", "--config", config.to_str().unwrap(), "--root", tree.path().to_str().unwrap()]);
+    let refused = run();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("another hearth-agent run (pid 4242)") && stderr.contains("changed nothing"), "{stderr}");
+    assert!(!tree.path().join("var/lib/hearth/status.json").exists(), "the refused run wrote a status");
+    assert!(!tree.path().join("etc/kubernetes").exists(), "the refused run wrote files");
+    drop(held);
+    assert_ok(&run());
+    assert!(std::fs::read_to_string(&lock_path).unwrap().trim().parse::<u32>().is_ok(), "the lock names its holder");
+}
+
 #[test]
 fn heat_params_examples_validate() {
     for name in ["stein-master", "stein-minion"] {

@@ -29,14 +29,38 @@ pub(super) fn dir_matches(path: &Path, mode: u32) -> Result<bool> {
     Ok(path.symlink_metadata().map(|m| m.is_dir() && mode_of(&m) == mode).unwrap_or(false))
 }
 
+/// `.<name>.hearth-<pid>`, the temp file of a write of `name` by process `pid`.
+fn temp_name(name: &str, pid: u32) -> String {
+    format!(".{name}.hearth-{pid}")
+}
+
+/// Removes the temp files that writes of `name` in `dir` left when their process died between creating
+/// and renaming them (a killed agent): those of a pid that no longer runs. A live writer's, this
+/// process's included, are left alone.
+fn remove_orphaned_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.hearth-");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Temp file in the same directory, mode set before any byte is written, fsync, rename, fsync the
 /// directory: a reader sees the old file or the new one, never a part, and a secret is never readable
-/// by others even for a moment.
+/// by others even for a moment. Temp files of earlier writers that died are removed.
 pub(super) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let parent = path.parent().context("a file path has a parent")?;
     create_parents(parent)?;
     let name = path.file_name().context("a file path has a name")?.to_string_lossy();
-    let temp = parent.join(format!(".{name}.hearth-{}", std::process::id()));
+    remove_orphaned_temps(parent, &name);
+    let temp = parent.join(temp_name(&name, std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -69,7 +93,8 @@ pub(super) fn symlink_atomic(target: &Path, link: &Path) -> Result<()> {
     let parent = link.parent().context("a link path has a parent")?;
     create_parents(parent)?;
     let name = link.file_name().context("a link path has a name")?.to_string_lossy();
-    let temp = parent.join(format!(".{name}.hearth-{}", std::process::id()));
+    remove_orphaned_temps(parent, &name);
+    let temp = parent.join(temp_name(&name, std::process::id()));
     let _ = fs::remove_file(&temp);
     std::os::unix::fs::symlink(target, &temp)?;
     fs::rename(&temp, link)?;
@@ -98,4 +123,26 @@ fn create_parents(dir: &Path) -> Result<()> {
 /// An atomic write for the agent's own state files, which are not step actions.
 pub fn write_state_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     write_atomic(path, contents, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_removes_the_temp_files_of_dead_writers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let orphan = dir.path().join(temp_name("node.json", u32::MAX));
+        let live = dir.path().join(temp_name("node.json", 1));
+        let other = dir.path().join(temp_name("other.json", u32::MAX));
+        for path in [&orphan, &live, &other] {
+            fs::write(path, "left by a crash").unwrap();
+        }
+        write_atomic(&dir.path().join("node.json"), b"{}", 0o600).unwrap();
+        assert!(!orphan.exists(), "a dead writer's temp file stays");
+        assert!(live.exists() && other.exists(), "a live writer's, or another file's, temp file was removed");
+        let names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
 }
