@@ -188,7 +188,7 @@ fn load_for_run(input: &InputArgs, signal_on_failure: bool) -> Result<NodeConfig
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string(hearth_fragments::paths::KERNEL_HOSTNAME).unwrap_or_default().trim().to_string()
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {

@@ -23,16 +23,14 @@ use crate::config::{NodeConfig, Secret};
 use crate::host::{Host, Outcome};
 use crate::http::{ClientIdentity, Request, Response};
 use crate::kube_api::parse_version;
+use crate::paths::{ETCD_CERTS, ETCD_CONF};
 use crate::probe::{self, Budget, Verdict};
-use crate::steps::certs::ETCD_CERTS;
 use anyhow::{anyhow, bail, Context as _, Result};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::path::Path;
 
-/// The etcd step's configuration file, in Magnum's `ETCD_*="…"` format.
-pub const CONFIG_FILE: &str = "/etc/etcd/etcd.conf";
 /// etcd's client port when its configuration does not say.
 pub const CLIENT_PORT: u16 = 2379;
 
@@ -55,7 +53,7 @@ impl<'h> Etcd<'h> {
     /// This master's etcd, as the module documentation says.
     pub fn for_node(config: &NodeConfig, host: &'h Host) -> Result<Etcd<'h>> {
         let tls = !config.cluster.tls_disabled;
-        let advertised = host.read_to_string(Path::new(CONFIG_FILE))?.and_then(|text| {
+        let advertised = host.read_to_string(Path::new(ETCD_CONF))?.and_then(|text| {
             shell_assignment(&text, "ETCD_ADVERTISE_CLIENT_URLS")
                 .or_else(|| shell_assignment(&text, "ETCD_LISTEN_CLIENT_URLS"))
         });
@@ -66,7 +64,7 @@ impl<'h> Etcd<'h> {
                 chosen
                     .with_context(|| {
                         format!(
-                            "{CONFIG_FILE} advertises no {}client URL of etcd ({})",
+                            "{ETCD_CONF} advertises no {}client URL of etcd ({})",
                             if tls { "https:// " } else { "" },
                             urls.join(",")
                         )

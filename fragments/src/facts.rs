@@ -115,7 +115,7 @@ impl Facts {
         let os = OsFamily::from_os_release(&os_release)?;
         // The live system's name is the kernel's (cloud-init sets it early); a tree only has /etc/hostname.
         let hostname = match host.mode() {
-            Mode::System => std::fs::read_to_string("/proc/sys/kernel/hostname").ok(),
+            Mode::System => std::fs::read_to_string(crate::paths::KERNEL_HOSTNAME).ok(),
             _ => host.read_to_string(Path::new("/etc/hostname"))?,
         }
         .unwrap_or_default();

@@ -25,8 +25,8 @@
 use crate::config::NodeConfig;
 use crate::host::{Host, Outcome};
 use crate::http::{ClientIdentity, Request, Response};
+use crate::paths::KUBE_CERTS;
 use crate::probe::{self, Budget, Verdict};
-use crate::steps::certs::KUBE_CERTS;
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 use std::fmt;

@@ -11,10 +11,15 @@ pub mod kube;
 pub mod kube_api;
 pub mod manifests;
 pub mod openstack;
+pub mod paths;
 pub mod pki;
 pub mod probe;
 pub mod quote;
+pub mod registry;
+pub mod runtime;
+pub mod step;
 pub mod steps;
+pub mod systemd;
 pub mod volume;
 
 pub use config::{NodeConfig, Role};

@@ -94,7 +94,7 @@ pub fn cloud_controller_manager(config: &NodeConfig) -> Result<Vec<Value>> {
     };
     let vars = [
         ("OCCM_IMAGE", image(config, "docker.io/k8scloudprovider/", "openstack-cloud-controller-manager", tag)),
-        ("CLOUD_CONFIG", crate::kube::CLOUD_CONFIG.to_string()),
+        ("CLOUD_CONFIG", crate::paths::CLOUD_CONFIG.to_string()),
         ("CLUSTER_NAME", name.to_string()),
     ];
     render(CLOUD_CONTROLLER_MANAGER, &vars)

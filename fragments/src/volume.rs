@@ -25,7 +25,7 @@
 //! is written.
 
 use crate::host::{Cmd, CommandError, FileSpec};
-use crate::steps::Context;
+use crate::step::Context;
 use anyhow::{bail, Context as _, Result};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@
 
 use super::{Component, ComponentRuntime, Installed};
 use crate::host::{Cmd, FileSpec, Outcome};
-use crate::steps::Context;
+use crate::step::Context;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -26,7 +26,7 @@ pub mod units;
 use crate::facts::OsFamily;
 use crate::host::{FileSpec, Outcome, Systemd};
 use crate::kube::RuntimeKind;
-use crate::steps::Context;
+use crate::step::Context;
 use anyhow::{Context as _, Result};
 
 /// A host path inside the container.

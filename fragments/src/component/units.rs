@@ -6,7 +6,8 @@
 
 use super::{ArgsFrom, Component, ComponentRuntime, Installed, Mount};
 use crate::host::{FileSpec, Outcome};
-use crate::steps::Context;
+use crate::paths::{CONTAINERD_HOSTS_DIR, SYSTEMD_UNITS};
+use crate::step::Context;
 use anyhow::Result;
 
 pub const PODMAN: &str = "/usr/bin/podman";
@@ -14,8 +15,6 @@ pub const DOCKER: &str = "/usr/bin/docker";
 pub const CTR: &str = "/usr/bin/ctr";
 /// The containerd namespace of the components' images and containers.
 pub const CTR_NAMESPACE: &str = "hearth";
-/// Registry settings (mirrors, insecure hosts) in containerd's `config_path` layout.
-pub const CONTAINERD_HOSTS_DIR: &str = "/etc/containerd/certs.d";
 
 /// One argument as systemd's command-line parser reads it back: `%` (specifiers) and `$` (variables)
 /// doubled, and quoted when it holds blanks, quotes or backslashes.
@@ -103,7 +102,7 @@ fn render(client: &dyn Client, component: &Component) -> String {
 }
 
 fn install(client: &dyn Client, ctx: &Context, component: &Component) -> Result<Installed> {
-    let path = format!("/etc/systemd/system/{}", component.unit());
+    let path = format!("{SYSTEMD_UNITS}/{}", component.unit());
     let written = ctx.host.write_file(&FileSpec::new(path, render(client, component), 0o644))?;
     let changed = written != Outcome::Unchanged;
     Ok(Installed { changed, unit_written: changed })
@@ -332,7 +331,7 @@ mod tests {
             image: Some("docker.io/openstackmagnum/etcd:v3.4.6".into()),
             args: vec!["--debug=100%".into()],
             args_from: None,
-            env_file: Some("/etc/etcd/etcd.conf".into()),
+            env_file: Some(crate::paths::ETCD_CONF.into()),
             mounts: vec![Mount::same("/etc/etcd", false).relabel(), Mount::same("/var/lib/kubelet", true)],
             privileged: true,
             host_network: true,

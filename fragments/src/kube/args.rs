@@ -166,7 +166,7 @@ pub fn controller_manager(inputs: &Inputs) -> Result<Vec<String>> {
         args.push(flag("cloud-provider", "external"));
         if v.controller_manager_has_openstack_volume_plugin() {
             args.push(flag("external-cloud-volume-plugin", "openstack"));
-            args.push(flag("cloud-config", super::CLOUD_CONFIG));
+            args.push(flag("cloud-config", crate::paths::CLOUD_CONFIG));
         }
     }
     if c.kubernetes.cert_manager_api {
@@ -228,7 +228,7 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
         flag("pod-manifest-path", super::MANIFESTS),
         flag("cluster-dns", c.kubernetes.dns_service_ip),
         flag("cluster-domain", &c.kubernetes.dns_cluster_domain),
-        flag("volume-plugin-dir", "/var/lib/kubelet/volumeplugins"),
+        flag("volume-plugin-dir", crate::paths::KUBELET_VOLUME_PLUGINS),
         flag("cgroup-driver", &c.kubernetes.cgroup_driver),
     ]);
     if v.kubelet_has_pod_infra_container_image() {
@@ -252,8 +252,8 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
         RuntimeKind::Docker => {
             // Only reachable before 1.24 (RuntimeKind::of refuses docker later).
             args.push(flag("network-plugin", "cni"));
-            args.push(flag("cni-conf-dir", "/etc/cni/net.d"));
-            args.push(flag("cni-bin-dir", "/opt/cni/bin"));
+            args.push(flag("cni-conf-dir", crate::paths::CNI_CONF_DIR));
+            args.push(flag("cni-bin-dir", crate::paths::CNI_BIN_DIR));
         }
         RuntimeKind::Containerd => {
             if v.kubelet_needs_container_runtime_remote() {

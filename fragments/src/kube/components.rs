@@ -20,7 +20,8 @@ use super::{cert, kube_image, kubelet_program, upstream_program, Images};
 use crate::component::{ArgsFrom, Component, Mount};
 use crate::config::Role;
 use crate::host::{FileSpec, Outcome, Systemd};
-use crate::steps::Context;
+use crate::paths::{CNI_BIN_DIR, CNI_CONF_DIR, CNI_DIR, KERNEL_MODULES, KUBELET_VOLUME_PLUGINS, KUBERNETES_DIR};
+use crate::step::Context;
 use anyhow::{bail, Context as _, Result};
 use std::path::Path;
 
@@ -31,14 +32,14 @@ pub const SHARED_CONFIG: &str = "/etc/kubernetes/config";
 /// directory fails the container; a node without kernel modules of its own, such as a container, has no
 /// `/lib/modules`).
 pub const DIRS: &[&str] = &[
-    "/etc/kubernetes",
-    "/lib/modules",
+    KUBERNETES_DIR,
+    KERNEL_MODULES,
     super::MANIFESTS,
-    "/etc/cni/net.d",
-    "/opt/cni/bin",
+    CNI_CONF_DIR,
+    CNI_BIN_DIR,
     "/var/lib/cni",
     "/var/lib/kubelet",
-    "/var/lib/kubelet/volumeplugins",
+    KUBELET_VOLUME_PLUGINS,
 ];
 
 /// NetworkManager must leave calico's interfaces alone (Magnum wrote this where NetworkManager runs).
@@ -187,10 +188,10 @@ pub fn kubelet_configuration(inputs: &Inputs) -> Option<FileSpec> {
 /// The host paths a containerised component needs. None for the kubelet: it runs on the host, or on
 /// fedora-atomic from Magnum's image, whose own system-container template mounts what it needs.
 fn mounts(kind: Kind) -> Vec<Mount> {
-    let config = Mount::same("/etc/kubernetes", false).relabel();
+    let config = Mount::same(KUBERNETES_DIR, false).relabel();
     match kind {
         Kind::ApiServer | Kind::ControllerManager | Kind::Scheduler => vec![config],
-        Kind::Proxy => vec![config, Mount::same("/lib/modules", false), Mount::same("/run", true)],
+        Kind::Proxy => vec![config, Mount::same(KERNEL_MODULES, false), Mount::same("/run", true)],
         Kind::Kubelet => Vec::new(),
     }
 }
@@ -213,10 +214,9 @@ pub fn component(inputs: &Inputs, kind: Kind, images: Images, extra: Vec<FileSpe
     };
     // Atomic's kubelet template mounts a fixed set; /opt/cni (the CNI plugins) comes in as Magnum added it.
     let system_container_settings = match kind {
-        Kind::Kubelet => vec![
-            r#"ADDTL_MOUNTS=,{"type":"bind","source":"/opt/cni","destination":"/opt/cni","options":["bind","rw","slave","mode=777"]}"#
-                .to_string(),
-        ],
+        Kind::Kubelet => vec![format!(
+            r#"ADDTL_MOUNTS=,{{"type":"bind","source":"{CNI_DIR}","destination":"{CNI_DIR}","options":["bind","rw","slave","mode=777"]}}"#
+        )],
         _ => Vec::new(),
     };
     // The keys Magnum's unprivileged images (uid 996) read: the apiserver's, the service-account pair, and

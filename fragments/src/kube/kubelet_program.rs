@@ -17,7 +17,7 @@
 use crate::config::NodeConfig;
 use crate::host::{Cmd, FileSpec};
 use crate::http::{Destination, Request};
-use crate::steps::Context;
+use crate::step::Context;
 use anyhow::{bail, Result};
 use std::path::Path;
 use std::time::Duration;

@@ -13,8 +13,6 @@ use crate::facts::OsFamily;
 use anyhow::{bail, Result};
 pub use version::{Component, KubeVersion};
 
-/// Certificates as the certs step writes them.
-pub const CERTS: &str = "/etc/kubernetes/certs";
 /// Kubelet's kubeconfig, under Magnum's name (operators' scripts know it).
 pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet-config.yaml";
 /// The kubelet's `KubeletConfiguration`, for what has no flag (from 1.35, `failCgroupV1`). Not to be
@@ -36,7 +34,6 @@ pub const KEYSTONE_WEBHOOK_CONFIG: &str = "/etc/kubernetes/keystone_webhook_conf
 pub const MANIFESTS: &str = "/etc/kubernetes/manifests";
 /// The cluster CA's key, for controller-manager to sign Kubernetes CSRs (`cert_manager_api`).
 pub const CA_KEY: &str = "/etc/kubernetes/certs/ca.key";
-pub const CLOUD_CONFIG: &str = "/etc/kubernetes/cloud-config";
 pub const CONTAINERD_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 
 /// Magnum's registry for its component images when `container_infra_prefix` is empty.
@@ -47,7 +44,7 @@ pub const UPSTREAM_PREFIX: &str = "registry.k8s.io/";
 
 /// A file under the certificate directory.
 pub fn cert(name: &str) -> String {
-    format!("{CERTS}/{name}")
+    format!("{}/{name}", crate::paths::KUBE_CERTS)
 }
 
 /// `<prefix><name>:<tag>`, the prefix being the config's `container_infra_prefix` or `default_prefix`:

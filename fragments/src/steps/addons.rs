@@ -12,12 +12,12 @@
 //! them skips it and says why. The step waits for the API server first (see [`super::health`]), so it also
 //! works on its own (`--only addons`).
 
-use super::{Context, Done};
 use crate::config::Secret;
 use crate::kube_api::KubeApi;
 use crate::manifests::{self, EtcdTls};
+use crate::paths::ETCD_CERTS;
 use crate::probe::Budget;
-use crate::steps::certs::ETCD_CERTS;
+use crate::step::{Context, Done};
 use anyhow::{bail, Result};
 use std::path::Path;
 use std::time::Duration;

@@ -17,14 +17,12 @@
 //! path: no SSH key pair, no `authorized_keys` for root, no `PermitRootLogin` change. The agent acts on
 //! the node itself; nothing logs in to it.
 
-use super::node_config::NODE_CONFIG;
-use super::services::is_enabled;
-use super::{Context, Done};
 use crate::host::{FileSpec, Outcome, Systemd};
+use crate::paths::{AGENT, NODE_CONFIG};
+use crate::step::{Context, Done};
+use crate::systemd::is_enabled;
 use anyhow::{Context as _, Result};
 
-/// Where the agent lives on a node.
-pub const AGENT: &str = "/usr/local/bin/hearth-agent";
 pub const UNIT: &str = "hearth-agent.service";
 pub const UNIT_FILE: &str = "/etc/systemd/system/hearth-agent.service";
 /// The marker whose existence keeps the unit from running at boot (written by the runner).

@@ -12,11 +12,11 @@
 //! every master: the objects are the same from each. The step runs before health, so it first waits for
 //! the API server within `agent.health_deadline_secs`, as Magnum's script waited for `/healthz`.
 
-use super::{Context, Done};
 use crate::kube::external_cloud_provider;
 use crate::kube_api::KubeApi;
 use crate::manifests;
 use crate::probe::Budget;
+use crate::step::{Context, Done};
 use anyhow::Result;
 use std::time::Duration;
 

@@ -36,20 +36,19 @@
 //! as `etcd`) is given access by its own step, never by widening the key here. Magnum instead made the
 //! directory `kube:kube_etcd 0550` and the keys `0440`.
 
-use super::{Context, Done};
 use crate::config::{NodeConfig, Role};
 use crate::host::FileSpec;
 use crate::openstack::keystone::{Credentials, Session};
 use crate::openstack::magnum::Magnum;
+use crate::paths::{ETCD_CERTS, KUBE_CERTS};
 use crate::pki::{self, CertSpec, Certificate, ExtendedUsage, NodeKey, San, Subject};
+use crate::step::{Context, Done};
 use anyhow::{bail, Context as _, Result};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub const KUBE_CERTS: &str = "/etc/kubernetes/certs";
-pub const ETCD_CERTS: &str = "/etc/etcd/certs";
 const CA_FILE: &str = "ca.crt";
 const KEY_MODE: u32 = 0o600;
 const CERT_MODE: u32 = 0o644;

@@ -22,9 +22,10 @@
 //! After a config change the running daemon is restarted (`try-restart`: one that is not running is left
 //! to the services step); a changed unit override is loaded with `daemon-reload` first.
 
-use super::runtime::{self, RuntimeKind, StorageDriver};
-use super::{Context, Done};
 use crate::host::{Cmd, FileSpec, Outcome, Systemd};
+use crate::kube::RuntimeKind;
+use crate::runtime::{self, StorageDriver};
+use crate::step::{Context, Done};
 use crate::volume::{self, Device};
 use anyhow::{bail, Context as _, Result};
 use std::path::Path;

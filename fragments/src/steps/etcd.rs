@@ -20,22 +20,20 @@
 //!   defaults to false) when the network is flannel, whose releases before 0.13 read their network
 //!   config from the v2 keyspace.
 
-use super::{Context, Done};
 use crate::component::{self, Component, Mount};
 use crate::config::NodeConfig;
 use crate::host::FileSpec;
 use crate::kube::{self, KubeVersion, RuntimeKind};
+use crate::paths::{ETCD_CERTS, ETCD_CONF, ETCD_DIR};
+use crate::step::{Context, Done};
 use anyhow::{bail, Context as _, Result};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::Path;
 
-pub const CONF: &str = "/etc/etcd/etcd.conf";
-pub const CONF_DIR: &str = "/etc/etcd";
 pub const DATA_DIR: &str = "/var/lib/etcd";
 /// etcd wants its data directory private (it warns from 3.4 when it is not).
 const DATA_DIR_MODE: u32 = 0o700;
-pub const CERTS: &str = "/etc/etcd/certs";
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 
@@ -46,7 +44,7 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     }
     let conf = render(config)?;
     let has_credentials = conf.lines().any(|l| l.starts_with("ETCD_DISCOVERY_PROXY=") && l.contains('@'));
-    ctx.host.ensure_dir(Path::new(CONF_DIR), 0o755)?;
+    ctx.host.ensure_dir(Path::new(ETCD_DIR), 0o755)?;
     ctx.host.ensure_dir(Path::new(DATA_DIR), DATA_DIR_MODE)?;
     let version = KubeVersion::of(config)?;
     let runtime = component::for_node(ctx.facts.os, RuntimeKind::of(config, version)?);
@@ -56,8 +54,8 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
         image: Some(kube::image(config, "etcd", &config.etcd.tag)),
         args: Vec::new(),
         args_from: None,
-        env_file: Some(CONF.into()),
-        mounts: vec![Mount::same(CONF_DIR, false).relabel(), Mount::same(DATA_DIR, true).relabel()],
+        env_file: Some(ETCD_CONF.into()),
+        mounts: vec![Mount::same(ETCD_DIR, false).relabel(), Mount::same(DATA_DIR, true).relabel()],
         privileged: false,
         host_network: true,
         host_pid: false,
@@ -65,7 +63,7 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
         system_container_settings: Vec::new(),
         // Magnum's etcd image runs as root (Magnum left etcd's keys root-only).
         system_container_user_files: Vec::new(),
-        files: vec![FileSpec::new(CONF, conf, if has_credentials { 0o600 } else { 0o644 })],
+        files: vec![FileSpec::new(ETCD_CONF, conf, if has_credentials { 0o600 } else { 0o644 })],
     };
     component::apply(ctx, runtime, &[etcd])?;
     Ok(Done::Applied)
@@ -133,7 +131,7 @@ pub fn render(config: &NodeConfig) -> Result<String> {
             ("ETCD_PEER_KEY_FILE", "server.key"),
             ("ETCD_PEER_CLIENT_CERT_AUTH", ""),
         ] {
-            let value = if value.is_empty() { "true".to_string() } else { format!("{CERTS}/{value}") };
+            let value = if value.is_empty() { "true".to_string() } else { format!("{ETCD_CERTS}/{value}") };
             vars.push((name, value));
         }
     }

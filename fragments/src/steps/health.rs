@@ -10,10 +10,10 @@
 //! looped on `/healthz` without a bound, and other masters never checked. Where the host sends nothing to
 //! the node's services (a dry run, a rooted run) the step is skipped and says so.
 
-use super::{Context, Done};
 use crate::etcd_client::Etcd;
 use crate::kube_api::KubeApi;
 use crate::probe::Budget;
+use crate::step::{Context, Done};
 use anyhow::Result;
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 //! Magnum appended the CA to the anchor on every run (duplicates) and ignored failures; Hearth writes the
 //! anchor whole and rebuilds the bundle only when needed, failing loudly if that fails.
 
-use super::{Context, Done};
 use crate::host::{FileSpec, Outcome};
+use crate::step::{Context, Done};
 use anyhow::{bail, Context as _, Result};
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {

@@ -8,9 +8,9 @@
 //! controller-manager signs CSRs (`cert_manager_api`). The certificates themselves come from the certs
 //! step, which runs after this one: the files only name them, and nothing starts before the services step.
 
-use super::{Context, Done};
 use crate::kube::args::Inputs;
 use crate::kube::{components, Images};
+use crate::step::{Context, Done};
 use anyhow::Result;
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {

@@ -7,9 +7,9 @@
 //! is given a kubeconfig instead) and the transient hostname change (the node's name is `node.instance_name`
 //! or the host name, passed to the kubelet as `--hostname-override`).
 
-use super::{Context, Done};
 use crate::kube::args::Inputs;
 use crate::kube::{components, Images};
+use crate::step::{Context, Done};
 use anyhow::Result;
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {

@@ -6,13 +6,13 @@
 //! values quoted when gcfg would otherwise misread them, and, from 1.26 without Octavia, the
 //! cloud-controller-manager's load-balancer controller off (`enabled=false`), without which it exits.
 
-use super::{Context, Done};
 use crate::host::FileSpec;
 use crate::kube::KubeVersion;
+use crate::step::{Context, Done};
 use anyhow::Result;
 use std::fmt::Write as _;
 
-use crate::kube::CLOUD_CONFIG;
+use crate::paths::{CLOUD_CONFIG, KUBERNETES_DIR};
 /// The name older cloud-provider manifests mount.
 pub const LEGACY_CLOUD_CONFIG: &str = "/etc/kubernetes/kube_openstack_config";
 pub const CA_BUNDLE: &str = "/etc/kubernetes/ca-bundle.crt";
@@ -24,7 +24,7 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
             "no trustee credentials (auth_url, trustee_user_id, trustee_password) for the cloud provider".into(),
         ));
     }
-    ctx.host.ensure_dir(std::path::Path::new("/etc/kubernetes"), 0o755)?;
+    ctx.host.ensure_dir(std::path::Path::new(KUBERNETES_DIR), 0o755)?;
     let bundle = ca_bundle(ctx)?;
     if let Some(bundle) = &bundle {
         ctx.host.write_file(&FileSpec::new(CA_BUNDLE, bundle.as_bytes(), 0o644))?;

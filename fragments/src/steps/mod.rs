@@ -17,32 +17,12 @@ mod node_config;
 mod proxy;
 mod registry_config;
 mod registry_service;
-pub mod runtime;
 mod selinux;
 mod services;
 
-use crate::config::{NodeConfig, Role};
-use crate::facts::Facts;
-use crate::host::Host;
-use anyhow::Result;
+use crate::config::Role;
 
-/// What a step has to work with.
-#[derive(Debug)]
-pub struct Context<'a> {
-    pub config: &'a NodeConfig,
-    pub facts: &'a Facts,
-    pub host: &'a Host,
-}
-
-/// How a step ended when it did not fail. Whether it changed anything is read from the host's journal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Done {
-    Applied,
-    /// Nothing to do for this node, and why (e.g. "no OpenStack CA in the config").
-    Skipped(String),
-}
-
-pub type StepFn = fn(&Context) -> Result<Done>;
+pub use crate::step::{Context, Done, StepFn};
 
 /// How a catalogue entry is carried out.
 #[derive(Clone, Copy, Debug)]

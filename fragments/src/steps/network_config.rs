@@ -17,11 +17,11 @@
 //! master index is needed. The step runs right after services started etcd and before health, so it
 //! first waits for etcd's `/health` within `agent.health_deadline_secs`.
 
-use super::{Context, Done};
 use crate::etcd_client::{Etcd, KeyApi};
 use crate::kube_api::parse_version;
 use crate::manifests::flannel_network_config;
 use crate::probe::Budget;
+use crate::step::{Context, Done};
 use anyhow::Result;
 use std::time::Duration;
 

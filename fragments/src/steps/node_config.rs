@@ -2,15 +2,11 @@
 //! agent's unit, `status`, `signal --resend`) and operators read exactly what this run used, and write
 //! a Magnum-compatible heat-params for tools that still source it.
 
-use super::{Context, Done};
 use crate::config::{heat_params, native};
 use crate::host::FileSpec;
+use crate::paths::{HEAT_PARAMS, NODE_CONFIG};
+use crate::step::{Context, Done};
 use anyhow::Result;
-
-/// Where the native config lives; the agent's default input.
-pub const NODE_CONFIG: &str = "/etc/hearth/node.json";
-/// Where Magnum's scripts and tools expect the heat-params.
-pub const HEAT_PARAMS: &str = "/etc/sysconfig/heat-params";
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     // Both hold secrets (trustee password, service-account key): root only.

@@ -5,13 +5,13 @@
 //! whole, removes them when the proxy is unset again, and extends NO_PROXY with the cluster's own
 //! addresses so traffic inside the cluster never goes to the proxy.
 
-use super::{Context, Done};
 use crate::host::{FileSpec, Outcome, Systemd};
+use crate::paths::PROXY_ENV_FILE;
+use crate::step::{Context, Done};
 use anyhow::Result;
 use std::path::Path;
 
-/// One environment file every drop-in points at, so the values live in one place.
-pub const ENV_FILE: &str = "/etc/hearth/proxy.env";
+/// The proxy for login shells (every drop-in points at `paths::PROXY_ENV_FILE`, one place for the values).
 pub const PROFILE: &str = "/etc/profile.d/hearth-proxy.sh";
 /// Units that reach registries or discovery services through the proxy.
 pub const UNITS: &[&str] = &["docker", "containerd", "kubelet", "etcd", "hearth-agent"];
@@ -25,7 +25,8 @@ fn drop_in(unit: &str) -> String {
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let proxy = &ctx.config.proxy;
     if !proxy.is_set() {
-        let files = [ENV_FILE.to_string(), PROFILE.to_string()].into_iter().chain(UNITS.iter().map(|u| drop_in(u)));
+        let files =
+            [PROXY_ENV_FILE.to_string(), PROFILE.to_string()].into_iter().chain(UNITS.iter().map(|u| drop_in(u)));
         let removed = files
             .map(|f| ctx.host.remove_file(Path::new(&f)))
             .collect::<Result<Vec<_>>>()?
@@ -50,9 +51,10 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     let shared_mode = if has_credentials { 0o600 } else { 0o644 };
 
     let mut changed = false;
-    changed |= ctx.host.write_file(&FileSpec::new(ENV_FILE, environment_file(&vars), 0o600))? != Outcome::Unchanged;
+    changed |=
+        ctx.host.write_file(&FileSpec::new(PROXY_ENV_FILE, environment_file(&vars), 0o600))? != Outcome::Unchanged;
     ctx.host.write_file(&FileSpec::new(PROFILE, profile_script(&vars), shared_mode))?;
-    let unit_text = format!("# Written by hearth-agent (proxy step).\n[Service]\nEnvironmentFile={ENV_FILE}\n");
+    let unit_text = format!("# Written by hearth-agent (proxy step).\n[Service]\nEnvironmentFile={PROXY_ENV_FILE}\n");
     for unit in UNITS {
         changed |=
             ctx.host.write_file(&FileSpec::new(drop_in(unit), unit_text.as_bytes(), 0o644))? != Outcome::Unchanged;

@@ -16,24 +16,17 @@
 //! namespace after an `image pull` (ctr pulls in its own process, so the unit reads the proxy step's
 //! environment file). After a change the unit is reloaded and a running registry restarted.
 
-use super::runtime::RuntimeKind;
-use super::{proxy, Context, Done};
 use crate::host::{FileSpec, Outcome, Systemd};
+use crate::kube::RuntimeKind;
+use crate::registry::{disabled, CONFIG, UNIT, UNIT_FILE};
+use crate::step::{Context, Done};
 use anyhow::{bail, Result};
 use serde_json::json;
 
-pub const CONFIG: &str = "/etc/sysconfig/registry-config.yml";
-pub const UNIT: &str = "registry.service";
-pub const UNIT_FILE: &str = "/etc/systemd/system/registry.service";
 /// Where the registry image reads its config.
 const CONFIG_IN_CONTAINER: &str = "/etc/docker/registry/config.yml";
 /// containerd namespace of the registry container (kept apart from Kubernetes' `k8s.io`).
 const CTR_NAMESPACE: &str = "hearth";
-
-/// Why the registry steps do nothing on this node, if they do nothing.
-pub(super) fn disabled(ctx: &Context) -> Option<String> {
-    (!ctx.config.registry.enabled).then(|| "the local registry is off (registry.enabled, REGISTRY_ENABLED)".to_string())
-}
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     if let Some(reason) = disabled(ctx) {
@@ -115,7 +108,7 @@ fn unit(ctx: &Context, kind: RuntimeKind) -> String {
              ExecStart=/usr/bin/ctr --namespace {CTR_NAMESPACE} run --rm --net-host \
              --mount type=bind,src={CONFIG},dst={CONFIG_IN_CONTAINER},options=rbind:ro {image} registry\n\
              ExecStop=/usr/bin/ctr --namespace {CTR_NAMESPACE} task kill registry\n",
-            env = proxy::ENV_FILE
+            env = crate::paths::PROXY_ENV_FILE
         ),
     };
     format!(

@@ -2,9 +2,9 @@
 //! started (without waiting for it), only when `registry.enabled`. Magnum's enable-docker-registry did
 //! the same (inventory §3.16); a registry that is already enabled and running is left alone.
 
-use super::registry_config::{disabled, UNIT, UNIT_FILE};
-use super::services::{enable_and_start, unit_text};
-use super::{Context, Done};
+use crate::registry::{disabled, UNIT, UNIT_FILE};
+use crate::step::{Context, Done};
+use crate::systemd::{enable_and_start, unit_text};
 use anyhow::{bail, Result};
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {

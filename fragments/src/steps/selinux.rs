@@ -3,8 +3,8 @@
 //! Magnum forced permissive from a boothook on every boot; Hearth makes the mode a setting (permissive by
 //! default, as Magnum) and writes the config file whole.
 
-use super::{Context, Done};
 use crate::host::{Cmd, FileSpec};
+use crate::step::{Context, Done};
 use anyhow::{Context as _, Result};
 use std::path::Path;
 

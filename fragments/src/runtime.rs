@@ -1,4 +1,5 @@
-//! The node's container runtime, docker or containerd, and its daemon config, written whole.
+//! The node's container runtime, docker or containerd, and its daemon config, written whole (by the
+//! docker-storage step).
 //!
 //! Which runtime: `runtime.kind` (`docker`, Magnum's `host-docker`, or `containerd`); empty chooses
 //! containerd from Kubernetes 1.24 on (kubelet lost dockershim then) and docker before it, as Magnum's
@@ -22,10 +23,11 @@
 //! (Fedora Atomic) is emptied so the storage driver comes from `daemon.json` alone, except for devicemapper,
 //! whose options docker-storage-setup writes there.
 
-use super::Context;
 use crate::config::NodeConfig;
 use crate::host::{FileSpec, Outcome};
-pub use crate::kube::RuntimeKind;
+use crate::kube::RuntimeKind;
+use crate::paths::{CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_HOSTS_DIR};
+use crate::step::Context;
 use anyhow::{bail, Context as _, Result};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -33,11 +35,6 @@ use std::path::{Path, PathBuf};
 
 pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
-/// containerd's per-registry host configs (`config_path` of the CRI registry).
-pub const CONTAINERD_HOSTS_DIR: &str = "/etc/containerd/certs.d";
-/// Where Kubernetes network plugins put their binaries and configs (kubelet's `--cni-bin-dir`).
-pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
-pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
 /// The first line of every file this module writes: it tells operators not to edit by hand, and marks
 /// the containerd host files Hearth may remove again.
 const HEADER: &str = "# Written by hearth-agent (docker-storage step); replaced whole on every run.";
@@ -98,7 +95,7 @@ pub fn insecure_registries(config: &NodeConfig) -> Vec<String> {
 
 /// Writes the daemon config of `kind` whole. Returns whether anything changed that the running daemon
 /// only reads at start (the caller restarts it), and whether a unit file changed (daemon-reload first).
-pub(super) fn configure(ctx: &Context, kind: RuntimeKind, driver: StorageDriver) -> Result<Changes> {
+pub fn configure(ctx: &Context, kind: RuntimeKind, driver: StorageDriver) -> Result<Changes> {
     match kind {
         RuntimeKind::Docker => configure_docker(ctx, driver),
         RuntimeKind::Containerd => configure_containerd(ctx, driver),
@@ -106,7 +103,7 @@ pub(super) fn configure(ctx: &Context, kind: RuntimeKind, driver: StorageDriver)
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Changes {
+pub struct Changes {
     pub config: bool,
     pub unit: bool,
 }

@@ -1,0 +1,26 @@
+//! What every step is: a function of the config, the facts and the host ([`Context`]) that applied
+//! its changes or says why it had nothing to do ([`Done`]). A leaf: the modules steps use (components,
+//! volumes, the clients) take a [`Context`] from here, never from the catalogue above them.
+
+use crate::config::NodeConfig;
+use crate::facts::Facts;
+use crate::host::Host;
+use anyhow::Result;
+
+/// What a step has to work with.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub config: &'a NodeConfig,
+    pub facts: &'a Facts,
+    pub host: &'a Host,
+}
+
+/// How a step ended when it did not fail. Whether it changed anything is read from the host's journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Done {
+    Applied,
+    /// Nothing to do for this node, and why (e.g. "no OpenStack CA in the config").
+    Skipped(String),
+}
+
+pub type StepFn = fn(&Context) -> Result<Done>;
