@@ -22,7 +22,6 @@
 use crate::config::{NodeConfig, Secret};
 use crate::host::{Host, Outcome};
 use crate::http::{ClientIdentity, Request, Response};
-use crate::kube_api::parse_version;
 use crate::paths::{ETCD_CERTS, ETCD_CONF};
 use crate::probe::{self, Budget, Verdict};
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -131,7 +130,7 @@ impl<'h> Etcd<'h> {
         let answer = answer.error_for_status("reading etcd's version")?;
         let body: Value = answer.json().context("etcd's /version is not JSON")?;
         let text = body["etcdserver"].as_str().unwrap_or_default();
-        parse_version(text).map(Some).with_context(|| format!("etcd's /version has no server version: {body}"))
+        crate::version::parse(text).map(Some).with_context(|| format!("etcd's /version has no server version: {body}"))
     }
 
     /// Makes `key` hold `value` through `api`, and records what it took.

@@ -25,6 +25,7 @@
 use crate::config::NodeConfig;
 use crate::host::{Host, Outcome};
 use crate::http::{ClientIdentity, Request, Response};
+use crate::kube::KubeVersion;
 use crate::paths::KUBE_CERTS;
 use crate::probe::{self, Budget, Verdict};
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -34,9 +35,6 @@ use std::path::Path;
 
 /// The field manager Hearth applies as.
 pub const FIELD_MANAGER: &str = "hearth";
-
-/// The first Kubernetes minor version whose server-side apply Hearth uses.
-const SERVER_SIDE_APPLY_SINCE: (u64, u64) = (1, 16);
 
 /// How objects are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,22 +49,11 @@ impl ApplyMethod {
     /// The method for the Kubernetes version of the config's tag (or version); server-side apply when
     /// neither reads as a version, since every current release has it.
     pub fn for_config(config: &NodeConfig) -> ApplyMethod {
-        let version = parse_version(&config.kubernetes.tag).or_else(|| parse_version(&config.kubernetes.version));
-        match version {
-            Some((major, minor, _)) if (major, minor) < SERVER_SIDE_APPLY_SINCE => ApplyMethod::CreateOrMergePatch,
+        match KubeVersion::of(config) {
+            Ok(version) if !version.apiserver_has_server_side_apply() => ApplyMethod::CreateOrMergePatch,
             _ => ApplyMethod::ServerSide,
         }
     }
-}
-
-/// `v1.24.17`, `1.3.1`, `v0.10.0-amd64` → the numbers; a missing patch number reads as 0.
-pub fn parse_version(tag: &str) -> Option<(u64, u64, u64)> {
-    let text = tag.trim().trim_start_matches('v');
-    let mut numbers = text.split(['.', '-', '+']).map(|part| part.parse::<u64>());
-    let major = numbers.next()?.ok()?;
-    let minor = numbers.next()?.ok()?;
-    let patch = numbers.next().and_then(Result::ok).unwrap_or(0);
-    Some((major, minor, patch))
 }
 
 /// The kinds the steps apply: (apiVersion, kind, resource, namespaced). The resource names are the ones
@@ -312,17 +299,6 @@ mod tests {
     use super::*;
     use crate::config::Role;
     use serde_json::json;
-
-    #[test]
-    fn versions_read_from_tags() {
-        assert_eq!(parse_version("v1.24.17"), Some((1, 24, 17)));
-        assert_eq!(parse_version("v0.10.0-amd64"), Some((0, 10, 0)));
-        assert_eq!(parse_version("1.3.1"), Some((1, 3, 1)));
-        assert_eq!(parse_version("v1.11"), Some((1, 11, 0)));
-        assert_eq!(parse_version("3.4.23"), Some((3, 4, 23)));
-        assert_eq!(parse_version("latest"), None);
-        assert_eq!(parse_version(""), None);
-    }
 
     #[test]
     fn server_side_apply_from_1_16() {

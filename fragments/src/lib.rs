@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod step;
 pub mod steps;
 pub mod systemd;
+pub mod version;
 pub mod volume;
 
 pub use config::{NodeConfig, Role};

@@ -8,7 +8,7 @@
 
 use crate::config::NodeConfig;
 use crate::kube::prefixed_image as image;
-use crate::kube_api::parse_version;
+use crate::kube::KubeVersion;
 use anyhow::{bail, Context as _, Result};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -126,12 +126,8 @@ pub fn coredns(config: &NodeConfig) -> Result<Vec<Value>> {
 /// flannel's DaemonSet and its configuration.
 pub fn flannel(config: &NodeConfig) -> Result<Vec<Value>> {
     let net = &config.network;
-    // kubelet labels nodes `kubernetes.io/arch` from Kubernetes 1.14 on; before, only the beta label.
-    let version = parse_version(&config.kubernetes.tag).or_else(|| parse_version(&config.kubernetes.version));
-    let arch_label = match version {
-        Some((major, minor, _)) if (major, minor) < (1, 14) => "beta.kubernetes.io/arch",
-        _ => "kubernetes.io/arch",
-    };
+    // A release the table cannot read gets the current label.
+    let arch_label = KubeVersion::of(config).map_or("kubernetes.io/arch", KubeVersion::node_arch_label);
     let vars = [
         ("FLANNEL_NET_CONF", flannel_network_config(config)),
         ("ARCH_LABEL", arch_label.to_string()),

@@ -36,12 +36,12 @@ impl fmt::Display for KubeVersion {
     }
 }
 
-/// The minor of a tag such as `v1.24.17`, `1.24`, `v1.11.6-1` or `v1.27.3-rancher1`.
+/// The minor of a Kubernetes 1.x tag such as `v1.24.17`, `1.24`, `v1.11.6-1` or `v1.27.3-rancher1`.
 pub fn minor_of_tag(tag: &str) -> Option<u32> {
-    let rest = tag.trim().strip_prefix('v').unwrap_or(tag.trim());
-    let rest = rest.strip_prefix("1.")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    match crate::version::parse(tag)? {
+        (1, minor, _) => u32::try_from(minor).ok(),
+        _ => None,
+    }
 }
 
 impl KubeVersion {
@@ -170,6 +170,21 @@ impl KubeVersion {
     /// `failCgroupV1: false` (KEP-5573, CHANGELOG-1.35); there is no flag for it.
     pub fn kubelet_fails_on_cgroup_v1(self) -> bool {
         !self.before(35)
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`), beta and on by default from 1.16: the API
+    /// steps apply with it, and create or merge-patch before.
+    pub fn apiserver_has_server_side_apply(self) -> bool {
+        !self.before(16)
+    }
+
+    /// The node label of the architecture: `kubernetes.io/arch` from 1.14, only the beta one before.
+    pub fn node_arch_label(self) -> &'static str {
+        if self.before(14) {
+            "beta.kubernetes.io/arch"
+        } else {
+            "kubernetes.io/arch"
+        }
     }
 
     /// The pause (pod sandbox) image tag each release's kubeadm uses (`constants.PauseVersion`, read from

@@ -82,14 +82,6 @@ fn url(scheme: &str, ip: IpAddr, port: u16) -> String {
     }
 }
 
-/// The minor of an etcd tag (`v3.4.13` → (3, 4)).
-fn etcd_release(tag: &str) -> Option<(u32, u32)> {
-    let mut parts = tag.trim().trim_start_matches('v').split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor: String = parts.next()?.chars().take_while(char::is_ascii_digit).collect();
-    Some((major, minor.parse().ok()?))
-}
-
 /// The whole `/etc/etcd/etcd.conf`.
 pub fn render(config: &NodeConfig) -> Result<String> {
     let ip = config.node.ip.context("node.ip (KUBE_NODE_IP) is not set: etcd listens on the node's address")?;
@@ -135,7 +127,7 @@ pub fn render(config: &NodeConfig) -> Result<String> {
             vars.push((name, value));
         }
     }
-    if config.network.driver == "flannel" && matches!(etcd_release(&config.etcd.tag), Some((3, 4 | 5))) {
+    if config.network.driver == "flannel" && matches!(crate::version::parse(&config.etcd.tag), Some((3, 4 | 5, _))) {
         vars.push(("ETCD_ENABLE_V2", "true".into()));
     }
 

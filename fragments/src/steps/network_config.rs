@@ -18,7 +18,6 @@
 //! first waits for etcd's `/health` within `agent.health_deadline_secs`.
 
 use crate::etcd_client::{Etcd, KeyApi};
-use crate::kube_api::parse_version;
 use crate::manifests::flannel_network_config;
 use crate::probe::Budget;
 use crate::step::{Context, Done};
@@ -33,7 +32,7 @@ const FLANNEL_ETCD_V3_SINCE: (u64, u64, u64) = (0, 18, 0);
 
 /// The key API flannel `tag` reads.
 pub fn flannel_key_api(tag: &str) -> KeyApi {
-    match parse_version(tag) {
+    match crate::version::parse(tag) {
         Some(version) if version < FLANNEL_ETCD_V3_SINCE => KeyApi::V2,
         _ => KeyApi::V3,
     }
