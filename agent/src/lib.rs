@@ -6,3 +6,13 @@ pub mod report;
 pub mod runner;
 pub mod signal;
 pub mod state;
+
+/// `println!` for the agent's output: a reader that went away (`hearth-agent status | head -1`) loses
+/// the rest of it, and the command goes on to its end instead of panicking on the closed pipe.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}

@@ -227,7 +227,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .map(|s| s.name.as_str())
             .collect();
         if !missing.is_empty() {
-            println!("not implemented yet (a real run fails on the first of them): {}", missing.join(", "));
+            hearth_agent::say!("not implemented yet (a real run fails on the first of them): {}", missing.join(", "));
         }
     }
     Ok(if status.state == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -240,7 +240,7 @@ fn validate(input: &InputArgs) -> Result<ExitCode> {
             for warning in &loaded.warnings {
                 log::warn(warning);
             }
-            print!("{}", native::render(&loaded.config.masked()));
+            hearth_agent::say!("{}", native::render(&loaded.config.masked()).trim_end_matches('\n'));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -254,43 +254,56 @@ fn print_steps(role: Option<Role>) {
     let roles = role.map(|r| vec![r]).unwrap_or_else(|| vec![Role::Master, Role::Minion]);
     for role in &roles {
         if roles.len() > 1 {
-            println!("# {role}");
+            hearth_agent::say!("# {role}");
         }
         for entry in steps::catalogue(*role) {
             let state = if entry.is_implemented() { "implemented" } else { "unimplemented" };
-            println!("{}  {:<24} {state}", entry.part_name(), entry.name);
+            hearth_agent::say!("{}  {:<24} {state}", entry.part_name(), entry.name);
         }
     }
 }
 
 fn status(root: &Path, json: bool) -> Result<ExitCode> {
-    let status = StateDir::under(root).read_status()?;
+    let state = StateDir::under(root);
+    let status = state.read_status()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        hearth_agent::say!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        println!(
-            "{} {} ({}, hearth-agent {}): {:?} in {:.1}s",
+        // A status that says running was written by a run that still holds the lock, or by one that
+        // died (killed, or the machine stopped) and never finished it.
+        let how = match status.state {
+            RunState::Running => {
+                let step = state.unfinished_step().map(|s| format!(" in {s}")).unwrap_or_default();
+                if state.is_locked() {
+                    let pid = state.lock_holder().unwrap_or_default();
+                    format!("running (pid {pid}){step}")
+                } else {
+                    format!("interrupted{step}: the run that wrote this is gone; `hearth-agent run` converges again")
+                }
+            }
+            other => format!("{other:?} in {:.1}s", status.duration_ms as f64 / 1000.0),
+        };
+        hearth_agent::say!(
+            "{} {} ({}, hearth-agent {}): {how}",
             status.role,
             status.node,
             status.os,
-            status.agent_version,
-            status.state,
-            status.duration_ms as f64 / 1000.0
+            status.agent_version
         );
         let total = status.steps.len();
         for (i, step) in status.steps.iter().enumerate() {
-            println!("{}", step.progress_line(i + 1, total));
+            hearth_agent::say!("{}", step.progress_line(i + 1, total));
         }
         if let Some(failure) = &status.failure {
-            println!("failure: {failure}");
+            hearth_agent::say!("failure: {failure}");
         }
         match &status.signal {
             Some(signal) => match (&signal.sent, &signal.error) {
-                (Some(_), _) => println!("signal: {:?} sent to {}", signal.body.status, signal.endpoint),
-                (None, Some(error)) => println!("signal: {:?} NOT sent: {error}", signal.body.status),
-                (None, None) => println!("signal: {:?} not sent", signal.body.status),
+                (Some(_), _) => hearth_agent::say!("signal: {:?} sent to {}", signal.body.status, signal.endpoint),
+                (None, Some(error)) => hearth_agent::say!("signal: {:?} NOT sent: {error}", signal.body.status),
+                (None, None) => hearth_agent::say!("signal: {:?} not sent", signal.body.status),
             },
-            None => println!("signal: none"),
+            None => hearth_agent::say!("signal: none"),
         }
     }
     Ok(if status.state == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -69,7 +69,7 @@ impl Run<'_> {
     fn event(&self, mut event: serde_json::Value) {
         event["at"] = json!(state::now());
         if self.options.json {
-            println!("{event}");
+            crate::say!("{event}");
         }
         if let Some(state) = &self.state {
             if let Err(e) = state.event(&event) {
@@ -138,7 +138,7 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
     let summary = report::summary(&run.status.steps, run.status.duration_ms);
     match &run.status.failure {
         Some(reason) => log::error(&format!("run failed: {reason}")),
-        None if !options.json => println!("{} {}: {summary}", config.role, run.status.node),
+        None if !options.json => crate::say!("{} {}: {summary}", config.role, run.status.node),
         None => {}
     }
 
@@ -209,10 +209,10 @@ fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
             actions,
         };
         if !run.options.json {
-            println!("{}", record.progress_line(index + 1, total));
+            crate::say!("{}", record.progress_line(index + 1, total));
             if dry_run {
                 for action in &record.actions {
-                    println!(
+                    crate::say!(
                         "          {:?} {:<10} {} {}",
                         action.kind,
                         format!("{:?}", action.outcome),

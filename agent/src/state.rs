@@ -150,6 +150,30 @@ impl StateDir {
         Ok(RunLock { _file: file })
     }
 
+    /// Whether a run holds the run lock now (a shared probe: the holder's pid in the file is left as it is).
+    pub fn is_locked(&self) -> bool {
+        let Ok(file) = std::fs::File::open(self.0.join("run.lock")) else { return false };
+        matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    /// The pid the last run that took the lock wrote into it.
+    pub fn lock_holder(&self) -> Option<String> {
+        std::fs::read_to_string(self.0.join("run.lock")).ok().map(|pid| pid.trim().to_string())
+    }
+
+    /// The step the last run started and did not finish (`part-006 certs`), from the events.
+    pub fn unfinished_step(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.0.join("events.jsonl")).ok()?;
+        let events: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let this_run = events.iter().rposition(|e| e["event"] == "run-start").map_or(&events[..], |i| &events[i..]);
+        match this_run.iter().rev().find(|e| e["event"] == "step-start" || e["event"] == "step-end") {
+            Some(e) if e["event"] == "step-start" => {
+                Some(format!("part-{:03} {}", e["part"].as_u64().unwrap_or(0), e["step"].as_str().unwrap_or("?")))
+            }
+            _ => None,
+        }
+    }
+
     pub fn clear_done(&self) -> Result<()> {
         match std::fs::remove_file(self.done_path()) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the done marker"),

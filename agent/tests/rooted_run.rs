@@ -280,6 +280,46 @@ fn a_run_refuses_while_another_holds_the_node() {
     assert!(std::fs::read_to_string(&lock_path).unwrap().trim().parse::<u32>().is_ok(), "the lock names its holder");
 }
 
+/// `status` after a run that died mid-step (killed, the machine stopped) says so and names the step,
+/// instead of "Running"; while a run holds the node it names that run's pid.
+#[test]
+fn status_tells_an_interrupted_run_from_a_running_one() {
+    let tree = node_tree("k8s-demo-minion-0");
+    let config = workspace("examples/node/quickstart-minion.yaml");
+    let root = tree.path().to_str().unwrap();
+    assert_ok(&agent(&["run", "--config", config.to_str().unwrap(), "--root", root]));
+    // What a run killed inside its certs step leaves: a status still running, the step started.
+    let state = tree.path().join("var/lib/hearth");
+    let mut status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("status.json")).unwrap()).unwrap();
+    status["state"] = "running".into();
+    std::fs::write(state.join("status.json"), status.to_string()).unwrap();
+    let mut events = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
+    events.push_str("{\"event\":\"run-start\"}\n{\"event\":\"step-start\",\"part\":6,\"step\":\"certs\"}\n");
+    std::fs::write(state.join("events.jsonl"), events).unwrap();
+
+    let interrupted = stdout(&agent(&["status", "--root", root]));
+    assert!(interrupted.contains("interrupted in part-006 certs") && interrupted.contains("gone"), "{interrupted}");
+    let held = std::fs::File::open(state.join("run.lock")).unwrap();
+    held.lock().unwrap();
+    std::fs::write(state.join("run.lock"), "4242\n").unwrap();
+    let running = stdout(&agent(&["status", "--root", root]));
+    assert!(running.contains("running (pid 4242) in part-006 certs"), "{running}");
+}
+
+/// Reporting commands piped into `head` stop quietly: no panic on the closed pipe.
+#[test]
+fn output_into_a_closed_pipe_is_no_panic() {
+    for args in [vec!["steps"], vec!["validate", "--config", "examples/node/minion.json"]] {
+        // A pipe whose reader is gone before the agent writes its first line.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(AGENT).args(&args).current_dir(workspace("")).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !stderr.contains("panicked"), "{args:?}: {}\n{stderr}", out.status);
+    }
+}
+
 #[test]
 fn heat_params_examples_validate() {
     for name in ["stein-master", "stein-minion"] {
