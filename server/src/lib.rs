@@ -3,6 +3,7 @@
 //! certificate service nodes use.
 
 pub mod bundle;
+pub mod cidr;
 pub mod model;
 pub mod params;
 pub mod serve;

@@ -163,6 +163,14 @@ impl Effective {
     }
 }
 
+/// The settings' label defaults under the cluster's effective labels: what the rules and the mapping read.
+/// The operator sets defaults such as image tags once for every cluster; a cluster's own value wins.
+pub fn effective_labels(defaults: &Labels, own: &Labels) -> Labels {
+    let mut labels = defaults.clone();
+    labels.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,9 +19,9 @@
 //! - the etcd volume follows the *effective* labels (Magnum read the template's labels for the environment
 //!   but the cluster's for the size, inventory §5.6).
 
-use crate::model::{Cluster, ClusterTemplate, Effective};
+use crate::cidr;
+use crate::model::{effective_labels, Cluster, ClusterTemplate, Effective};
 use crate::settings::Loaded;
-use crate::validate::{effective_labels, parse_cidr};
 use hearth_fragments::config::fields::{parse_bool, slots, STEIN_MASTER_KEYS, STEIN_MINION_KEYS};
 use hearth_fragments::config::{NodeConfig, Role};
 use serde_json::{json, Map, Value};
@@ -386,7 +386,7 @@ pub fn node_config(
 
 /// The tenth address of a CIDR (10.254.0.0/16 → 10.254.0.10), Kubernetes' conventional DNS service IP.
 fn tenth_address(cidr: &str) -> Option<IpAddr> {
-    let net = parse_cidr(cidr).ok()?;
+    let net = cidr::parse(cidr).ok()?;
     let ip = match net.network() {
         IpAddr::V4(base) => IpAddr::from(u32::from(base).checked_add(10)?.to_be_bytes()),
         IpAddr::V6(base) => IpAddr::from(u128::from(base).checked_add(10)?.to_be_bytes()),

@@ -3,7 +3,8 @@
 //! CIDRs that do not overlap, proxies that are URLs, and settings nodes can use. Every broken rule is
 //! reported, each with the field, the value and the reason.
 
-use crate::model::{Cluster, ClusterTemplate, Effective, Labels};
+use crate::cidr;
+use crate::model::{effective_labels, Cluster, ClusterTemplate, Effective, Labels};
 use crate::settings::Loaded;
 use hearth_fragments::config::fields::parse_bool;
 use ipnet::IpNet;
@@ -72,13 +73,6 @@ pub fn validate(template: &ClusterTemplate, cluster: &Cluster, settings: Option<
         settings_rules(&mut report, loaded, template);
     }
     report
-}
-
-/// The settings' label defaults under the cluster's effective labels.
-pub fn effective_labels(defaults: &Labels, own: &Labels) -> Labels {
-    let mut labels = defaults.clone();
-    labels.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-    labels
 }
 
 fn template_rules(r: &mut Report, t: &ClusterTemplate, s: &crate::settings::Settings) {
@@ -281,7 +275,7 @@ fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate
     }
     for name in CIDR_LABELS {
         if let Some(v) = labels.get(*name) {
-            if let Err(reason) = parse_cidr(v) {
+            if let Err(reason) = cidr::parse(v) {
                 r.fail(f(name), v, reason);
             }
         }
@@ -335,7 +329,7 @@ fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate
 /// The CIDRs a cluster uses must not overlap, or pods, services and nodes would shadow each other.
 fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate) {
     let net = |name: &str, default: &str| -> Option<IpNet> {
-        parse_cidr(labels.get(name).map(String::as_str).unwrap_or(default)).ok()
+        cidr::parse(labels.get(name).map(String::as_str).unwrap_or(default)).ok()
     };
     let driver = t.network_driver.as_deref().unwrap_or("flannel");
     let pods = if driver == "calico" {
@@ -457,14 +451,6 @@ fn length(r: &mut Report, field: &str, value: &str) {
     if n == 0 || n > 255 {
         r.fail(field, value, "must be 1 to 255 characters");
     }
-}
-
-pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    let net: IpNet = text.trim().parse().map_err(|_| "not a CIDR such as 10.254.0.0/16".to_string())?;
-    if net.trunc() != net {
-        return Err(format!("host bits set: the network is {}", net.trunc()));
-    }
-    Ok(net)
 }
 
 /// `http(s)://host[:port][/path]` with a host, in RFC 3986's characters only (so a URL never needs quoting
