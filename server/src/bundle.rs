@@ -1,7 +1,8 @@
 //! A rendered cluster: the Heat templates (`cluster.yaml` and the nested ones it names), the environment with every parameter, and `stack.json`, the
 //! exact body of Heat's stack-create API.
 
-use crate::model::{Cluster, ClusterTemplate, Effective};
+use crate::inputs::Inputs;
+use crate::model::{Cluster, ClusterTemplate};
 use crate::params::{self, Parts};
 use crate::settings::Loaded;
 use crate::user_data::{self, Format, UserData};
@@ -51,12 +52,13 @@ pub fn render(template: &ClusterTemplate, cluster: &Cluster, settings: &Loaded) 
     if !report.is_ok() {
         return Err(RenderError::Invalid(report.errors));
     }
-    let magnum = params::magnum_parameters(template, cluster, settings);
-    let mut parameters = params::heat_parameters(template, cluster, settings, &magnum);
+    let inputs = Inputs::resolve(template, cluster, settings);
+    let magnum = params::magnum(&inputs);
+    let mut parameters = params::heat(&inputs, &magnum);
     let format = Format::for_distro(template.cluster_distro.as_deref().unwrap_or_default());
     let mut rendered = Vec::new();
     for role in [Role::Master, Role::Minion] {
-        let config = params::node_config(role, template, cluster, settings, &magnum).map_err(|errors| {
+        let config = params::node(role, &inputs, &magnum).map_err(|errors| {
             RenderError::Invalid(
                 errors
                     .into_iter()
@@ -82,20 +84,19 @@ pub fn render(template: &ClusterTemplate, cluster: &Cluster, settings: &Loaded) 
     }
     let minion = rendered.pop().expect("two roles rendered");
     let master = rendered.pop().expect("two roles rendered");
-    let effective = Effective::of(template, cluster, settings.settings.create_timeout);
     Ok(Bundle {
         stack_name: params::stack_name(
             cluster.name.as_deref().unwrap_or("cluster"),
             cluster.uuid.as_deref().unwrap_or_default(),
         ),
-        timeout_mins: params::timeout_mins(cluster, settings),
+        timeout_mins: inputs.effective.create_timeout,
         parameters,
         master,
         minion,
         format,
-        parts: params::parts(template, cluster, settings),
-        masters: effective.master_count,
-        minions: effective.node_count,
+        parts: Parts::of(&inputs),
+        masters: inputs.effective.master_count,
+        minions: inputs.effective.node_count,
     })
 }
 

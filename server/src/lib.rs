@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod cidr;
+pub mod inputs;
 pub mod model;
 pub mod params;
 pub mod serve;

@@ -1,11 +1,14 @@
 //! From a template, a cluster and the settings to what Heat and the nodes need: a pure function.
 //!
-//! First [`magnum_parameters`] computes the parameters Magnum's Stein driver would have sent to Heat
-//! (inventory §6: attribute mappings, then the extra parameters on top), minus what needs a live cloud.
-//! Then Hearth splits them: what Heat itself needs (servers, networks, volumes, load balancers) stays a Heat
-//! parameter of `cluster.yaml` ([`heat_parameters`]); everything a node reads goes into the node config of
-//! its role ([`node_config`]), which the user-data carries whole. Magnum sent ~100 parameters through
-//! three templates into a shell file; Hearth sends one typed document per role.
+//! First [`magnum`] computes the parameters Magnum's Stein driver would have sent to Heat (inventory §6:
+//! attribute mappings, then the extra parameters on top), minus what needs a live cloud. Then Hearth splits
+//! them: what Heat itself needs (servers, networks, volumes, load balancers) stays a Heat parameter of
+//! `cluster.yaml` ([`heat`]); everything a node reads goes into the node config of its role ([`node`]),
+//! which the user-data carries whole. Magnum sent ~100 parameters through three templates into a shell
+//! file; Hearth sends one typed document per role.
+//!
+//! Each takes the [`Inputs`] a render resolved once; `magnum_parameters`, `heat_parameters`,
+//! `node_config` and `parts` resolve them for a caller that wants one piece alone.
 //!
 //! Departures from Magnum (DESIGN §6), each deliberate:
 //! - `apiserver_port` of the template is honoured (Magnum ignored it for this driver).
@@ -20,7 +23,8 @@
 //!   but the cluster's for the size, inventory §5.6).
 
 use crate::cidr;
-use crate::model::{effective_labels, Cluster, ClusterTemplate, Effective};
+use crate::inputs::Inputs;
+use crate::model::{Cluster, ClusterTemplate, Effective, Labels};
 use crate::settings::Loaded;
 use hearth_fragments::config::fields::{parse_bool, slots, STEIN_MASTER_KEYS, STEIN_MINION_KEYS};
 use hearth_fragments::config::{NodeConfig, Role};
@@ -89,11 +93,15 @@ const HEARTH_LABELS: &[&str] = &[
     "kubelet_sha256",
 ];
 
-/// The parameters Magnum's Stein driver would have sent (inventory §6), with `Null` for "sent as None".
+/// [`magnum`] for inputs not yet resolved, for a caller that wants this piece alone.
 pub fn magnum_parameters(t: &ClusterTemplate, c: &Cluster, s: &Loaded) -> BTreeMap<String, Value> {
+    magnum(&Inputs::resolve(t, c, s))
+}
+
+/// The parameters Magnum's Stein driver would have sent (inventory §6), with `Null` for "sent as None".
+pub fn magnum(inputs: &Inputs) -> BTreeMap<String, Value> {
+    let (t, c, s, e, labels) = (inputs.template, inputs.cluster, inputs.settings, &inputs.effective, &inputs.labels);
     let settings = &s.settings;
-    let e = Effective::of(t, c, settings.create_timeout);
-    let labels = effective_labels(&settings.labels, &e.labels);
     let mut p: BTreeMap<String, Value> = BTreeMap::new();
     let mut put = |key: &str, value: Value| {
         p.insert(key.to_string(), value);
@@ -175,8 +183,8 @@ pub fn magnum_parameters(t: &ClusterTemplate, c: &Cluster, s: &Loaded) -> BTreeM
         p.insert(key.to_string(), value);
     };
     match driver.as_str() {
-        "flannel" => put("pods_network_cidr", json!(label_or(&labels, "flannel_network_cidr", "10.100.0.0/16"))),
-        "calico" => put("pods_network_cidr", json!(label_or(&labels, "calico_ipv4pool", "192.168.0.0/16"))),
+        "flannel" => put("pods_network_cidr", json!(label_or(labels, "flannel_network_cidr", "10.100.0.0/16"))),
+        "calico" => put("pods_network_cidr", json!(label_or(labels, "calico_ipv4pool", "192.168.0.0/16"))),
         _ => {}
     }
     for name in TRUTHY_LABELS {
@@ -190,7 +198,7 @@ pub fn magnum_parameters(t: &ClusterTemplate, c: &Cluster, s: &Loaded) -> BTreeM
     p
 }
 
-fn label_or(labels: &crate::model::Labels, name: &str, default: &str) -> String {
+fn label_or(labels: &Labels, name: &str, default: &str) -> String {
     labels.get(name).filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| default.to_string())
 }
 
@@ -206,32 +214,44 @@ pub struct Parts {
     pub lb_floating_ip: bool,
 }
 
-pub fn parts(t: &ClusterTemplate, c: &Cluster, s: &Loaded) -> Parts {
-    let e = Effective::of(t, c, s.settings.create_timeout);
-    let labels = effective_labels(&s.settings.labels, &e.labels);
-    let etcd_size = labels.get("etcd_volume_size").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let lb_fip =
-        labels.get("master_lb_floating_ip_enabled").and_then(|v| parse_bool(v).ok()).unwrap_or(t.floating_ip_enabled);
-    Parts {
-        private_network: t.fixed_network.as_deref().is_none_or(str::is_empty),
-        etcd_volume: etcd_size >= 1,
-        docker_volume: e.docker_volume_size.is_some_and(|s| s > 0),
-        master_lb: t.master_lb_enabled,
-        floating_ip: t.floating_ip_enabled,
-        lb_floating_ip: t.master_lb_enabled && lb_fip,
+impl Parts {
+    pub fn of(inputs: &Inputs) -> Parts {
+        let (t, e, labels) = (inputs.template, &inputs.effective, &inputs.labels);
+        let etcd_size = labels.get("etcd_volume_size").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let lb_fip = labels
+            .get("master_lb_floating_ip_enabled")
+            .and_then(|v| parse_bool(v).ok())
+            .unwrap_or(t.floating_ip_enabled);
+        Parts {
+            private_network: t.fixed_network.as_deref().is_none_or(str::is_empty),
+            etcd_volume: etcd_size >= 1,
+            docker_volume: e.docker_volume_size.is_some_and(|s| s > 0),
+            master_lb: t.master_lb_enabled,
+            floating_ip: t.floating_ip_enabled,
+            lb_floating_ip: t.master_lb_enabled && lb_fip,
+        }
     }
 }
 
-/// The parameters of Hearth's `cluster.yaml`, except the two user-data texts the caller adds.
+/// [`Parts::of`] for inputs not yet resolved, for a caller that wants this piece alone.
+pub fn parts(t: &ClusterTemplate, c: &Cluster, s: &Loaded) -> Parts {
+    Parts::of(&Inputs::resolve(t, c, s))
+}
+
+/// [`heat`] for inputs not yet resolved, for a caller that wants this piece alone.
 pub fn heat_parameters(
     t: &ClusterTemplate,
     c: &Cluster,
     s: &Loaded,
     magnum: &BTreeMap<String, Value>,
 ) -> Map<String, Value> {
-    let e = Effective::of(t, c, s.settings.create_timeout);
-    let labels = effective_labels(&s.settings.labels, &e.labels);
-    let parts = parts(t, c, s);
+    heat(&Inputs::resolve(t, c, s), magnum)
+}
+
+/// The parameters of Hearth's `cluster.yaml`, except the two user-data texts the caller adds.
+pub fn heat(inputs: &Inputs, magnum: &BTreeMap<String, Value>) -> Map<String, Value> {
+    let (e, labels) = (&inputs.effective, &inputs.labels);
+    let parts = Parts::of(inputs);
     let text = |key: &str| magnum.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
     let mut p = Map::new();
     p.insert("ssh_key_name".into(), json!(text("ssh_key_name")));
@@ -243,7 +263,7 @@ pub fn heat_parameters(
     p.insert("external_network".into(), json!(text("external_network")));
     p.insert("fixed_network".into(), json!(text("fixed_network")));
     p.insert("fixed_subnet".into(), json!(text("fixed_subnet")));
-    p.insert("fixed_network_cidr".into(), json!(label_or(&labels, "fixed_network_cidr", "10.0.0.0/24")));
+    p.insert("fixed_network_cidr".into(), json!(label_or(labels, "fixed_network_cidr", "10.0.0.0/24")));
     p.insert("dns_nameserver".into(), json!(text("dns_nameserver")));
     p.insert("availability_zone".into(), json!(text("availability_zone")));
     p.insert("nodes_affinity_policy".into(), json!(text("nodes_affinity_policy")));
@@ -318,8 +338,7 @@ fn reaches(role: Role, key: &str) -> bool {
     own.contains(&key) || EVERY_NODE.contains(&key) || (role == Role::Master && LATER_MASTER_KEYS.contains(&key))
 }
 
-/// The node config of `role` for this cluster, without the per-node values Heat fills in at create time
-/// (see [`crate::user_data`]).
+/// [`node`] for inputs not yet resolved, for a caller that wants this piece alone.
 pub fn node_config(
     role: Role,
     t: &ClusterTemplate,
@@ -327,8 +346,13 @@ pub fn node_config(
     s: &Loaded,
     magnum: &BTreeMap<String, Value>,
 ) -> Result<NodeConfig, Vec<String>> {
-    let e = Effective::of(t, c, s.settings.create_timeout);
-    let labels = effective_labels(&s.settings.labels, &e.labels);
+    node(role, &Inputs::resolve(t, c, s), magnum)
+}
+
+/// The node config of `role` for this cluster, without the per-node values Heat fills in at create time
+/// (see [`crate::user_data`]).
+pub fn node(role: Role, inputs: &Inputs, magnum: &BTreeMap<String, Value>) -> Result<NodeConfig, Vec<String>> {
+    let (t, s, labels) = (inputs.template, inputs.settings, &inputs.labels);
     let mut config = NodeConfig::new(role);
     let mut errors = Vec::new();
     {
