@@ -48,11 +48,11 @@ pub enum RenderError {
 
 /// Validates, maps and renders. Nothing is written.
 pub fn render(template: &ClusterTemplate, cluster: &Cluster, settings: &Loaded) -> Result<Bundle, RenderError> {
-    let report = validate::validate(template, cluster, Some(settings));
+    let inputs = Inputs::resolve(template, cluster, settings);
+    let report = validate::for_render(&inputs);
     if !report.is_ok() {
         return Err(RenderError::Invalid(report.errors));
     }
-    let inputs = Inputs::resolve(template, cluster, settings);
     let magnum = params::magnum(&inputs);
     let mut parameters = params::heat(&inputs, &magnum);
     let format = Format::for_distro(template.cluster_distro.as_deref().unwrap_or_default());

@@ -4,7 +4,8 @@
 //! reported, each with the field, the value and the reason.
 
 use crate::cidr;
-use crate::model::{effective_labels, Cluster, ClusterTemplate, Effective, Labels};
+use crate::inputs::Inputs;
+use crate::model::{Cluster, ClusterTemplate, Labels};
 use crate::settings::Loaded;
 use hearth_fragments::config::fields::parse_bool;
 use ipnet::IpNet;
@@ -59,19 +60,27 @@ impl Report {
 
 /// Checks a template and a cluster; `settings` adds the rules for rendering (endpoints, trustee, agent).
 pub fn validate(template: &ClusterTemplate, cluster: &Cluster, settings: Option<&Loaded>) -> Report {
-    let mut report = Report::default();
-    let defaults = Loaded::defaults();
-    let loaded = settings.unwrap_or(&defaults);
-    template_rules(&mut report, template, &loaded.settings);
-    cluster_rules(&mut report, template, cluster);
-    let effective = Effective::of(template, cluster, loaded.settings.create_timeout);
-    let labels = effective_labels(&loaded.settings.labels, &effective.labels);
-    let label_field = if cluster.labels.is_some() { "cluster.labels" } else { "cluster_template.labels" };
-    label_rules(&mut report, label_field, &labels, template, loaded);
-    network_rules(&mut report, label_field, &labels, template);
-    if let Some(loaded) = settings {
-        settings_rules(&mut report, loaded, template);
+    match settings {
+        Some(settings) => for_render(&Inputs::resolve(template, cluster, settings)),
+        // The rules that read settings (network drivers, Octavia) still apply, against the defaults.
+        None => definition_rules(&Inputs::resolve(template, cluster, &Loaded::defaults())),
     }
+}
+
+/// Every rule a render needs: those of the template, the cluster and its labels, then the settings'.
+pub fn for_render(inputs: &Inputs) -> Report {
+    let mut report = definition_rules(inputs);
+    settings_rules(&mut report, inputs.settings, inputs.template);
+    report
+}
+
+fn definition_rules(inputs: &Inputs) -> Report {
+    let mut report = Report::default();
+    template_rules(&mut report, inputs.template, &inputs.settings.settings);
+    cluster_rules(&mut report, inputs);
+    let label_field = if inputs.cluster.labels.is_some() { "cluster.labels" } else { "cluster_template.labels" };
+    label_rules(&mut report, label_field, &inputs.labels, inputs.template, inputs.settings);
+    network_rules(&mut report, label_field, &inputs.labels, inputs.template);
     report
 }
 
@@ -173,7 +182,8 @@ fn template_rules(r: &mut Report, t: &ClusterTemplate, s: &crate::settings::Sett
     }
 }
 
-fn cluster_rules(r: &mut Report, t: &ClusterTemplate, c: &Cluster) {
+fn cluster_rules(r: &mut Report, inputs: &Inputs) {
+    let (t, c) = (inputs.template, inputs.cluster);
     let f = |name: &str| format!("cluster.{name}");
     if let Some(name) = c.name.as_deref() {
         let first_ok = name.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic());
@@ -210,10 +220,7 @@ fn cluster_rules(r: &mut Report, t: &ClusterTemplate, c: &Cluster) {
         r.fail(f("docker_volume_size"), size, "must be at least 1 (GB), or 0 for the template's");
     }
     if t.docker_storage_driver.as_deref() == Some("devicemapper") {
-        let size = match c.docker_volume_size {
-            Some(s) if s != 0 => Some(s),
-            _ => t.docker_volume_size,
-        };
+        let size = inputs.effective.docker_volume_size;
         if size.is_none_or(|s| s < 3) {
             let shown = size.map(|s| s.to_string()).unwrap_or_default();
             r.fail(f("docker_volume_size"), shown, "expecting minimum value 3GB for devicemapper storage driver");
