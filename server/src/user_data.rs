@@ -102,7 +102,7 @@ pub fn render(config: &NodeConfig, settings: &Loaded, format: Format) -> Result<
     let text = loop {
         let marked = marked_json(config, &holders, &token);
         let body = match format {
-            Format::CloudInit => cloud_config(&marked, config, settings),
+            Format::CloudInit => cloud_config(&marked, config, settings)?,
             Format::Ignition => ignition(&marked, config, settings),
         };
         let found = body.matches(&token).count();
@@ -241,91 +241,57 @@ pub fn agent_unit(settings: &Loaded) -> String {
     hearth_fragments::steps::agent_service::unit(agent_program(settings))
 }
 
+/// The cloud-init bootstrap script, with `{{name}}` where [`bootstrap_script`] puts a value. A file of its
+/// own so that it reads (and can be checked) as the shell it is.
+const BOOTSTRAP_TEMPLATE: &str = include_str!("../templates/bootstrap.sh");
+
 /// The cloud-init bootstrap script: get the agent (or find it on the image), check its SHA-256, start its
 /// unit. Any failure is signalled to Heat at once with the reason, instead of a stack that waits for its
 /// timeout. The wait-condition handle is read from the node config, which the agent also reads.
-pub fn bootstrap_script(config: &NodeConfig, settings: &Loaded) -> String {
+pub fn bootstrap_script(config: &NodeConfig, settings: &Loaded) -> Result<String> {
     let agent = &settings.settings.agent;
     let proxy = &config.proxy;
     let verify = if config.openstack.verify_ca { "true" } else { "false" };
-    format!(
-        r#"#!/bin/sh
-# Hearth bootstrap, run once by cloud-init: put hearth-agent in place and start it. hearth-agent does
-# every other step and signals Heat itself; this script only signals when the agent cannot run.
-set -u
-AGENT_URL={url}
-AGENT_SHA256={sha}
-AGENT_PATH={path}
-VERIFY_CA={verify}
-http_proxy={http}
-https_proxy={https}
-no_proxy={no_proxy}
-export http_proxy https_proxy no_proxy HTTP_PROXY="$http_proxy" HTTPS_PROXY="$https_proxy" NO_PROXY="$no_proxy"
-
-# The handle Heat wrote into the node config (compact JSON written by hearth-server; Heat's values
-# hold no quotes).
-field() {{ sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" {config}; }}
-WAIT_ENDPOINT=$(field endpoint)
-WAIT_TOKEN=$(field token)
-
-# The OpenStack CA: a JSON string whose only escapes are newlines.
-OPENSTACK_CA=$(field ca_pem)
-
-tls=""
-if [ "$VERIFY_CA" = false ]; then
-    tls="--insecure"
-elif [ -n "$OPENSTACK_CA" ]; then
-    # The OpenStack CA in addition to the system's, wherever this distribution keeps them.
-    : >/run/hearth-ca-bundle.pem
-    for system in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
-        [ -s "$system" ] && cat "$system" >/run/hearth-ca-bundle.pem && break
-    done
-    printf '%b\n' "$OPENSTACK_CA" >>/run/hearth-ca-bundle.pem
-    tls="--cacert /run/hearth-ca-bundle.pem"
-fi
-
-fail() {{
-    echo "hearth-bootstrap: $1" >&2
-    if [ -n "$WAIT_ENDPOINT" ]; then
-        curl -sS $tls --retry 5 --retry-delay 2 --retry-connrefused --max-time 60 -o /dev/null \
-            -X POST -H "X-Auth-Token: $WAIT_TOKEN" -H 'Content-Type: application/json' \
-            --data-binary "{{\"status\": \"FAILURE\", \"reason\": \"part-000 bootstrap: $1\", \"data\": \"\", \"id\": \"$(hostname -s)\"}}" \
-            "$WAIT_ENDPOINT" || echo "hearth-bootstrap: could not signal Heat either" >&2
-    fi
-    exit 1
-}}
-
-if [ -n "$AGENT_PATH" ]; then
-    [ -x "$AGENT_PATH" ] || fail "the image has no executable hearth-agent at $AGENT_PATH"
-elif ! {{ [ -x {agent} ] && echo "$AGENT_SHA256  {agent}" | sha256sum -c --status; }}; then
-    mkdir -p "$(dirname {agent})"
-    download={agent}.download
-    curl -fsSL $tls --retry 10 --retry-delay 3 --retry-connrefused --connect-timeout 10 --max-time 600 \
-        -o "$download" "$AGENT_URL" || fail "could not download hearth-agent from $AGENT_URL"
-    if ! echo "$AGENT_SHA256  $download" | sha256sum -c --status; then
-        got=$(sha256sum "$download" | cut -d' ' -f1)
-        rm -f "$download"
-        fail "hearth-agent from $AGENT_URL has sha256 $got, expected $AGENT_SHA256"
-    fi
-    chmod 0755 "$download" && mv -f "$download" {agent} || fail "could not install hearth-agent"
-fi
-systemctl daemon-reload && systemctl enable {unit} && systemctl start --no-block {unit} ||
-    fail "could not start {unit}"
-"#,
-        url = shell_quote(&agent.url),
-        sha = shell_quote(&agent.sha256.to_ascii_lowercase()),
-        path = shell_quote(&agent.path),
-        http = shell_quote(&proxy.http_proxy),
-        https = shell_quote(&proxy.https_proxy),
-        no_proxy = shell_quote(&config.no_proxy()),
-        config = NODE_CONFIG,
-        agent = AGENT,
-        unit = UNIT,
+    fill_named(
+        BOOTSTRAP_TEMPLATE,
+        &[
+            ("agent_url", shell_quote(&agent.url)),
+            ("agent_sha256", shell_quote(&agent.sha256.to_ascii_lowercase())),
+            ("agent_path", shell_quote(&agent.path)),
+            ("verify_ca", verify.to_string()),
+            ("http_proxy", shell_quote(&proxy.http_proxy)),
+            ("https_proxy", shell_quote(&proxy.https_proxy)),
+            ("no_proxy", shell_quote(&config.no_proxy())),
+            // Hearth's own paths and names, which hold nothing a shell would read: written bare.
+            ("node_config", NODE_CONFIG.to_string()),
+            ("agent", AGENT.to_string()),
+            ("unit", UNIT.to_string()),
+        ],
     )
 }
 
+/// `template` with each `{{name}}` replaced by its value. One pass, so that a value that happens to hold
+/// `{{…}}` is written as it is; a name without a value is an error, never left in the output.
+fn fill_named(template: &str, values: &[(&str, String)]) -> Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { bail!("a {{{{ placeholder without its }}}}") };
+        let name = &after[..end];
+        let Some((_, value)) = values.iter().find(|(n, _)| *n == name) else {
+            bail!("placeholder {{{{{name}}}}} has no value");
+        };
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// One `#cloud-config` document: the files, then the bootstrap.
-fn cloud_config(marked_json: &str, config: &NodeConfig, settings: &Loaded) -> String {
+fn cloud_config(marked_json: &str, config: &NodeConfig, settings: &Loaded) -> Result<String> {
     let mut out = String::from(
         "#cloud-config\n# Hearth: the node config and a bootstrap that starts hearth-agent.\nwrite_files:\n",
     );
@@ -339,9 +305,9 @@ fn cloud_config(marked_json: &str, config: &NodeConfig, settings: &Loaded) -> St
         ));
     };
     file(&format!("/etc/systemd/system/{UNIT}"), "0644", &agent_unit(settings));
-    file(BOOTSTRAP, "0700", &bootstrap_script(config, settings));
+    file(BOOTSTRAP, "0700", &bootstrap_script(config, settings)?);
     out.push_str(&format!("runcmd:\n- [{BOOTSTRAP}]\n"));
-    out
+    Ok(out)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, for a `data:` URL.
@@ -415,6 +381,14 @@ mod tests {
     #[test]
     fn shell_quoting_survives_single_quotes() {
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+
+    #[test]
+    fn named_placeholders_are_filled_in_one_pass_and_never_left_in() {
+        let values = [("a", "{{b}}".to_string()), ("b", "B".to_string())];
+        assert_eq!(fill_named("x{{a}}y{{b}}z", &values).unwrap(), "x{{b}}yBz");
+        assert!(fill_named("{{c}}", &values).is_err());
+        assert!(fill_named("x{{a", &values).is_err());
     }
 
     #[test]

@@ -1,0 +1,62 @@
+#!/bin/sh
+# Hearth bootstrap, run once by cloud-init: put hearth-agent in place and start it. hearth-agent does
+# every other step and signals Heat itself; this script only signals when the agent cannot run.
+set -u
+AGENT_URL={{agent_url}}
+AGENT_SHA256={{agent_sha256}}
+AGENT_PATH={{agent_path}}
+VERIFY_CA={{verify_ca}}
+http_proxy={{http_proxy}}
+https_proxy={{https_proxy}}
+no_proxy={{no_proxy}}
+export http_proxy https_proxy no_proxy HTTP_PROXY="$http_proxy" HTTPS_PROXY="$https_proxy" NO_PROXY="$no_proxy"
+
+# The handle Heat wrote into the node config (compact JSON written by hearth-server; Heat's values
+# hold no quotes).
+field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" {{node_config}}; }
+WAIT_ENDPOINT=$(field endpoint)
+WAIT_TOKEN=$(field token)
+
+# The OpenStack CA: a JSON string whose only escapes are newlines.
+OPENSTACK_CA=$(field ca_pem)
+
+tls=""
+if [ "$VERIFY_CA" = false ]; then
+    tls="--insecure"
+elif [ -n "$OPENSTACK_CA" ]; then
+    # The OpenStack CA in addition to the system's, wherever this distribution keeps them.
+    : >/run/hearth-ca-bundle.pem
+    for system in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+        [ -s "$system" ] && cat "$system" >/run/hearth-ca-bundle.pem && break
+    done
+    printf '%b\n' "$OPENSTACK_CA" >>/run/hearth-ca-bundle.pem
+    tls="--cacert /run/hearth-ca-bundle.pem"
+fi
+
+fail() {
+    echo "hearth-bootstrap: $1" >&2
+    if [ -n "$WAIT_ENDPOINT" ]; then
+        curl -sS $tls --retry 5 --retry-delay 2 --retry-connrefused --max-time 60 -o /dev/null \
+            -X POST -H "X-Auth-Token: $WAIT_TOKEN" -H 'Content-Type: application/json' \
+            --data-binary "{\"status\": \"FAILURE\", \"reason\": \"part-000 bootstrap: $1\", \"data\": \"\", \"id\": \"$(hostname -s)\"}" \
+            "$WAIT_ENDPOINT" || echo "hearth-bootstrap: could not signal Heat either" >&2
+    fi
+    exit 1
+}
+
+if [ -n "$AGENT_PATH" ]; then
+    [ -x "$AGENT_PATH" ] || fail "the image has no executable hearth-agent at $AGENT_PATH"
+elif ! { [ -x {{agent}} ] && echo "$AGENT_SHA256  {{agent}}" | sha256sum -c --status; }; then
+    mkdir -p "$(dirname {{agent}})"
+    download={{agent}}.download
+    curl -fsSL $tls --retry 10 --retry-delay 3 --retry-connrefused --connect-timeout 10 --max-time 600 \
+        -o "$download" "$AGENT_URL" || fail "could not download hearth-agent from $AGENT_URL"
+    if ! echo "$AGENT_SHA256  $download" | sha256sum -c --status; then
+        got=$(sha256sum "$download" | cut -d' ' -f1)
+        rm -f "$download"
+        fail "hearth-agent from $AGENT_URL has sha256 $got, expected $AGENT_SHA256"
+    fi
+    chmod 0755 "$download" && mv -f "$download" {{agent}} || fail "could not install hearth-agent"
+fi
+systemctl daemon-reload && systemctl enable {{unit}} && systemctl start --no-block {{unit}} ||
+    fail "could not start {{unit}}"
