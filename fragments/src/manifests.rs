@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn flannel_carries_magnums_network_config_and_images() {
         let mut c = master();
-        c.network.flannel_backend = "host-gw".into();
+        c.network.flannel_backend = crate::config::FlannelBackend::HostGw;
         c.network.flannel_subnet_len = 26;
         assert_eq!(
             flannel_network_config(&c),

@@ -23,7 +23,7 @@
 //! (Fedora Atomic) is emptied so the storage driver comes from `daemon.json` alone, except for devicemapper,
 //! whose options docker-storage-setup writes there.
 
-use crate::config::NodeConfig;
+use crate::config::{CgroupDriver, NodeConfig, StorageDriverChoice};
 use crate::host::{FileSpec, Outcome};
 use crate::kube::RuntimeKind;
 use crate::paths::{CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_HOSTS_DIR};
@@ -52,14 +52,11 @@ pub enum StorageDriver {
 
 impl StorageDriver {
     pub fn of(config: &NodeConfig) -> Result<StorageDriver> {
-        match config.runtime.storage_driver.as_str() {
-            "" | "overlay2" => Ok(StorageDriver::Overlay2),
-            "overlay" => Ok(StorageDriver::Overlay),
-            "devicemapper" => Ok(StorageDriver::Devicemapper),
-            other => bail!(
-                "runtime.storage_driver (DOCKER_STORAGE_DRIVER) {other:?} is not overlay2, overlay or devicemapper"
-            ),
-        }
+        Ok(match config.runtime.storage_driver {
+            StorageDriverChoice::Default | StorageDriverChoice::Overlay2 => StorageDriver::Overlay2,
+            StorageDriverChoice::Overlay => StorageDriver::Overlay,
+            StorageDriverChoice::Devicemapper => StorageDriver::Devicemapper,
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -122,7 +119,7 @@ fn configure_docker(ctx: &Context, driver: StorageDriver) -> Result<Changes> {
     let vendor = vendor.transpose()?;
     let unit_sets_cgroup_driver = vendor.as_deref().is_some_and(|unit| unit.contains(CGROUP_FLAG));
     if let Some(unit) = vendor.as_deref().filter(|_| unit_sets_cgroup_driver) {
-        let copy = format!("{}\n{}", HEADER, with_cgroup_driver(unit, cgroup_driver));
+        let copy = format!("{}\n{}", HEADER, with_cgroup_driver(unit, cgroup_driver.word()));
         changes.unit |= changed(ctx.host.write_file(&FileSpec::new(DOCKER_OVERRIDE_UNIT, copy, 0o644))?);
     }
 
@@ -270,7 +267,7 @@ fn hosts_on_disk(ctx: &Context) -> Result<Vec<String>> {
 
 /// containerd's config (schema version 2, read by containerd 1.5 to 1.7; 2.x migrates it).
 fn containerd_config(config: &NodeConfig) -> Result<String> {
-    let systemd_cgroup = config.kubernetes.cgroup_driver == "systemd";
+    let systemd_cgroup = config.kubernetes.cgroup_driver == CgroupDriver::Systemd;
     let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
     let mut out = String::new();
     let _ = writeln!(out, "{HEADER}");
@@ -352,7 +349,7 @@ mod tests {
 
     fn config(kind: &str, tag: &str) -> NodeConfig {
         let mut c = NodeConfig::new(Role::Minion);
-        c.runtime.kind = kind.into();
+        c.runtime.kind = kind.parse().unwrap();
         c.kubernetes.tag = tag.into();
         c.kubernetes.version = tag.into();
         c

@@ -27,7 +27,7 @@ use crate::inputs::Inputs;
 use crate::model::{Cluster, ClusterTemplate, Effective, Labels};
 use crate::settings::Loaded;
 use hearth_fragments::config::fields::{parse_bool, slots, STEIN_MASTER_KEYS, STEIN_MINION_KEYS};
-use hearth_fragments::config::{NodeConfig, Role};
+use hearth_fragments::config::{NetworkDriver, NodeConfig, Role, StorageDriverChoice};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -178,14 +178,18 @@ pub fn magnum(inputs: &Inputs) -> BTreeMap<String, Value> {
         json!(labels.get("docker_volume_type").cloned().unwrap_or(settings.default_docker_volume_type.clone())),
     );
     put("nodes_affinity_policy", json!(settings.nodes_affinity_policy));
-    let driver = p["network_driver"].as_str().unwrap_or_default().to_string();
+    let driver = p["network_driver"].as_str().and_then(|d| d.parse::<NetworkDriver>().ok());
     let mut put = |key: &str, value: Value| {
         p.insert(key.to_string(), value);
     };
-    match driver.as_str() {
-        "flannel" => put("pods_network_cidr", json!(label_or(labels, "flannel_network_cidr", "10.100.0.0/16"))),
-        "calico" => put("pods_network_cidr", json!(label_or(labels, "calico_ipv4pool", "192.168.0.0/16"))),
-        _ => {}
+    match driver {
+        Some(NetworkDriver::Flannel) => {
+            put("pods_network_cidr", json!(label_or(labels, "flannel_network_cidr", "10.100.0.0/16")))
+        }
+        Some(NetworkDriver::Calico) => {
+            put("pods_network_cidr", json!(label_or(labels, "calico_ipv4pool", "192.168.0.0/16")))
+        }
+        None => {}
     }
     for name in TRUTHY_LABELS {
         if let Some(v) = labels.get(*name).filter(|v| !v.is_empty()) {
@@ -392,7 +396,7 @@ pub fn node(role: Role, inputs: &Inputs, magnum: &BTreeMap<String, Value>) -> Re
         config.kubernetes.version = config.kubernetes.tag.clone();
     }
     if t.docker_storage_driver.is_none() {
-        config.runtime.storage_driver = "overlay2".into();
+        config.runtime.storage_driver = StorageDriverChoice::Overlay2;
     }
     if !labels.contains_key("dns_service_ip") {
         match tenth_address(&config.network.services_cidr.to_string()) {

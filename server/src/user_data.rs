@@ -23,10 +23,10 @@ use std::io::Write as _;
 
 /// Nova refuses user-data whose base64 form is longer than this.
 pub const NOVA_LIMIT: usize = 65_535;
-pub const NODE_CONFIG: &str = "/etc/hearth/node.json";
+/// The node paths the user-data writes and starts, as the agent knows them.
+pub use hearth_fragments::paths::{AGENT, NODE_CONFIG};
+pub use hearth_fragments::steps::agent_service::UNIT;
 pub const BOOTSTRAP: &str = "/usr/local/lib/hearth/bootstrap";
-pub const AGENT: &str = "/usr/local/bin/hearth-agent";
-pub const UNIT: &str = "hearth-agent.service";
 
 /// A per-node value Heat substitutes: the placeholder's name and where it sits in the node config.
 #[derive(Clone, Copy, Debug)]

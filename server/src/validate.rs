@@ -6,8 +6,11 @@
 use crate::cidr;
 use crate::inputs::Inputs;
 use crate::model::{Cluster, ClusterTemplate, Labels};
-use crate::settings::Loaded;
+use crate::settings::{Loaded, Settings};
 use hearth_fragments::config::fields::parse_bool;
+use hearth_fragments::config::{
+    CgroupDriver, FlannelBackend, IngressController, NetworkDriver, RuntimeChoice, StorageDriverChoice,
+};
 use ipnet::IpNet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,7 +19,6 @@ use std::net::{IpAddr, Ipv4Addr};
 pub const DISTROS: &[&str] = &["fedora-atomic", "fedora-coreos", "debian", "ubuntu"];
 /// Magnum's COE names; Hearth renders only Kubernetes.
 const MAGNUM_COES: &[&str] = &["kubernetes", "swarm", "mesos", "dcos", "swarm-mode"];
-const KUBERNETES_NETWORK_DRIVERS: &[&str] = &["flannel", "calico"];
 const AFFINITY_POLICIES: &[&str] = &["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"];
 /// Labels a secret may hide in: never echoed in an error.
 const SECRET_LABELS: &[&str] = &["grafana_admin_passwd"];
@@ -80,7 +82,7 @@ fn definition_rules(inputs: &Inputs) -> Report {
     cluster_rules(&mut report, inputs);
     let label_field = if inputs.cluster.labels.is_some() { "cluster.labels" } else { "cluster_template.labels" };
     label_rules(&mut report, label_field, &inputs.labels, inputs.template, inputs.settings);
-    network_rules(&mut report, label_field, &inputs.labels, inputs.template);
+    network_rules(&mut report, label_field, &inputs.labels, inputs.template, &inputs.settings.settings);
     report
 }
 
@@ -131,8 +133,8 @@ fn template_rules(r: &mut Report, t: &ClusterTemplate, s: &crate::settings::Sett
         "bm" => r.fail(f("server_type"), "bm", "no driver for bare metal: Hearth renders virtual machines (vm)"),
         other => r.fail(f("server_type"), other, "expected vm or bm"),
     }
-    let driver = t.network_driver.as_deref().unwrap_or(&s.kubernetes_default_network_driver);
-    if !KUBERNETES_NETWORK_DRIVERS.contains(&driver) {
+    let driver = network_driver(t, s);
+    if !NetworkDriver::WORDS.contains(&driver) {
         r.fail(f("network_driver"), driver, "kubernetes supports flannel or calico");
     } else if !s.kubernetes_allowed_network_drivers.iter().any(|a| a == "all" || a == driver) {
         r.fail(
@@ -219,7 +221,14 @@ fn cluster_rules(r: &mut Report, inputs: &Inputs) {
     if let Some(size) = c.docker_volume_size.filter(|s| *s < 0) {
         r.fail(f("docker_volume_size"), size, "must be at least 1 (GB), or 0 for the template's");
     }
-    if t.docker_storage_driver.as_deref() == Some("devicemapper") {
+    if let Some(driver) = t.docker_storage_driver.as_deref().filter(|d| d.parse::<StorageDriverChoice>().is_err()) {
+        r.fail(
+            f("docker_storage_driver"),
+            driver,
+            format!("must be one of {}", StorageDriverChoice::WORDS[1..].join(", ")),
+        );
+    }
+    if t.docker_storage_driver.as_deref() == Some(StorageDriverChoice::Devicemapper.word()) {
         let size = inputs.effective.docker_volume_size;
         if size.is_none_or(|s| s < 3) {
             let shown = size.map(|s| s.to_string()).unwrap_or_default();
@@ -256,11 +265,12 @@ const NUMBER_LABELS: &[(&str, u64, u64)] = &[
 ];
 const CIDR_LABELS: &[&str] =
     &["flannel_network_cidr", "service_cluster_ip_range", "calico_ipv4pool", "fixed_network_cidr"];
+/// Labels that are one of a few words: the node's own word lists.
 const ENUM_LABELS: &[(&str, &[&str])] = &[
-    ("flannel_backend", &["udp", "vxlan", "host-gw"]),
-    ("cgroup_driver", &["cgroupfs", "systemd"]),
-    ("ingress_controller", &["", "traefik", "octavia"]),
-    ("container_runtime", &["", "docker", "containerd"]),
+    ("flannel_backend", FlannelBackend::WORDS),
+    ("cgroup_driver", CgroupDriver::WORDS),
+    ("ingress_controller", IngressController::WORDS),
+    ("container_runtime", RuntimeChoice::WORDS),
 ];
 
 fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate, s: &Loaded) {
@@ -334,12 +344,17 @@ fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate
 }
 
 /// The CIDRs a cluster uses must not overlap, or pods, services and nodes would shadow each other.
-fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate) {
+/// The template's network driver, or the settings' default: the one the nodes get.
+fn network_driver<'a>(t: &'a ClusterTemplate, s: &'a Settings) -> &'a str {
+    t.network_driver.as_deref().unwrap_or(&s.kubernetes_default_network_driver)
+}
+
+fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate, s: &Settings) {
     let net = |name: &str, default: &str| -> Option<IpNet> {
         cidr::parse(labels.get(name).map(String::as_str).unwrap_or(default)).ok()
     };
-    let driver = t.network_driver.as_deref().unwrap_or("flannel");
-    let pods = if driver == "calico" {
+    let driver = network_driver(t, s).parse::<NetworkDriver>().ok();
+    let pods = if driver == Some(NetworkDriver::Calico) {
         ("calico_ipv4pool", net("calico_ipv4pool", "192.168.0.0/16"))
     } else {
         ("flannel_network_cidr", net("flannel_network_cidr", "10.100.0.0/16"))
@@ -361,7 +376,7 @@ fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTempla
     if let (Some(len), Some(pods)) =
         (labels.get("flannel_network_subnetlen"), net("flannel_network_cidr", "10.100.0.0/16"))
     {
-        if driver == "flannel" && len.parse::<u8>().is_ok_and(|l| l <= pods.prefix_len()) {
+        if driver == Some(NetworkDriver::Flannel) && len.parse::<u8>().is_ok_and(|l| l <= pods.prefix_len()) {
             r.fail(
                 format!("{field}.flannel_network_subnetlen"),
                 len,

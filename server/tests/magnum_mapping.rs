@@ -36,7 +36,7 @@ fn fixture() -> (ClusterTemplate, Cluster, Loaded) {
     cluster_labels.remove("etcd_volume_size");
     cluster_labels.extend(labels(&[
         ("cert_manager_api", "False"),
-        ("ingress_controller", "i-controller"),
+        ("ingress_controller", "traefik"),
         ("ingress_controller_role", "i-controller-role"),
         ("kubelet_options", "--kubelet"),
         ("kubeapi_options", "--kubeapi"),
@@ -126,7 +126,7 @@ fn magnum_expected() -> BTreeMap<String, Value> {
         "trust_id": "", "auth_url": "http://192.168.10.10:5000/v3", "insecure_registry_url": "10.0.0.1:5000",
         "kube_version": "fake-version", "verify_ca": true, "openstack_ca": "",
         "nodes_affinity_policy": "soft-anti-affinity", "availability_zone": "az_1", "cert_manager_api": "False",
-        "ingress_controller": "i-controller", "ingress_controller_role": "i-controller-role",
+        "ingress_controller": "traefik", "ingress_controller_role": "i-controller-role",
         "octavia_ingress_controller_tag": null, "kubelet_options": "--kubelet", "kubeapi_options": "--kubeapi",
         "kubecontroller_options": "--kubecontroller", "kubescheduler_options": "--kubescheduler",
         "kubeproxy_options": "--kubeproxy", "octavia_enabled": false, "kube_service_account_key": "public_key",
@@ -279,5 +279,5 @@ fn later_releases_labels_reach_the_nodes_that_read_them() {
     let minion = params::node_config(Role::Minion, &t, &c, &s, &magnum).unwrap();
     assert_eq!(master.addons.coredns_tag, "1.14.7", "the add-ons step is a master's");
     assert_eq!(minion.addons.coredns_tag, NodeConfig::new(Role::Minion).addons.coredns_tag, "minions apply no add-ons");
-    assert_eq!((master.runtime.kind.as_str(), minion.runtime.kind.as_str()), ("containerd", "containerd"));
+    assert_eq!((master.runtime.kind.word(), minion.runtime.kind.word()), ("containerd", "containerd"));
 }

@@ -103,7 +103,7 @@ fn flannel_0_18_and_later_gets_a_v3_key_and_a_changed_config_is_rewritten() {
         .unwrap();
     assert_eq!(remote(&node.run("network-config")), [(format!("etcd v3 key {KEY}"), Outcome::Unchanged)]);
 
-    node.config.network.flannel_backend = "vxlan".into();
+    node.config.network.flannel_backend = hearth_fragments::config::FlannelBackend::Vxlan;
     let changed = node.run("network-config");
     assert_eq!(remote(&changed), [(format!("etcd v3 key {KEY}"), Outcome::Changed)]);
     let value = etcd.etcdctl(3, &["get", KEY, "--print-value-only"]).unwrap();

@@ -3,6 +3,7 @@
 //! The heat-params loader reads through it, the node-config step writes a Magnum-compatible heat-params
 //! through it, and `validate` masks through it: a key added here works in all three.
 
+use super::choices::Choice;
 use super::secret::Secret;
 use super::{NodeConfig, Role, Signal};
 use ipnet::IpNet;
@@ -12,6 +13,8 @@ use std::net::IpAddr;
 #[derive(Debug)]
 pub enum Slot<'a> {
     Text(&'a mut String),
+    /// One of a few words ([`super::choices`]).
+    Choice(&'a mut dyn Choice),
     Secret(&'a mut Secret),
     /// A boolean written as Heat renders booleans: `True` / `False`.
     Bool(&'a mut bool),
@@ -90,6 +93,10 @@ impl Slot<'_> {
         if raw.is_empty() {
             match self {
                 Slot::Text(v) => v.clear(),
+                // A choice whose word for "not given" is empty takes it; the others keep their default.
+                Slot::Choice(v) => {
+                    let _ = v.set_word("");
+                }
                 Slot::Secret(v) => **v = Secret::default(),
                 Slot::OptBool(v) => **v = None,
                 Slot::OptIp(v) => **v = None,
@@ -103,6 +110,7 @@ impl Slot<'_> {
         }
         match self {
             Slot::Text(v) => **v = raw.to_string(),
+            Slot::Choice(v) => v.set_word(raw)?,
             Slot::Secret(v) => **v = Secret::new(raw),
             Slot::Bool(v) | Slot::LowerBool(v) => **v = parse_bool(raw)?,
             Slot::OptBool(v) => **v = Some(parse_bool(raw)?),
@@ -127,6 +135,7 @@ impl Slot<'_> {
     pub fn render(&self) -> String {
         match self {
             Slot::Text(v) => v.to_string(),
+            Slot::Choice(v) => v.word().to_string(),
             Slot::Secret(v) => v.expose().to_string(),
             Slot::Bool(v) => if **v { "True" } else { "False" }.into(),
             Slot::LowerBool(v) => v.to_string(),
@@ -308,12 +317,12 @@ pub fn slots(c: &mut NodeConfig) -> Vec<(&'static str, Slot<'_>)> {
         ("ETCD_VOLUME_SIZE", U32(&mut c.etcd.volume.size)),
         ("DOCKER_VOLUME", Text(&mut c.runtime.volume.id)),
         ("DOCKER_VOLUME_SIZE", U32(&mut c.runtime.volume.size)),
-        ("DOCKER_STORAGE_DRIVER", Text(&mut c.runtime.storage_driver)),
-        ("CGROUP_DRIVER", Text(&mut c.kubernetes.cgroup_driver)),
-        ("NETWORK_DRIVER", Text(&mut c.network.driver)),
+        ("DOCKER_STORAGE_DRIVER", Choice(&mut c.runtime.storage_driver)),
+        ("CGROUP_DRIVER", Choice(&mut c.kubernetes.cgroup_driver)),
+        ("NETWORK_DRIVER", Choice(&mut c.network.driver)),
         ("FLANNEL_NETWORK_CIDR", Net(&mut c.network.flannel_cidr)),
         ("FLANNEL_NETWORK_SUBNETLEN", U8(&mut c.network.flannel_subnet_len)),
-        ("FLANNEL_BACKEND", Text(&mut c.network.flannel_backend)),
+        ("FLANNEL_BACKEND", Choice(&mut c.network.flannel_backend)),
         ("PODS_NETWORK_CIDR", Net(&mut c.network.pods_cidr)),
         ("PORTAL_NETWORK_CIDR", Net(&mut c.network.services_cidr)),
         ("ADMISSION_CONTROL_LIST", Text(&mut c.kubernetes.admission_control_list)),
@@ -358,7 +367,7 @@ pub fn slots(c: &mut NodeConfig) -> Vec<(&'static str, Slot<'_>)> {
         ("CALICO_CNI_TAG", Text(&mut c.network.calico_cni_tag)),
         ("CALICO_KUBE_CONTROLLERS_TAG", Text(&mut c.network.calico_kube_controllers_tag)),
         ("CALICO_IPV4POOL", Net(&mut c.network.calico_ipv4pool)),
-        ("INGRESS_CONTROLLER", Text(&mut c.addons.ingress_controller)),
+        ("INGRESS_CONTROLLER", Choice(&mut c.addons.ingress_controller)),
         ("INGRESS_CONTROLLER_ROLE", Text(&mut c.addons.ingress_controller_role)),
         ("OCTAVIA_INGRESS_CONTROLLER_TAG", Text(&mut c.addons.octavia_ingress_controller_tag)),
         ("KUBELET_OPTIONS", Text(&mut c.kubernetes.kubelet_options)),
@@ -397,7 +406,7 @@ pub fn slots(c: &mut NodeConfig) -> Vec<(&'static str, Slot<'_>)> {
         ("NODEGROUP_ROLE", Role(&mut c.role)),
         ("INSTANCE_NAME", Text(&mut c.node.instance_name)),
         ("ARCH", Text(&mut c.node.arch)),
-        ("CONTAINER_RUNTIME", Text(&mut c.runtime.kind)),
+        ("CONTAINER_RUNTIME", Choice(&mut c.runtime.kind)),
         ("COREDNS_TAG", Text(&mut c.addons.coredns_tag)),
         // Hearth's own: where a node without a kubelet gets one.
         ("KUBELET_URL", Text(&mut c.kubernetes.kubelet_url)),

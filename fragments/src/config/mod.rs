@@ -5,6 +5,7 @@
 //! and nowhere else. Every value a step of the catalogue reads has a field here; [`fields`] lists which
 //! heat-params key feeds which field.
 
+pub mod choices;
 pub mod error;
 pub mod fields;
 pub mod heat_params;
@@ -19,6 +20,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+pub use choices::{
+    CgroupDriver, FlannelBackend, IngressController, NetworkDriver, RuntimeChoice, SelinuxMode, StorageDriverChoice,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
 /// The rules every config must keep, whichever format it came in: for a renderer to check the config it
@@ -301,7 +305,7 @@ pub struct Kubernetes {
     /// Allow privileged containers (`KUBE_ALLOW_PRIV`).
     pub allow_privileged: bool,
     /// cgroup driver of kubelet and the runtime (`CGROUP_DRIVER`): `cgroupfs` or `systemd`.
-    pub cgroup_driver: String,
+    pub cgroup_driver: CgroupDriver,
     /// Admission plugins (`ADMISSION_CONTROL_LIST`, comma separated).
     pub admission_control_list: String,
     /// Cluster DNS service IP (`DNS_SERVICE_IP`).
@@ -405,7 +409,7 @@ impl Default for Kubernetes {
             tag: "v1.11.6".into(),
             version: "v1.11.6".into(),
             allow_privileged: true,
-            cgroup_driver: "cgroupfs".into(),
+            cgroup_driver: CgroupDriver::Cgroupfs,
             admission_control_list: "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,\
 DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ResourceQuota"
                 .into(),
@@ -482,9 +486,9 @@ impl Default for Etcd {
 #[serde(default, deny_unknown_fields)]
 pub struct Runtime {
     /// `docker` or `containerd` (`CONTAINER_RUNTIME`, later releases); empty chooses by Kubernetes version.
-    pub kind: String,
+    pub kind: RuntimeChoice,
     /// Storage driver (`DOCKER_STORAGE_DRIVER`): `overlay2`, `overlay` or `devicemapper`.
-    pub storage_driver: String,
+    pub storage_driver: StorageDriverChoice,
     /// Data volume (`DOCKER_VOLUME`, `DOCKER_VOLUME_SIZE`).
     pub volume: Volume,
     /// Magnum's `ENABLE_CINDER` (never substituted in Stein, so usually absent).
@@ -507,7 +511,7 @@ pub struct Runtime {
 #[serde(default, deny_unknown_fields)]
 pub struct Network {
     /// `flannel` or `calico` (`NETWORK_DRIVER`).
-    pub driver: String,
+    pub driver: NetworkDriver,
     /// Pod CIDR (`PODS_NETWORK_CIDR`).
     pub pods_cidr: IpNet,
     /// Service ("portal") CIDR (`PORTAL_NETWORK_CIDR`).
@@ -517,7 +521,7 @@ pub struct Network {
     /// Per-node subnet prefix length (`FLANNEL_NETWORK_SUBNETLEN`).
     pub flannel_subnet_len: u8,
     /// Flannel backend (`FLANNEL_BACKEND`): `udp`, `vxlan` or `host-gw`.
-    pub flannel_backend: String,
+    pub flannel_backend: FlannelBackend,
     /// flannel image tag (`FLANNEL_TAG`).
     pub flannel_tag: String,
     /// flannel-cni image tag (`FLANNEL_CNI_TAG`).
@@ -536,12 +540,12 @@ impl Default for Network {
     fn default() -> Self {
         let net = |s: &str| s.parse::<IpNet>().expect("default CIDR literal");
         Network {
-            driver: "flannel".into(),
+            driver: NetworkDriver::Flannel,
             pods_cidr: net("10.100.0.0/16"),
             services_cidr: net("10.254.0.0/16"),
             flannel_cidr: net("10.100.0.0/16"),
             flannel_subnet_len: 24,
-            flannel_backend: "vxlan".into(),
+            flannel_backend: FlannelBackend::Vxlan,
             flannel_tag: "v0.10.0-amd64".into(),
             flannel_cni_tag: "v0.3.0".into(),
             calico_tag: "v2.6.7".into(),
@@ -620,7 +624,7 @@ pub struct Addons {
     /// prometheus-operator (`MONITORING_ENABLED`).
     pub monitoring_enabled: bool,
     /// `INGRESS_CONTROLLER`: empty, `traefik` or `octavia`.
-    pub ingress_controller: String,
+    pub ingress_controller: IngressController,
     /// `INGRESS_CONTROLLER_ROLE`.
     pub ingress_controller_role: String,
     /// `OCTAVIA_INGRESS_CONTROLLER_TAG`.
@@ -648,7 +652,7 @@ impl Default for Addons {
             prometheus_tag: "v1.8.2".into(),
             grafana_tag: "5.1.5".into(),
             monitoring_enabled: false,
-            ingress_controller: String::new(),
+            ingress_controller: IngressController::None,
             ingress_controller_role: "ingress".into(),
             octavia_ingress_controller_tag: "1.13.2-alpha".into(),
             tiller_enabled: false,
@@ -683,7 +687,7 @@ impl Default for Signal {
 #[serde(default, deny_unknown_fields)]
 pub struct Agent {
     /// SELinux mode to set and persist: `permissive` (Magnum's choice), `enforcing` or `disabled`.
-    pub selinux_mode: String,
+    pub selinux_mode: SelinuxMode,
     /// How long a master step that needs etcd or the API server (network-config, apiserver-kubelet-rbac,
     /// health, addons) waits for it to be healthy, in seconds; on expiry the step fails with the last
     /// probe's answer. Magnum's scripts waited without a bound.
@@ -703,7 +707,7 @@ fn is_default_device_wait(secs: &u64) -> bool {
 impl Default for Agent {
     fn default() -> Self {
         Agent {
-            selinux_mode: "permissive".into(),
+            selinux_mode: SelinuxMode::Permissive,
             health_deadline_secs: 600,
             device_wait_secs: DEFAULT_DEVICE_WAIT_SECS,
         }

@@ -1,8 +1,41 @@
 //! The native node config: `/etc/hearth/node.json`, JSON as the server writes it, YAML accepted for files
 //! written by hand. Unknown fields are refused so a typo never silently falls back to a default.
 
+use super::choices::{
+    CgroupDriver, FlannelBackend, IngressController, NetworkDriver, RuntimeChoice, SelinuxMode, StorageDriverChoice,
+};
 use super::error::{ConfigError, ConfigErrors};
 use super::{validate, NodeConfig, Role, VERSION};
+
+/// The choice fields (native path, heat-params key) and their words: checked before the typed parse, so
+/// every wrong one is named with its field at once rather than as serde's first error.
+const CHOICES: &[(&str, &str, &[&str])] = &[
+    ("kubernetes.cgroup_driver", "CGROUP_DRIVER", CgroupDriver::WORDS),
+    ("network.driver", "NETWORK_DRIVER", NetworkDriver::WORDS),
+    ("network.flannel_backend", "FLANNEL_BACKEND", FlannelBackend::WORDS),
+    ("runtime.storage_driver", "DOCKER_STORAGE_DRIVER", StorageDriverChoice::WORDS),
+    ("runtime.kind", "CONTAINER_RUNTIME", RuntimeChoice::WORDS),
+    ("addons.ingress_controller", "INGRESS_CONTROLLER", IngressController::WORDS),
+    ("agent.selinux_mode", "", SelinuxMode::WORDS),
+];
+
+/// The wrong choices in `document`, each removed from it so that the rest still parses (and is
+/// validated) with that field's default.
+fn take_wrong_choices(document: &mut serde_json::Value) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (path, key, words) in CHOICES {
+        let (section, field) = path.split_once('.').expect("choice paths are section.field");
+        let Some(table) = document.get_mut(section).and_then(serde_json::Value::as_object_mut) else { continue };
+        let Some(word) = table.get(field).and_then(serde_json::Value::as_str).filter(|w| !words.contains(w)) else {
+            continue;
+        };
+        let key = if key.is_empty() { path.to_string() } else { format!("{path} ({key})") };
+        let reason = format!("must be one of {}", words.join(", "));
+        errors.push(ConfigError { key, value: word.to_string(), reason, line: None });
+        table.remove(field);
+    }
+    errors
+}
 
 /// Parses a native config. `role`, when given on the command line, must match the file's.
 pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeConfig, ConfigErrors> {
@@ -24,7 +57,9 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeCo
         Some(v) => return Err(fail("version", v.to_string(), format!("unsupported; this agent reads {VERSION}"))),
         None => return Err(fail("version", String::new(), format!("missing; expected \"version\": {VERSION}"))),
     }
-    let config: NodeConfig = if is_json {
+    let mut probe = probe;
+    let mut errors = take_wrong_choices(&mut probe);
+    let config: NodeConfig = if is_json || !errors.is_empty() {
         serde_json::from_value(probe).map_err(|e| fail("(document)", String::new(), e.to_string()))?
     } else {
         serde_yaml::from_str(text).map_err(|e| fail("(document)", String::new(), e.to_string()))?
@@ -36,7 +71,7 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeCo
             format!("the file says {} but --role says {cli}", config.role),
         ));
     }
-    let errors = validate::validate(&config);
+    errors.extend(validate::validate(&config));
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -72,6 +107,30 @@ mod tests {
         let v2 = text.replacen("\"version\": 1", "\"version\": 2", 1);
         assert!(parse(&v2, "t", None).unwrap_err().to_string().contains("unsupported"));
         assert!(parse(&text, "t", Some(Role::Master)).unwrap_err().to_string().contains("--role"));
+    }
+
+    #[test]
+    fn every_wrong_choice_is_named_with_its_field() {
+        let text = render(&NodeConfig::new(Role::Minion))
+            .replacen("\"cgroup_driver\": \"cgroupfs\"", "\"cgroup_driver\": \"cgroupv3\"", 1)
+            .replacen("\"storage_driver\": \"\"", "\"storage_driver\": \"btrfs\"", 1);
+        let err = parse(&text, "t", None).unwrap_err();
+        let shown: Vec<String> = err.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "kubernetes.cgroup_driver (CGROUP_DRIVER) = \"cgroupv3\": must be one of cgroupfs, systemd",
+                "runtime.storage_driver (DOCKER_STORAGE_DRIVER) = \"btrfs\": must be one of , overlay2, overlay, devicemapper",
+            ]
+        );
+        let heat = super::super::heat_params::parse(
+            "CGROUP_DRIVER=\"cgroupv3\"\nNETWORK_DRIVER=\"weave\"\n",
+            "h",
+            Some(Role::Minion),
+        );
+        let shown = heat.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(shown.contains("CGROUP_DRIVER") && shown.contains("must be one of cgroupfs, systemd"), "{shown}");
+        assert!(shown.contains("NETWORK_DRIVER") && shown.contains("\"weave\""), "{shown}");
     }
 
     #[test]

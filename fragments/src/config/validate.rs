@@ -8,12 +8,6 @@ fn err(key: &str, value: impl ToString, reason: impl Into<String>) -> ConfigErro
     ConfigError { key: key.to_string(), value: value.to_string(), reason: reason.into(), line: None }
 }
 
-fn one_of(errors: &mut Vec<ConfigError>, key: &str, value: &str, allowed: &[&str]) {
-    if !allowed.contains(&value) {
-        errors.push(err(key, value, format!("must be one of {}", allowed.join(", "))));
-    }
-}
-
 fn url(errors: &mut Vec<ConfigError>, key: &str, value: &str) {
     if value.is_empty() {
         return;
@@ -28,23 +22,6 @@ fn url(errors: &mut Vec<ConfigError>, key: &str, value: &str) {
 /// Every rule broken by `c`.
 pub fn validate(c: &NodeConfig) -> Vec<ConfigError> {
     let mut e = Vec::new();
-    one_of(&mut e, "kubernetes.cgroup_driver (CGROUP_DRIVER)", &c.kubernetes.cgroup_driver, &["cgroupfs", "systemd"]);
-    one_of(&mut e, "network.driver (NETWORK_DRIVER)", &c.network.driver, &["flannel", "calico"]);
-    one_of(
-        &mut e,
-        "network.flannel_backend (FLANNEL_BACKEND)",
-        &c.network.flannel_backend,
-        &["udp", "vxlan", "host-gw"],
-    );
-    one_of(
-        &mut e,
-        "runtime.storage_driver (DOCKER_STORAGE_DRIVER)",
-        &c.runtime.storage_driver,
-        &["", "overlay2", "overlay", "devicemapper"],
-    );
-    one_of(&mut e, "runtime.kind (CONTAINER_RUNTIME)", &c.runtime.kind, &["", "docker", "containerd", "host-docker"]);
-    one_of(&mut e, "agent.selinux_mode", &c.agent.selinux_mode, &["permissive", "enforcing", "disabled"]);
-
     let prefix = &c.runtime.container_infra_prefix;
     if !prefix.is_empty() && !prefix.ends_with('/') {
         e.push(err("runtime.container_infra_prefix (CONTAINER_INFRA_PREFIX)", prefix, "must end with /"));
@@ -133,14 +110,12 @@ mod tests {
     fn defaults_are_valid_and_each_rule_names_its_field() {
         assert_eq!(validate(&NodeConfig::new(Role::Master)), vec![]);
         let mut c = NodeConfig::new(Role::Minion);
-        c.kubernetes.cgroup_driver = "cgroupv3".into();
         c.runtime.container_infra_prefix = "registry.example/magnum".into();
         c.network.services_cidr = "10.100.0.0/24".parse().unwrap();
         c.proxy.http_proxy = "proxy:3128".into();
         c.kubernetes.kubelet_url = "dl.k8s.io/kubelet".into();
         c.kubernetes.kubelet_sha256 = "abc".into();
         let keys: Vec<String> = validate(&c).into_iter().map(|e| e.key).collect();
-        assert!(keys.iter().any(|k| k.contains("CGROUP_DRIVER")), "{keys:?}");
         assert!(keys.iter().any(|k| k.contains("CONTAINER_INFRA_PREFIX")), "{keys:?}");
         assert!(keys.iter().any(|k| k.contains("PORTAL_NETWORK_CIDR")), "{keys:?}");
         assert!(keys.iter().any(|k| k.contains("DNS_SERVICE_IP")), "{keys:?}");

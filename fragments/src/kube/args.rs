@@ -229,7 +229,7 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
         flag("cluster-dns", c.kubernetes.dns_service_ip),
         flag("cluster-domain", &c.kubernetes.dns_cluster_domain),
         flag("volume-plugin-dir", crate::paths::KUBELET_VOLUME_PLUGINS),
-        flag("cgroup-driver", &c.kubernetes.cgroup_driver),
+        flag("cgroup-driver", c.kubernetes.cgroup_driver),
     ]);
     if v.kubelet_has_pod_infra_container_image() {
         args.push(flag("pod-infra-container-image", super::pause_image(c, v)));

@@ -18,7 +18,7 @@ use super::kubeconfig::{Identity, Kubeconfig};
 use super::version::Component as Kind;
 use super::{cert, kube_image, kubelet_program, upstream_program, Images};
 use crate::component::{ArgsFrom, Component, Mount};
-use crate::config::Role;
+use crate::config::{NetworkDriver, Role};
 use crate::host::{FileSpec, Outcome, Systemd};
 use crate::paths::{CNI_BIN_DIR, CNI_CONF_DIR, CNI_DIR, KERNEL_MODULES, KUBELET_VOLUME_PLUGINS, KUBERNETES_DIR};
 use crate::step::Context;
@@ -50,7 +50,7 @@ fn prepare_node(ctx: &Context) -> Result<()> {
     for dir in DIRS {
         ctx.host.ensure_dir(Path::new(dir), 0o755)?;
     }
-    if ctx.config.network.driver == "calico" && ctx.host.exists(Path::new("/etc/NetworkManager"))? {
+    if ctx.config.network.driver == NetworkDriver::Calico && ctx.host.exists(Path::new("/etc/NetworkManager"))? {
         let text = "# Written by hearth-agent: calico manages these interfaces.\n[keyfile]\n\
                     unmanaged-devices=interface-name:cali*;interface-name:tunl*\n";
         if ctx.host.write_file(&FileSpec::new(CALICO_NETWORK_MANAGER, text, 0o644))? != Outcome::Unchanged {

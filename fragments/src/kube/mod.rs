@@ -8,7 +8,7 @@ pub mod kubeconfig;
 pub mod kubelet_program;
 pub mod version;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, RuntimeChoice};
 use crate::facts::OsFamily;
 use anyhow::{bail, Result};
 pub use version::{Component, KubeVersion};
@@ -123,16 +123,15 @@ impl RuntimeKind {
     /// `runtime.kind`; empty chooses containerd from 1.24 (no dockershim) and docker before, as Magnum
     /// did. Later Magnum releases' `host-docker` means docker where the kubelet still has a dockershim.
     pub fn of(config: &NodeConfig, version: KubeVersion) -> Result<RuntimeKind> {
-        Ok(match config.runtime.kind.as_str() {
-            "containerd" => RuntimeKind::Containerd,
-            "docker" if !version.has_dockershim() => bail!(
+        Ok(match config.runtime.kind {
+            RuntimeChoice::Containerd => RuntimeKind::Containerd,
+            RuntimeChoice::Docker if !version.has_dockershim() => bail!(
                 "runtime.kind (CONTAINER_RUNTIME) is docker, but the kubelet of Kubernetes {version} has no \
                  dockershim (removed in 1.24): use containerd"
             ),
-            "docker" => RuntimeKind::Docker,
-            "" | "host-docker" if version.has_dockershim() => RuntimeKind::Docker,
-            "" | "host-docker" => RuntimeKind::Containerd,
-            other => bail!("runtime.kind (CONTAINER_RUNTIME) {other:?} is not docker or containerd"),
+            RuntimeChoice::Docker => RuntimeKind::Docker,
+            RuntimeChoice::ByRelease | RuntimeChoice::HostDocker if version.has_dockershim() => RuntimeKind::Docker,
+            RuntimeChoice::ByRelease | RuntimeChoice::HostDocker => RuntimeKind::Containerd,
         })
     }
 
@@ -199,11 +198,11 @@ mod tests {
         let (old, new) = (KubeVersion::new(23), KubeVersion::new(24));
         assert_eq!(RuntimeKind::of(&c, old).unwrap(), RuntimeKind::Docker);
         assert_eq!(RuntimeKind::of(&c, new).unwrap(), RuntimeKind::Containerd);
-        c.runtime.kind = "host-docker".into();
+        c.runtime.kind = RuntimeChoice::HostDocker;
         assert_eq!(RuntimeKind::of(&c, new).unwrap(), RuntimeKind::Containerd);
-        c.runtime.kind = "containerd".into();
+        c.runtime.kind = RuntimeChoice::Containerd;
         assert_eq!(RuntimeKind::of(&c, old).unwrap(), RuntimeKind::Containerd);
-        c.runtime.kind = "docker".into();
+        c.runtime.kind = RuntimeChoice::Docker;
         assert!(RuntimeKind::of(&c, new).unwrap_err().to_string().contains("no dockershim"));
     }
 

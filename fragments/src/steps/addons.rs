@@ -12,7 +12,7 @@
 //! them skips it and says why. The step waits for the API server first (see [`super::health`]), so it also
 //! works on its own (`--only addons`).
 
-use crate::config::Secret;
+use crate::config::{NetworkDriver, Secret};
 use crate::kube_api::KubeApi;
 use crate::manifests::{self, EtcdTls};
 use crate::paths::ETCD_CERTS;
@@ -39,9 +39,9 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     // `false`: the host sends nothing to this node's services (a dry run, a rooted run).
     let answered = api.wait_ready(&Budget::new(Duration::from_secs(config.agent.health_deadline_secs)))?;
     let mut objects = manifests::coredns(config)?;
-    objects.extend(match config.network.driver.as_str() {
-        "calico" => manifests::calico(config, etcd_tls(ctx, answered)?.as_ref())?,
-        _ => manifests::flannel(config)?,
+    objects.extend(match config.network.driver {
+        NetworkDriver::Calico => manifests::calico(config, etcd_tls(ctx, answered)?.as_ref())?,
+        NetworkDriver::Flannel => manifests::flannel(config)?,
     });
     for object in &objects {
         api.apply(object)?;

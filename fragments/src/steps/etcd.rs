@@ -21,7 +21,7 @@
 //!   config from the v2 keyspace.
 
 use crate::component::{self, Component, Mount};
-use crate::config::NodeConfig;
+use crate::config::{NetworkDriver, NodeConfig};
 use crate::host::FileSpec;
 use crate::kube::{self, KubeVersion, RuntimeKind};
 use crate::paths::{ETCD_CERTS, ETCD_CONF, ETCD_DIR};
@@ -127,7 +127,9 @@ pub fn render(config: &NodeConfig) -> Result<String> {
             vars.push((name, value));
         }
     }
-    if config.network.driver == "flannel" && matches!(crate::version::parse(&config.etcd.tag), Some((3, 4 | 5, _))) {
+    if config.network.driver == NetworkDriver::Flannel
+        && matches!(crate::version::parse(&config.etcd.tag), Some((3, 4 | 5, _)))
+    {
         vars.push(("ETCD_ENABLE_V2", "true".into()));
     }
 
@@ -280,7 +282,7 @@ mod tests {
         c.etcd.tag = "v3.2.7".into();
         assert!(var(&render(&c).unwrap(), "ETCD_ENABLE_V2").is_none(), "on by default before 3.4");
         c.etcd.tag = "v3.4.13".into();
-        c.network.driver = "calico".into();
+        c.network.driver = NetworkDriver::Calico;
         assert!(var(&render(&c).unwrap(), "ETCD_ENABLE_V2").is_none());
     }
 }

@@ -17,6 +17,7 @@
 //! master index is needed. The step runs right after services started etcd and before health, so it
 //! first waits for etcd's `/health` within `agent.health_deadline_secs`.
 
+use crate::config::NetworkDriver;
 use crate::etcd_client::{Etcd, KeyApi};
 use crate::manifests::flannel_network_config;
 use crate::probe::Budget;
@@ -40,7 +41,7 @@ pub fn flannel_key_api(tag: &str) -> KeyApi {
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let config = ctx.config;
-    if config.network.driver != "flannel" {
+    if config.network.driver != NetworkDriver::Flannel {
         return Ok(Done::Skipped(format!(
             "network driver {}: calico sets its IP pool from the calico-node DaemonSet (addons step)",
             config.network.driver

@@ -3,6 +3,7 @@
 //! Magnum forced permissive from a boothook on every boot; Hearth makes the mode a setting (permissive by
 //! default, as Magnum) and writes the config file whole.
 
+use crate::config::SelinuxMode;
 use crate::host::{Cmd, FileSpec};
 use crate::step::{Context, Done};
 use anyhow::{Context as _, Result};
@@ -12,7 +13,7 @@ const CONFIG: &str = "/etc/selinux/config";
 const ENFORCE: &str = "/sys/fs/selinux/enforce";
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
-    let mode = ctx.config.agent.selinux_mode.as_str();
+    let mode = ctx.config.agent.selinux_mode.word();
     let Some(current) = ctx.host.read_to_string(Path::new(CONFIG))? else {
         return Ok(Done::Skipped(format!("SELinux is not installed ({CONFIG} does not exist)")));
     };
@@ -21,7 +22,7 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     // The kernel's live mode, when SELinux is enabled at all. `disabled` needs a reboot; until then
     // permissive is the closest.
     if let Some(enforce) = ctx.host.read_to_string(Path::new(ENFORCE))? {
-        let wanted = if mode == "enforcing" { "1" } else { "0" };
+        let wanted = if ctx.config.agent.selinux_mode == SelinuxMode::Enforcing { "1" } else { "0" };
         if enforce.trim() != wanted {
             ctx.host.run(&Cmd::new("setenforce").arg(wanted)).context("setting the live SELinux mode")?;
         }
