@@ -15,6 +15,7 @@ pub mod keystone;
 pub mod kube_api;
 pub mod kubernetes;
 pub mod load_balancer;
+pub mod loopback;
 pub mod master_node;
 pub mod mounts;
 pub mod node;
