@@ -16,12 +16,14 @@
 //! Tests script failures ([`StandInCloud::fail_next`], [`StandInCloud::refuse_signing`], …) and read back
 //! every request received.
 
+use crate::loopback::{Loopback, Reply, Request};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, IsCa, Issuer,
     KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,25 +52,7 @@ impl Trustee {
 }
 
 /// One request as received.
-#[derive(Clone, Debug)]
-pub struct Received {
-    pub method: String,
-    /// Path and query.
-    pub url: String,
-    /// Header names lower-cased.
-    pub headers: HashMap<String, String>,
-    pub body: String,
-}
-
-impl Received {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
+pub type Received = Request;
 
 struct Ca {
     pem: String,
@@ -97,8 +81,6 @@ struct State {
     /// Tokens Magnum accepts.
     valid_tokens: HashSet<String>,
     issued: u64,
-    keystone_requests: Vec<Received>,
-    magnum_requests: Vec<Received>,
     /// Answers given to the next Magnum requests instead of the real ones: (status, detail).
     scripted: VecDeque<(u16, String)>,
     /// Every signing request is refused with this.
@@ -115,7 +97,8 @@ pub struct StandInCloud {
     /// `http://127.0.0.1:PORT/v1`, as a node config's `openstack.magnum_url`.
     pub magnum_url: String,
     state: Arc<Mutex<State>>,
-    servers: Vec<Arc<tiny_http::Server>>,
+    keystone: Loopback,
+    magnum: Loopback,
 }
 
 impl std::fmt::Debug for StandInCloud {
@@ -127,20 +110,6 @@ impl std::fmt::Debug for StandInCloud {
     }
 }
 
-impl Drop for StandInCloud {
-    fn drop(&mut self) {
-        for server in &self.servers {
-            server.unblock();
-        }
-    }
-}
-
-fn listen() -> (Arc<tiny_http::Server>, String) {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("binding a loopback port"));
-    let base = format!("http://{}", server.server_addr().to_ip().expect("an IP listener"));
-    (server, base)
-}
-
 impl StandInCloud {
     pub fn start(trustee: Trustee) -> StandInCloud {
         let state = Arc::new(Mutex::new(State {
@@ -148,34 +117,31 @@ impl StandInCloud {
             trustee,
             valid_tokens: HashSet::new(),
             issued: 0,
-            keystone_requests: Vec::new(),
-            magnum_requests: Vec::new(),
             scripted: VecDeque::new(),
             refusal: None,
             validity: (-1, 1825),
             signed: Vec::new(),
         }));
-        let (keystone, keystone_base) = listen();
-        let (magnum, magnum_base) = listen();
-        for (server, handler) in [(keystone.clone(), keystone_answer as Handler), (magnum.clone(), magnum_answer)] {
+        // Magnum's answers link to Magnum itself: its address is known before it answers.
+        let magnum_listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+        let magnum_base = format!("http://{}", magnum_listener.local_addr().expect("a bound address"));
+        let keystone = {
+            let state = state.clone();
+            Loopback::serve(move |request| keystone_answer(&state, request))
+        };
+        let magnum = {
             let (state, base) = (state.clone(), magnum_base.clone());
-            std::thread::spawn(move || {
-                for mut request in server.incoming_requests() {
-                    let received = receive(&mut request);
-                    let (status, headers, body) = handler(&state, &base, received);
-                    let mut response = tiny_http::Response::from_string(body.to_string()).with_status_code(status);
-                    for (name, value) in headers.into_iter().chain([("Content-Type", "application/json".to_string())]) {
-                        response.add_header(tiny_http::Header::from_bytes(name, value).expect("header"));
-                    }
-                    let _ = request.respond(response);
-                }
-            });
-        }
+            Loopback::builder()
+                .on(magnum_listener)
+                .serve(move |request| magnum_answer(&state, &base, request))
+                .expect("starting the Magnum stand-in")
+        };
         StandInCloud {
-            keystone_url: format!("{keystone_base}/v3"),
+            keystone_url: keystone.url("/v3"),
             magnum_url: format!("{magnum_base}/v1"),
             state,
-            servers: vec![keystone, magnum],
+            keystone,
+            magnum,
         }
     }
 
@@ -229,11 +195,11 @@ impl StandInCloud {
     }
 
     pub fn keystone_requests(&self) -> Vec<Received> {
-        self.state().keystone_requests.clone()
+        self.keystone.requests()
     }
 
     pub fn magnum_requests(&self) -> Vec<Received> {
-        self.state().magnum_requests.clone()
+        self.magnum.requests()
     }
 
     /// Certificates signed so far (PEM), in order.
@@ -249,23 +215,6 @@ impl StandInCloud {
 
 const TOKEN_PREFIX: &str = "gAAAAABstandin";
 
-type Handler = fn(&Mutex<State>, &str, Received) -> (u16, Vec<(&'static str, String)>, Value);
-
-fn receive(request: &mut tiny_http::Request) -> Received {
-    let mut body = String::new();
-    let _ = request.as_reader().read_to_string(&mut body);
-    Received {
-        method: request.method().to_string(),
-        url: request.url().to_string(),
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
-            .collect(),
-        body,
-    }
-}
-
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -275,13 +224,12 @@ fn iso(time: time::OffsetDateTime) -> String {
 }
 
 /// Keystone's error body.
-fn keystone_error(status: u16, title: &str, message: &str) -> (u16, Vec<(&'static str, String)>, Value) {
-    (status, Vec::new(), json!({"error": {"code": status, "title": title, "message": message}}))
+fn keystone_error(status: u16, title: &str, message: &str) -> Reply {
+    Reply::json(status, &json!({"error": {"code": status, "title": title, "message": message}}))
 }
 
-fn keystone_answer(state: &Mutex<State>, _: &str, received: Received) -> (u16, Vec<(&'static str, String)>, Value) {
+fn keystone_answer(state: &Mutex<State>, received: &Received) -> Reply {
     let mut state = lock(state);
-    state.keystone_requests.push(received.clone());
     if received.method != "POST" || received.url != "/v3/auth/tokens" {
         return keystone_error(404, "Not Found", "The resource could not be found.");
     }
@@ -324,19 +272,18 @@ fn keystone_answer(state: &Mutex<State>, _: &str, received: Received) -> (u16, V
         token_body["roles"] = json!([{"id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "name": "member"}]);
         token_body["catalog"] = json!([]);
     }
-    (201, vec![("X-Subject-Token", token)], json!({ "token": token_body }))
+    Reply::json(201, &json!({ "token": token_body })).header("X-Subject-Token", token)
 }
 
 /// Magnum's error body (its `ParsableErrorMiddleware`).
-fn magnum_error(status: u16, title: &str, detail: &str) -> (u16, Vec<(&'static str, String)>, Value) {
+fn magnum_error(status: u16, title: &str, detail: &str) -> Reply {
     let body = json!({"errors": [{"request_id": format!("req-{:x}", rand_u64()), "code": "client",
         "status": status, "title": title, "detail": detail, "links": []}]});
-    (status, Vec::new(), body)
+    Reply::json(status, &body)
 }
 
-fn magnum_answer(state: &Mutex<State>, base: &str, received: Received) -> (u16, Vec<(&'static str, String)>, Value) {
+fn magnum_answer(state: &Mutex<State>, base: &str, received: &Received) -> Reply {
     let mut state = lock(state);
-    state.magnum_requests.push(received.clone());
     if let Some((status, detail)) = state.scripted.pop_front() {
         return magnum_error(status, "Scripted", &detail);
     }
@@ -352,8 +299,7 @@ fn magnum_answer(state: &Mutex<State>, base: &str, received: Received) -> (u16, 
         json!([{"href": format!("{base}/v1/certificates{path}"), "rel": "self"},
                {"href": format!("{base}/certificates{path}"), "rel": "bookmark"}])
     };
-    let path = received.url.split('?').next().unwrap_or_default().to_string();
-    match (received.method.as_str(), path.as_str()) {
+    match (received.method.as_str(), received.path()) {
         ("GET", p) if p.starts_with("/v1/certificates/") => {
             let asked = &p["/v1/certificates/".len()..];
             if asked != uuid {
@@ -361,7 +307,7 @@ fn magnum_answer(state: &Mutex<State>, base: &str, received: Received) -> (u16, 
             }
             let body = json!({"cluster_uuid": uuid, "bay_uuid": uuid, "pem": state.ca.pem,
                 "links": links(&format!("/{uuid}"))});
-            (200, Vec::new(), body)
+            Reply::json(200, &body)
         }
         ("POST", "/v1/certificates") => {
             if !received.header("Content-Type").is_some_and(|c| c.starts_with("application/json")) {
@@ -386,7 +332,7 @@ fn magnum_answer(state: &Mutex<State>, base: &str, received: Received) -> (u16, 
             };
             state.signed.push(pem.clone());
             let body = json!({"cluster_uuid": uuid, "bay_uuid": uuid, "csr": csr, "pem": pem, "links": links("")});
-            (201, Vec::new(), body)
+            Reply::json(201, &body)
         }
         _ => magnum_error(404, "Not Found", "The resource could not be found."),
     }
