@@ -15,8 +15,9 @@
 //! The servers are the ones Heat's stand-in made ([`Compute::add`]).
 
 use crate::keystone::Keystone;
+use crate::loopback::{Loopback, Reply, Request};
 use crate::node::network::STANDIN_GATEWAY;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -68,7 +69,7 @@ struct State {
 pub struct Compute {
     port: u16,
     state: Arc<Mutex<State>>,
-    _http: Arc<tiny_http::Server>,
+    _http: Loopback,
 }
 
 impl std::fmt::Debug for Compute {
@@ -89,23 +90,12 @@ impl Compute {
 
     fn start() -> Result<Compute> {
         let keystone = Keystone::shared()?;
-        let http = Arc::new(
-            tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("binding the compute stand-in: {e}"))?,
-        );
-        let port = http.server_addr().to_ip().context("the compute stand-in has no IP address")?.port();
         let state = Arc::new(Mutex::new(State::default()));
-        {
-            let (http, state) = (Arc::clone(&http), Arc::clone(&state));
-            std::thread::Builder::new()
-                .name("compute stand-in".into())
-                .spawn(move || {
-                    for mut request in http.incoming_requests() {
-                        let response = answer(keystone, &state, &mut request);
-                        let _ = request.respond(response);
-                    }
-                })
-                .context("starting the compute stand-in")?;
-        }
+        let http = {
+            let state = Arc::clone(&state);
+            Loopback::builder().name("compute stand-in").serve(move |request| answer(keystone, &state, request))?
+        };
+        let port = http.port();
         let base = format!("http://{STANDIN_GATEWAY}:{port}");
         // Under a path each, as devstack deploys them, so each has its own version document.
         keystone.register_service("compute", "nova", &format!("{base}/compute/v2.1"))?;
@@ -141,15 +131,10 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
-
-fn answer(keystone: &Keystone, state: &Mutex<State>, request: &mut tiny_http::Request) -> Response {
-    let method = request.method().to_string();
-    let url = request.url().to_string();
-    let token = request.headers().iter().find(|h| h.field.equiv("X-Auth-Token")).map(|h| h.value.to_string());
-    let caller = token.and_then(|token| caller_of(keystone, state, &token));
-    let host = request.headers().iter().find(|h| h.field.equiv("Host")).map(|h| h.value.to_string());
-    let (status, body) = match (versions(&url, host.as_deref()), &caller) {
+fn answer(keystone: &Keystone, state: &Mutex<State>, request: &Request) -> Reply {
+    let (method, url) = (request.method.clone(), request.url.clone());
+    let caller = request.header("X-Auth-Token").and_then(|token| caller_of(keystone, state, token));
+    let (status, body) = match (versions(&url, request.header("Host")), &caller) {
         // Version documents answer anyone, as the real services' do (clients discover before they ask).
         (Some(document), _) => (200, document),
         (None, None) => (401, error("Unauthorized", 401, "The request you have made requires authentication.")),
@@ -157,9 +142,7 @@ fn answer(keystone: &Keystone, state: &Mutex<State>, request: &mut tiny_http::Re
         (None, Some(caller)) => route(&lock(state).servers, caller, &url),
     };
     lock(state).seen.push(Seen { method, url, status, caller });
-    let mut response = tiny_http::Response::from_string(body.to_string()).with_status_code(status);
-    response.add_header(tiny_http::Header::from_bytes("Content-Type", "application/json").expect("a valid header"));
-    response
+    Reply::json(status, &body)
 }
 
 fn caller_of(keystone: &Keystone, state: &Mutex<State>, token: &str) -> Option<Caller> {
