@@ -3,11 +3,11 @@
 //! mirrors publish them, streamed from the file the test built. Every request is kept, so a test can
 //! tell what the nodes fetched.
 
+use crate::loopback::{Loopback, Reply};
 use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 /// A served file and its SHA-256.
 struct File {
@@ -16,16 +16,9 @@ struct File {
 }
 
 /// The running site; stops when dropped.
+#[derive(Debug)]
 pub struct Downloads {
-    server: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl std::fmt::Debug for Downloads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Downloads").field("addr", &self.addr).finish()
-    }
+    server: Loopback,
 }
 
 /// Where upstream publishes the kubelet of `tag` for `arch`.
@@ -45,43 +38,51 @@ impl Downloads {
         for (url, path) in files {
             table.insert(url.clone(), File { path: path.clone(), sha256: sha256_of(path)? });
         }
-        let server =
-            Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("downloads stand-in: {e}"))?);
-        let addr = server.server_addr().to_ip().context("the downloads stand-in has no IP address")?;
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (incoming, seen) = (server.clone(), requests.clone());
-        std::thread::spawn(move || {
-            for request in incoming.incoming_requests() {
-                let url = request.url().to_string();
-                seen.lock().unwrap().push(url.clone());
-                let answer = match url.strip_suffix(".sha256").map_or_else(|| (false, &url[..]), |u| (true, u)) {
-                    (true, path) if table.contains_key(path) => {
-                        tiny_http::Response::from_string(table[path].sha256.clone()).boxed()
-                    }
-                    (false, path) if table.contains_key(path) => match std::fs::File::open(&table[path].path) {
-                        Ok(file) => tiny_http::Response::from_file(file).boxed(),
-                        Err(e) => tiny_http::Response::from_string(e.to_string()).with_status_code(500).boxed(),
-                    },
-                    _ => tiny_http::Response::from_string("no such file").with_status_code(404).boxed(),
-                };
-                let _ = request.respond(answer);
+        let server = Loopback::builder().name("downloads stand-in").serve(move |request| {
+            let url = &request.url;
+            match url.strip_suffix(".sha256").map_or_else(|| (false, &url[..]), |u| (true, u)) {
+                (true, path) if table.contains_key(path) => Reply::text(200, table[path].sha256.clone()),
+                (false, path) if table.contains_key(path) => Reply::file(&table[path].path),
+                _ => Reply::text(404, "no such file"),
             }
-        });
-        Ok(Downloads { server, addr, requests })
+        })?;
+        Ok(Downloads { server })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Every path asked for so far, in order.
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
+        self.server.requests().into_iter().map(|request| request.url).collect()
     }
 }
 
-impl Drop for Downloads {
-    fn drop(&mut self) {
-        self.server.unblock();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_each_file_and_its_digest_at_upstreams_paths_and_keeps_every_path_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = dir.path().join("kubelet");
+        std::fs::write(&kubelet, "#!/bin/sh\necho kubelet\n").unwrap();
+        let path = kubelet_path("v1.34.4", "amd64");
+        let site = Downloads::start(&[(path.clone(), kubelet.clone())]).unwrap();
+        let get = |path: &str| match ureq::get(&format!("http://{}{path}", site.addr())).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_string().unwrap()),
+            Err(e) => panic!("{path}: {e}"),
+        };
+        assert_eq!(get(&path), (200, "#!/bin/sh\necho kubelet\n".to_string()));
+        assert_eq!(get(&format!("{path}.sha256")), (200, sha256_of(&kubelet).unwrap()));
+        assert_eq!(get("/release/v1.34.4/bin/linux/arm64/kubelet"), (404, "no such file".to_string()));
+        std::fs::remove_file(&kubelet).unwrap();
+        assert_eq!(get(&path).0, 500, "a file gone since is an error of the site");
+        let sha = format!("{path}.sha256");
+        assert_eq!(
+            site.requests(),
+            [path.as_str(), sha.as_str(), "/release/v1.34.4/bin/linux/arm64/kubelet", path.as_str()]
+        );
     }
 }
