@@ -9,12 +9,12 @@
 //! printed to stderr: `cargo test -p hearth-tests --test fixture_node -- --nocapture` shows them.
 
 use hearth_tests::kube_api::KubeApiStandIn;
+use hearth_tests::loopback::{Loopback, Reply};
 use hearth_tests::node::network::{STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
 use hearth_tests::node::{self, Netns, Network, Node, NodeOptions, TreeFile, GATEWAY};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// From systemd-nspawn's start to cloud-init's final stage: ≈ 2–5 s on an idle 2-core machine, far more
@@ -107,82 +107,25 @@ fn cloud_init_runs_the_cloud_config_of_a_booted_node() {
     assert!(!node.run(&["false"]).unwrap().status.success());
 }
 
-/// A tiny HTTP server that answers every request with `answer` and records what it saw.
-struct Recorder {
-    server: Arc<tiny_http::Server>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// A loopback HTTP server that answers every request with `answer` and records what it saw.
+fn answering(answer: &str) -> Loopback {
+    Loopback::script([Reply::text(200, answer)])
 }
 
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    url: String,
-    from: Option<IpAddr>,
-    user_agent: String,
-    body: String,
-}
-
-impl Recorder {
-    fn new(server: tiny_http::Server, answer: &'static str) -> Recorder {
-        let server = Arc::new(server);
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let thread = {
-            let (server, seen) = (Arc::clone(&server), Arc::clone(&seen));
-            std::thread::spawn(move || {
-                for mut request in server.incoming_requests() {
-                    let mut body = String::new();
-                    let _ = request.as_reader().read_to_string(&mut body);
-                    let user_agent = request
-                        .headers()
-                        .iter()
-                        .find(|h| h.field.equiv("User-Agent"))
-                        .map(|h| h.value.to_string())
-                        .unwrap_or_default();
-                    seen.lock().unwrap().push(Seen {
-                        method: request.method().to_string(),
-                        url: request.url().to_string(),
-                        from: request.remote_addr().map(SocketAddr::ip),
-                        user_agent,
-                        body,
-                    });
-                    let _ = request.respond(tiny_http::Response::from_string(answer));
-                }
-            })
-        };
-        Recorder { server, seen, thread: Some(thread) }
-    }
-
-    fn port(&self) -> u16 {
-        self.server.server_addr().to_ip().unwrap().port()
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// The same, listening in the hub of `network`, on the host end of its veth pairs.
+fn answering_in_hub(network: &Network, answer: &str) -> Loopback {
+    Loopback::builder().on(network.listen(0).unwrap()).script([Reply::text(200, answer)]).unwrap()
 }
 
 #[test]
 fn a_node_reaches_the_tests_http_servers_over_its_veth_and_nothing_else() {
     let network = Network::new().unwrap();
     // A service on this machine's loopback (where Heat and hearth-server listen), forwarded into the hub.
-    let loopback = Recorder::new(tiny_http::Server::http("127.0.0.1:0").unwrap(), "hello from the loopback service\n");
+    let loopback = answering("hello from the loopback service\n");
     let forwarded = network.forward(SocketAddr::from(([127, 0, 0, 1], loopback.port()))).unwrap();
     assert_eq!(forwarded.ip(), IpAddr::V4(GATEWAY));
     // A server listening in the hub itself, on the host end of the veth pairs: it sees the node's address.
-    let in_hub = Recorder::new(
-        tiny_http::Server::from_listener(network.listen(0).unwrap(), None).unwrap(),
-        "hello from the hub\n",
-    );
+    let in_hub = answering_in_hub(&network, "hello from the hub\n");
     // Only the test's loopback services can be exposed.
     let refused = network.forward("10.213.0.99:80".parse().unwrap()).unwrap_err();
     assert!(format!("{refused:#}").contains("only this machine's loopback"), "{refused:#}");
@@ -197,10 +140,10 @@ fn a_node_reaches_the_tests_http_servers_over_its_veth_and_nothing_else() {
     report(&node, "cloud-init final", result.after);
     assert_cloud_init_clean(&node, &result);
     assert_eq!(node.read("/root/from-loopback.txt").unwrap(), "hello from the loopback service\n");
-    let seen = loopback.seen();
+    let seen = loopback.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].url, "/during-boot?from=curl-node");
-    assert!(seen[0].user_agent.starts_with("curl/"), "{seen:?}");
+    assert!(seen[0].header("User-Agent").unwrap_or_default().starts_with("curl/"), "{seen:?}");
 
     // From a shell in the node, a POST to the server in the hub: it sees the node's own address.
     let answer = node
@@ -215,10 +158,10 @@ fn a_node_reaches_the_tests_http_servers_over_its_veth_and_nothing_else() {
         ])
         .unwrap();
     assert_eq!(answer, "hello from the hub\n");
-    let seen = in_hub.seen();
+    let seen = in_hub.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!((seen[0].method.as_str(), seen[0].url.as_str(), seen[0].body.as_str()), ("POST", "/direct", "ping"));
-    assert_eq!(seen[0].from, Some(IpAddr::V4(node.address())));
+    assert_eq!(seen[0].from.map(|from| from.ip()), Some(IpAddr::V4(node.address())));
 
     // The node's loopback is its own: the test's loopback service is not there.
     let out =
@@ -230,11 +173,11 @@ fn a_node_reaches_the_tests_http_servers_over_its_veth_and_nothing_else() {
     assert_eq!(routes.len(), 2, "{routes:?}");
     assert!(routes.contains(&format!("default via {GATEWAY} dev eth0").as_str()), "{routes:?}");
     assert!(routes.iter().any(|r| r.starts_with("10.213.0.0/24 dev eth0")), "{routes:?}");
-    assert_eq!(loopback.seen().len(), 1, "nothing else reached the loopback service");
+    assert_eq!(loopback.requests().len(), 1, "nothing else reached the loopback service");
 }
 
-fn in_hub_addr(recorder: &Recorder) -> SocketAddr {
-    SocketAddr::from((GATEWAY, recorder.port()))
+fn in_hub_addr(server: &Loopback) -> SocketAddr {
+    SocketAddr::from((GATEWAY, server.port()))
 }
 
 #[test]
@@ -434,10 +377,10 @@ fn a_node_takes_the_address_heat_assigned_and_serves_its_own_loopback_across_a_r
     .unwrap();
     assert_eq!(api.url, "https://127.0.0.1:6443");
     // Something else of this machine's loopback: never reached by the node's 127.0.0.1.
-    let loopback = Recorder::new(tiny_http::Server::http("127.0.0.1:0").unwrap(), "this machine\n");
+    let loopback = answering("this machine\n");
     let forwarded = network.forward(SocketAddr::from(([127, 0, 0, 1], loopback.port()))).unwrap();
     assert_eq!(forwarded, SocketAddr::from((STANDIN_GATEWAY, loopback.port())));
-    let in_hub = Recorder::new(tiny_http::Server::from_listener(network.listen(0).unwrap(), None).unwrap(), "hub\n");
+    let in_hub = answering_in_hub(&network, "hub\n");
     let hub_url = format!("http://{STANDIN_GATEWAY}:{}/who", in_hub.port());
 
     for boot in 1..=2 {
@@ -454,7 +397,7 @@ fn a_node_takes_the_address_heat_assigned_and_serves_its_own_loopback_across_a_r
         assert_eq!(node.read("/etc/hosts").unwrap().lines().nth(3), Some("10.0.0.1 hearth-gateway"));
         // Its peers see that address.
         assert_eq!(node.run_ok(&["curl", "-fsS", "--max-time", "30", &hub_url]).unwrap(), "hub\n");
-        assert_eq!(in_hub.seen().last().unwrap().from, Some(IpAddr::V4(heat_address)));
+        assert_eq!(in_hub.requests().last().unwrap().from.map(|from| from.ip()), Some(IpAddr::V4(heat_address)));
         assert_eq!(
             node.run_ok(&["curl", "-fsS", "--max-time", "30", &format!("http://{forwarded}/")]).unwrap(),
             "this machine\n"
@@ -496,7 +439,7 @@ fn a_node_takes_the_address_heat_assigned_and_serves_its_own_loopback_across_a_r
             node.reboot(SHUTDOWN_TIMEOUT).unwrap();
         }
     }
-    assert_eq!(loopback.seen().len(), 2, "only the forwarded requests reached this machine's service");
+    assert_eq!(loopback.requests().len(), 2, "only the forwarded requests reached this machine's service");
 }
 
 /// The relay threads of this process for connections from `node` (their names are cut to 15 bytes).
@@ -515,10 +458,10 @@ fn a_held_forward_keeps_one_nodes_requests_waiting_until_released_and_lets_a_kil
     // A segment of its own, so the relay threads' names tell this test's nodes apart.
     let network = Network::with_segment(Ipv4Addr::new(10, 77, 0, 1), 24).unwrap();
     let (slow, other) = (Ipv4Addr::new(10, 77, 0, 5), Ipv4Addr::new(10, 77, 0, 6));
-    let service = Recorder::new(tiny_http::Server::http("127.0.0.1:0").unwrap(), "answered\n");
+    let service = answering("answered\n");
     let forwarded = network.forward(SocketAddr::from(([127, 0, 0, 1], service.port()))).unwrap();
     let url = |path: &str| format!("http://{forwarded}/{path}");
-    let paths = || service.seen().into_iter().map(|seen| seen.url).collect::<Vec<_>>();
+    let paths = || service.requests().into_iter().map(|seen| seen.url).collect::<Vec<_>>();
     let (slow_node, other_node) = std::thread::scope(|scope| {
         let booting = scope.spawn(|| Node::boot("#cloud-config\n{}\n", NodeOptions::new("slow").on(&network).at(slow)));
         let other_node = Node::boot("#cloud-config\n{}\n", NodeOptions::new("other").on(&network).at(other)).unwrap();

@@ -10,6 +10,7 @@ use hearth_server::params;
 use hearth_server::settings::Loaded;
 use hearth_server::user_data::NODE_CONFIG;
 use hearth_tests::heat::{self, Heat, ServerInfo, StackId, WaitHandle};
+use hearth_tests::loopback::{Loopback, Reply};
 use hearth_tests::{cloud_init, ignition};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -24,22 +25,16 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     ONE_STACK_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A loopback HTTP server that serves `body` at `/agent/hearth-agent`, as `hearth-server serve` will:
-/// the agent URL Ignition fetches for real. Returns the URL.
-fn serve_agent(body: &'static [u8]) -> String {
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
-    std::thread::spawn(move || {
-        for request in server.incoming_requests() {
-            let response = if request.url() == "/agent/hearth-agent" {
-                tiny_http::Response::from_data(body.to_vec())
-            } else {
-                tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)
-            };
-            let _ = request.respond(response);
-        }
-    });
-    format!("http://127.0.0.1:{port}/agent/hearth-agent")
+/// Where [`serve_agent`] serves the agent.
+const AGENT_PATH: &str = "/agent/hearth-agent";
+
+/// A loopback HTTP server that serves `body` at [`AGENT_PATH`], as `hearth-server serve` will: the agent
+/// URL Ignition fetches for real.
+fn serve_agent(body: &'static [u8]) -> Loopback {
+    Loopback::serve(move |request| match request.url.as_str() {
+        AGENT_PATH => Reply::bytes(200, body),
+        _ => Reply::bytes(404, "not found"),
+    })
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -188,10 +183,11 @@ fn run_cluster(template: &str, cluster: &str, suffix: &str, ignition_format: boo
     let heat = Heat::shared().unwrap();
     let _one = exclusive();
     let (t, c, mut s) = load(template, cluster);
-    if ignition_format {
-        // Ignition fetches the agent itself and checks its hash: give it one to fetch.
-        const AGENT: &[u8] = b"#!/bin/sh\necho a stand-in hearth-agent\n";
-        s.settings.agent.url = serve_agent(AGENT);
+    // Ignition fetches the agent itself and checks its hash: give it one to fetch.
+    const AGENT: &[u8] = b"#!/bin/sh\necho a stand-in hearth-agent\n";
+    let agent = ignition_format.then(|| serve_agent(AGENT));
+    if let Some(agent) = &agent {
+        s.settings.agent.url = agent.url(AGENT_PATH);
         s.settings.agent.sha256 = sha256(AGENT);
     }
     let bundle = bundle::render(&t, &c, &s).unwrap();
@@ -264,7 +260,8 @@ fn ignition_refuses_an_agent_whose_hash_differs() {
     let heat = Heat::shared().unwrap();
     let _one = exclusive();
     let (t, c, mut s) = load("cluster-template-fedora-coreos.yaml", "cluster-fedora-coreos.yaml");
-    s.settings.agent.url = serve_agent(b"a tampered agent");
+    let agent = serve_agent(b"a tampered agent");
+    s.settings.agent.url = agent.url(AGENT_PATH);
     s.settings.agent.sha256 = sha256(b"the agent that was released");
     let bundle = bundle::render(&t, &c, &s).unwrap();
     let (_stack, servers, _handles) = create(&heat, &bundle, "fcos-tampered");

@@ -355,7 +355,7 @@ impl Network {
     }
 
     /// A listening socket at `<gateway>:port` inside the hub (port 0: any free one), for a server of
-    /// the test that should see the nodes' own addresses (e.g. `tiny_http::Server::from_listener`).
+    /// the test that should see the nodes' own addresses (e.g. `Loopback::builder().on(listener)`).
     pub fn listen(&self, port: u16) -> Result<TcpListener> {
         self.hub.listen(SocketAddr::from((self.gateway(), port))).context("listening in the hub")
     }
