@@ -1,54 +1,20 @@
 //! The runner's signal, end to end: a rooted run of an example whose wait-condition endpoint is a real
 //! HTTP server on 127.0.0.1 speaking Heat's signal API (`200 null`), checking the exact requests.
 
+use hearth_tests::loopback::{Loopback, Reply, Request};
 use hearth_tests::StandInCloud;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::mpsc;
 use std::time::Duration;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_hearth-agent");
 const TOKEN: &str = "gAAAAABtest-wait-condition-token";
 
-struct Signal {
-    method: String,
-    url: String,
-    token: Option<String>,
-    content_type: Option<String>,
-    body: serde_json::Value,
-}
-
-/// A Heat wait-condition handle on loopback that answers like Heat and hands each request to the test.
-fn heat_handle() -> (String, mpsc::Receiver<Signal>) {
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/v1/a1b2c3/stacks/k8s-demo-kube_minions-x-0-y/8a1b/resources/minion_wait_handle/signal",
-        server.server_addr().to_ip().unwrap()
-    );
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for mut request in server.incoming_requests() {
-            let header = |name: &'static str| {
-                request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string())
-            };
-            let token = header("X-Auth-Token");
-            let content_type = header("Content-Type");
-            let mut body = String::new();
-            let _ = request.as_reader().read_to_string(&mut body);
-            let signal = Signal {
-                method: request.method().to_string(),
-                url: request.url().to_string(),
-                token,
-                content_type,
-                body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-            };
-            let _ = request.respond(tiny_http::Response::from_string("null").with_status_code(200));
-            if tx.send(signal).is_err() {
-                break;
-            }
-        }
-    });
-    (url, rx)
+/// A Heat wait-condition handle on loopback that answers like Heat, and its URL.
+fn heat_handle() -> (Loopback, String) {
+    let heat = Loopback::script([Reply::text(200, "null")]);
+    let url = heat.url("/v1/a1b2c3/stacks/k8s-demo-kube_minions-x-0-y/8a1b/resources/minion_wait_handle/signal");
+    (heat, url)
 }
 
 /// The example with the signal going to `endpoint`, and its certs step to a loopback Keystone and Magnum
@@ -82,35 +48,37 @@ fn run_rooted(config: &Path, tree: &Path, extra: &[&str]) -> Output {
     agent(&args)
 }
 
-fn received(rx: &mpsc::Receiver<Signal>) -> Signal {
-    rx.recv_timeout(Duration::from_secs(10)).expect("the agent sent no signal")
+fn received(heat: &Loopback) -> Request {
+    heat.next_request(Duration::from_secs(10)).expect("the agent sent no signal")
 }
 
-fn assert_heat_shape(signal: &Signal, endpoint: &str) {
+fn assert_heat_shape(signal: &Request, endpoint: &str) {
+    let body = signal.json();
     assert_eq!(signal.method, "POST");
     assert!(endpoint.ends_with(&signal.url), "{} vs {endpoint}", signal.url);
-    assert_eq!(signal.token.as_deref(), Some(TOKEN));
-    assert_eq!(signal.content_type.as_deref(), Some("application/json"));
-    let keys: Vec<&str> = signal.body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(signal.header("X-Auth-Token"), Some(TOKEN));
+    assert_eq!(signal.header("Content-Type"), Some("application/json"));
+    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["data", "id", "reason", "status"], "exactly Heat's lower-case keys");
-    assert_eq!(signal.body["id"], "k8s-demo-minion-0", "the id names the node");
+    assert_eq!(body["id"], "k8s-demo-minion-0", "the id names the node");
 }
 
 #[test]
 fn success_carries_the_summary() {
-    let (endpoint, rx) = heat_handle();
+    let (heat, endpoint) = heat_handle();
     let work = tempfile::tempdir().unwrap();
     let (config, _cloud) = example_with_endpoint("minion", &endpoint, work.path());
     let tree = node_tree();
     let output = run_rooted(&config, tree.path(), &[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let signal = received(&rx);
+    let signal = received(&heat);
+    let body = signal.json();
     assert_heat_shape(&signal, &endpoint);
-    assert_eq!(signal.body["status"], "SUCCESS");
-    let data = signal.body["data"].as_str().unwrap();
+    assert_eq!(body["status"], "SUCCESS");
+    let data = body["data"].as_str().unwrap();
     assert!(data.starts_with("12 steps in "), "{data}");
     assert!(!data.contains("NOT IMPLEMENTED"), "every minion step is implemented: {data}");
-    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "exactly one signal");
+    assert!(heat.next_request(Duration::from_millis(300)).is_none(), "exactly one signal");
 
     let status: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tree.path().join("var/lib/hearth/status.json")).unwrap()).unwrap();
@@ -123,13 +91,13 @@ fn success_carries_the_summary() {
     let resend =
         agent(&["signal", "--resend", "--config", config.to_str().unwrap(), "--root", tree.path().to_str().unwrap()]);
     assert!(resend.status.success(), "{}", String::from_utf8_lossy(&resend.stderr));
-    let again = received(&rx);
-    assert_eq!(again.body, signal.body);
+    let again = received(&heat);
+    assert_eq!(again.json(), body);
 }
 
 #[test]
 fn a_failing_step_signals_failure_at_once_with_the_part_and_reason() {
-    let (endpoint, rx) = heat_handle();
+    let (heat, endpoint) = heat_handle();
     let work = tempfile::tempdir().unwrap();
     let (config, _cloud) = example_with_endpoint("minion", &endpoint, work.path());
     let tree = node_tree();
@@ -137,10 +105,11 @@ fn a_failing_step_signals_failure_at_once_with_the_part_and_reason() {
     std::fs::write(tree.path().join("etc/kubernetes"), "in the way").unwrap();
     let output = run_rooted(&config, tree.path(), &["--allow-unimplemented"]);
     assert_eq!(output.status.code(), Some(1));
-    let signal = received(&rx);
+    let signal = received(&heat);
+    let body = signal.json();
     assert_heat_shape(&signal, &endpoint);
-    assert_eq!(signal.body["status"], "FAILURE");
-    let reason = signal.body["reason"].as_str().unwrap();
+    assert_eq!(body["status"], "FAILURE");
+    let reason = body["reason"].as_str().unwrap();
     assert!(reason.starts_with("part-005 kube-os-config: creating directory /etc/kubernetes"), "{reason}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("part-010"), "steps after the failure ran:\n{stdout}");
@@ -149,7 +118,7 @@ fn a_failing_step_signals_failure_at_once_with_the_part_and_reason() {
 
 #[test]
 fn a_config_error_still_signals_failure_when_the_endpoint_is_known() {
-    let (endpoint, rx) = heat_handle();
+    let (heat, endpoint) = heat_handle();
     let work = tempfile::tempdir().unwrap();
     let (config, _cloud) = example_with_endpoint("minion", &endpoint, work.path());
     let text = std::fs::read_to_string(&config).unwrap().replacen(
@@ -161,9 +130,10 @@ fn a_config_error_still_signals_failure_when_the_endpoint_is_known() {
     let tree = node_tree();
     let output = agent(&["run", "--config", config.to_str().unwrap(), "--root", tree.path().to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
-    let signal = received(&rx);
-    assert_eq!(signal.body["status"], "FAILURE");
-    let reason = signal.body["reason"].as_str().unwrap();
+    let signal = received(&heat);
+    let body = signal.json();
+    assert_eq!(body["status"], "FAILURE");
+    let reason = body["reason"].as_str().unwrap();
     assert!(
         reason.starts_with("config: ") && reason.contains("CGROUP_DRIVER") && reason.contains("cgroupv3"),
         "{reason}"
@@ -172,7 +142,7 @@ fn a_config_error_still_signals_failure_when_the_endpoint_is_known() {
 
 #[test]
 fn magnum_heat_params_signal_through_wait_curl() {
-    let (endpoint, rx) = heat_handle();
+    let (heat, endpoint) = heat_handle();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/heat-params/stein-minion");
     let text: String = std::fs::read_to_string(sample)
         .unwrap()
@@ -199,7 +169,8 @@ fn magnum_heat_params_signal_through_wait_curl() {
     // Every step of Magnum's minion runs from its heat-params, and Heat hears the result.
     let output = agent(&["run", "--heat-params", params.to_str().unwrap(), "--root", tree.path().to_str().unwrap()]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let signal = received(&rx);
+    let signal = received(&heat);
+    let body = signal.json();
     assert_heat_shape(&signal, &endpoint);
-    assert_eq!(signal.body["status"], "SUCCESS", "{}", signal.body);
+    assert_eq!(body["status"], "SUCCESS", "{body}");
 }
