@@ -13,6 +13,7 @@
 use hearth_fragments::config::secret::Secret;
 use hearth_server::serve::settings::{KeystoneSettings, ProjectRef, ServiceUser, Settings, SigningSettings, UserRef};
 use hearth_server::serve::Server;
+use hearth_tests::loopback::{Loopback, Reply};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use std::process::Command;
 use std::sync::{Arc, Barrier};
@@ -26,6 +27,7 @@ const RSA_KEYS: usize = 20;
 
 fn main() {
     let keystone = keystone_stand_in();
+    let keystone_url = keystone.url("/v3");
     let state = tempfile::tempdir().unwrap();
     hearth_server::serve::ca_init(state.path(), CLUSTER, Some("bench"), None, 3650).unwrap();
 
@@ -53,7 +55,7 @@ fn main() {
                 workers: hearth_server::serve::settings::DEFAULT_WORKERS,
                 agent_file: None,
                 keystone: KeystoneSettings {
-                    url: keystone.clone(),
+                    url: keystone_url.clone(),
                     verify_tls: true,
                     ca_pem: String::new(),
                     admin_role: "admin".into(),
@@ -146,32 +148,20 @@ fn rsa_2048() -> KeyPair {
 }
 
 /// Keystone's token API on loopback: any `tok-*` token is user `bench` (the cluster's trustee).
-fn keystone_stand_in() -> String {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-    let url = format!("http://{}/v3", server.server_addr().to_ip().unwrap());
-    for _ in 0..8 {
-        let server = server.clone();
-        std::thread::spawn(move || {
-            while let Ok(request) = server.recv() {
-                let subject = request
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case("X-Subject-Token"))
-                    .map(|h| h.value.to_string())
-                    .unwrap_or_default();
-                let expires = "2999-01-01T00:00:00.000000Z";
-                let (status, body) = match request.method() {
-                    tiny_http::Method::Post => (201, serde_json::json!({"token": {"expires_at": expires}})),
-                    _ if subject.starts_with("tok-") => {
-                        (200, serde_json::json!({"token": {"user": {"id": "bench"}, "expires_at": expires}}))
-                    }
-                    _ => (404, serde_json::json!({"error": {"code": 404}})),
-                };
-                let mut response = tiny_http::Response::from_string(body.to_string()).with_status_code(status);
-                response.add_header(tiny_http::Header::from_bytes("X-Subject-Token", "service-token").unwrap());
-                let _ = request.respond(response);
-            }
-        });
-    }
-    url
+fn keystone_stand_in() -> Loopback {
+    Loopback::builder()
+        .workers(8)
+        .serve(|request| {
+            let subject = request.header("X-Subject-Token").unwrap_or_default();
+            let expires = "2999-01-01T00:00:00.000000Z";
+            let (status, body) = match request.method.as_str() {
+                "POST" => (201, serde_json::json!({"token": {"expires_at": expires}})),
+                _ if subject.starts_with("tok-") => {
+                    (200, serde_json::json!({"token": {"user": {"id": "bench"}, "expires_at": expires}}))
+                }
+                _ => (404, serde_json::json!({"error": {"code": 404}})),
+            };
+            Reply::text(status, body.to_string()).header("X-Subject-Token", "service-token")
+        })
+        .unwrap()
 }

@@ -307,6 +307,7 @@ fn remaining(expires_at: &Value) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_tests::loopback::{Loopback, Reply};
 
     #[test]
     fn a_trust_scoped_token_is_its_trustee_and_never_admin() {
@@ -344,57 +345,47 @@ mod tests {
         issued: Arc<std::sync::atomic::AtomicUsize>,
         validated: Arc<std::sync::atomic::AtomicUsize>,
         revoke_service_token: Arc<std::sync::atomic::AtomicBool>,
-        server: Arc<tiny_http::Server>,
+        _server: Loopback,
     }
 
     impl StandIn {
         fn start() -> StandIn {
             use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-            let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-            let url = format!("http://{}/v3", server.server_addr().to_ip().unwrap());
             let (issued, validated) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
             let revoke_service_token = Arc::new(AtomicBool::new(false));
-            for _ in 0..8 {
-                let (server, issued, validated, revoke) =
-                    (server.clone(), issued.clone(), validated.clone(), revoke_service_token.clone());
-                std::thread::spawn(move || {
-                    while let Ok(request) = server.recv() {
-                        let header = |name: &str| {
-                            request
-                                .headers()
-                                .iter()
-                                .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-                                .map(|h| h.value.to_string())
-                                .unwrap_or_default()
-                        };
-                        let expires = "2999-01-01T00:00:00.000000Z";
-                        let (status, body, token) = match request.method() {
-                            tiny_http::Method::Post => {
-                                let n = issued.fetch_add(1, SeqCst) + 1;
-                                (201, json!({"token": {"expires_at": expires}}), Some(format!("svc-{n}")))
-                            }
-                            _ => {
-                                validated.fetch_add(1, SeqCst);
-                                std::thread::sleep(Duration::from_millis(150));
-                                let current = format!("svc-{}", issued.load(SeqCst));
-                                if header("X-Auth-Token") != current || revoke.swap(false, SeqCst) {
-                                    (401, json!({"error": {"code": 401}}), None)
-                                } else if let Some(user) = header("X-Subject-Token").strip_prefix("good-") {
-                                    (200, json!({"token": {"user": {"id": user}, "expires_at": expires}}), None)
-                                } else {
-                                    (404, json!({"error": {"code": 404, "message": "Could not find token"}}), None)
-                                }
-                            }
-                        };
-                        let mut response = tiny_http::Response::from_string(body.to_string()).with_status_code(status);
-                        if let Some(token) = token {
-                            response.add_header(tiny_http::Header::from_bytes("X-Subject-Token", token).unwrap());
+            let (counted_issued, counted_validated, revoke) =
+                (issued.clone(), validated.clone(), revoke_service_token.clone());
+            let server = Loopback::builder()
+                .workers(8)
+                .serve(move |request| {
+                    let header = |name: &str| request.header(name).unwrap_or_default();
+                    let expires = "2999-01-01T00:00:00.000000Z";
+                    let (status, body, token) = match request.method.as_str() {
+                        "POST" => {
+                            let n = counted_issued.fetch_add(1, SeqCst) + 1;
+                            (201, json!({"token": {"expires_at": expires}}), Some(format!("svc-{n}")))
                         }
-                        let _ = request.respond(response);
+                        _ => {
+                            counted_validated.fetch_add(1, SeqCst);
+                            std::thread::sleep(Duration::from_millis(150));
+                            let current = format!("svc-{}", counted_issued.load(SeqCst));
+                            if header("X-Auth-Token") != current || revoke.swap(false, SeqCst) {
+                                (401, json!({"error": {"code": 401}}), None)
+                            } else if let Some(user) = header("X-Subject-Token").strip_prefix("good-") {
+                                (200, json!({"token": {"user": {"id": user}, "expires_at": expires}}), None)
+                            } else {
+                                (404, json!({"error": {"code": 404, "message": "Could not find token"}}), None)
+                            }
+                        }
+                    };
+                    let reply = Reply::text(status, body.to_string());
+                    match token {
+                        Some(token) => reply.header("X-Subject-Token", token),
+                        None => reply,
                     }
-                });
-            }
-            StandIn { url, issued, validated, revoke_service_token, server }
+                })
+                .unwrap();
+            StandIn { url: server.url("/v3"), issued, validated, revoke_service_token, _server: server }
         }
 
         fn keystone(&self, cache: Duration) -> Keystone {
@@ -416,14 +407,6 @@ mod tests {
         fn counts(&self) -> (usize, usize) {
             use std::sync::atomic::Ordering::SeqCst;
             (self.issued.load(SeqCst), self.validated.load(SeqCst))
-        }
-    }
-
-    impl Drop for StandIn {
-        fn drop(&mut self) {
-            for _ in 0..8 {
-                self.server.unblock();
-            }
         }
     }
 
