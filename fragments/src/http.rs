@@ -774,6 +774,7 @@ pub fn bypass_proxy(host: &str, no_proxy: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_server::TestServer;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const SEC: Duration = Duration::from_secs(1);
@@ -914,23 +915,16 @@ mod tests {
     }
 
     /// A loopback server answering with `statuses` in turn (then the last one again), counting requests.
-    fn serve(statuses: &'static [(u16, &'static str)]) -> (String, Arc<AtomicUsize>, Arc<tiny_http::Server>) {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let url = format!("http://{}/", server.server_addr().to_ip().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let (s, h) = (server.clone(), hits.clone());
-        std::thread::spawn(move || {
-            for req in s.incoming_requests() {
-                let n = h.fetch_add(1, Ordering::SeqCst).min(statuses.len() - 1);
-                let (status, retry_after) = statuses[n];
-                let mut resp = tiny_http::Response::from_string(format!("answer {n}")).with_status_code(status);
-                if !retry_after.is_empty() {
-                    resp.add_header(tiny_http::Header::from_bytes("Retry-After", retry_after).unwrap());
-                }
-                let _ = req.respond(resp);
+    fn serve(statuses: &'static [(u16, &'static str)]) -> TestServer {
+        TestServer::start(move |n, _| {
+            let n = n.min(statuses.len() - 1);
+            let (status, retry_after) = statuses[n];
+            let mut resp = tiny_http::Response::from_string(format!("answer {n}")).with_status_code(status);
+            if !retry_after.is_empty() {
+                resp.add_header(tiny_http::Header::from_bytes("Retry-After", retry_after).unwrap());
             }
-        });
-        (url, hits, server)
+            resp
+        })
     }
 
     fn quick(deadline: Duration) -> Client {
@@ -940,7 +934,8 @@ mod tests {
 
     #[test]
     fn http_send_retries_5xx_and_429_then_returns_the_answer() {
-        let (url, hits, server) = serve(&[(503, ""), (429, "1"), (500, ""), (200, "")]);
+        let server = serve(&[(503, ""), (429, "1"), (500, ""), (200, "")]);
+        let url = server.url("/");
         let retries = Arc::new(AtomicUsize::new(0));
         let seen = retries.clone();
         let client = quick(10 * SEC).on_retry(move |_| {
@@ -948,26 +943,25 @@ mod tests {
         });
         let started = Instant::now();
         let resp = client.send(&Request::get(&url)).unwrap();
-        assert_eq!((resp.status, resp.attempts, hits.load(Ordering::SeqCst)), (200, 4, 4));
+        assert_eq!((resp.status, resp.attempts, server.hits()), (200, 4, 4));
         assert_eq!(resp.body, b"answer 3");
         assert_eq!(retries.load(Ordering::SeqCst), 3);
         assert!(started.elapsed() >= SEC, "Retry-After: 1 was honoured");
-        server.unblock();
     }
 
     #[test]
     fn http_send_returns_4xx_and_gives_up_on_5xx() {
-        let (url, hits, server) = serve(&[(404, "")]);
+        let server = serve(&[(404, "")]);
+        let url = server.url("/");
         let resp = quick(10 * SEC).send(&Request::get(&url)).unwrap();
-        assert_eq!((resp.status, hits.load(Ordering::SeqCst)), (404, 1));
-        server.unblock();
+        assert_eq!((resp.status, server.hits()), (404, 1));
 
-        let (url, hits, server) = serve(&[(502, "")]);
+        let server = serve(&[(502, "")]);
+        let url = server.url("/");
         let err = quick(Duration::from_millis(300)).send(&Request::get(&url)).unwrap_err();
         let HttpError::GaveUp { attempts, ref last, .. } = err else { panic!("{err:?}") };
-        assert_eq!(attempts as usize, hits.load(Ordering::SeqCst));
+        assert_eq!(attempts as usize, server.hits());
         assert!(attempts > 1 && last.contains("502") && last.contains("answer"), "{err}");
-        server.unblock();
     }
     /// A loopback HTTPS server with the fixture certificate, answering `ok`; counts requests served.
     fn serve_tls() -> (String, Arc<AtomicUsize>) {
@@ -1144,30 +1138,23 @@ mod tests {
 
     #[test]
     fn http_a_request_deadline_replaces_the_clients() {
-        let (url, hits, server) = serve(&[(503, "")]);
+        let server = serve(&[(503, "")]);
+        let url = server.url("/");
         let client = Client::new(&HttpSettings::default(), policy(600 * SEC)).unwrap();
         let started = Instant::now();
         let err = client.send(&Request::get(&url).retry_within(Duration::from_millis(1200))).unwrap_err();
         let HttpError::GaveUp { attempts, .. } = err else { panic!("{err:?}") };
         assert!(started.elapsed() < 3 * SEC && attempts >= 2, "{:?} {attempts}", started.elapsed());
-        assert_eq!(attempts as usize, hits.load(Ordering::SeqCst));
-        server.unblock();
+        assert_eq!(attempts as usize, server.hits());
     }
 
     #[test]
     fn http_proxy_is_used_per_scheme_unless_no_proxy_matches() {
-        let (target, _, target_server) = serve(&[(200, "")]);
+        let target_server = serve(&[(200, "")]);
+        let target = target_server.url("/");
         // The fake proxy answers 203 so its answers are told apart; it sees absolute-form targets.
-        let proxy = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let proxy_url = format!("http://{}", proxy.server_addr().to_ip().unwrap());
-        let (p, asked) = (proxy.clone(), Arc::new(std::sync::Mutex::new(Vec::new())));
-        let log = asked.clone();
-        std::thread::spawn(move || {
-            for req in p.incoming_requests() {
-                log.lock().unwrap().push(req.url().to_string());
-                let _ = req.respond(tiny_http::Response::empty(203));
-            }
-        });
+        let proxy = TestServer::start(|_, _| tiny_http::Response::from_data(Vec::new()).with_status_code(203));
+        let proxy_url = proxy.url("");
         let via = |no_proxy: &str| {
             let settings =
                 HttpSettings { http_proxy: proxy_url.clone(), no_proxy: no_proxy.into(), ..HttpSettings::default() };
@@ -1180,8 +1167,6 @@ mod tests {
         assert_eq!(via(""), 203);
         assert_eq!(via("localhost, 127.0.0.0/8"), 200);
         assert_eq!(via("127.0.0.1"), 200);
-        assert_eq!(*asked.lock().unwrap(), [format!("{target}x?y=1")]);
-        target_server.unblock();
-        proxy.unblock();
+        assert_eq!(proxy.asked(), [format!("{target}x?y=1")]);
     }
 }

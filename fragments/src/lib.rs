@@ -20,6 +20,8 @@ pub mod runtime;
 pub mod step;
 pub mod steps;
 pub mod systemd;
+#[cfg(test)]
+pub(crate) mod test_server;
 pub mod version;
 pub mod volume;
 

@@ -109,24 +109,7 @@ mod tests {
     use super::*;
     use crate::host::Mode;
     use crate::http::{Client, HttpSettings, RetryPolicy};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    /// A loopback server answering `answers` in turn (the last one again and again).
-    fn serve(answers: &'static [(u16, &'static str)]) -> (String, Arc<AtomicUsize>) {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/healthz", server.server_addr().to_ip().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counted = hits.clone();
-        std::thread::spawn(move || {
-            for request in server.incoming_requests() {
-                let n = counted.fetch_add(1, Ordering::SeqCst).min(answers.len() - 1);
-                let (status, body) = answers[n];
-                let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(status));
-            }
-        });
-        (url, hits)
-    }
+    use crate::test_server::TestServer;
 
     fn host() -> Host {
         let policy = RetryPolicy { initial_backoff: Duration::from_millis(20), ..RetryPolicy::default() };
@@ -143,11 +126,12 @@ mod tests {
 
     #[test]
     fn probes_until_healthy_through_retries_and_not_yet_answers() {
-        let (url, hits) = serve(&[(503, "starting"), (403, "forbidden"), (200, "not ok"), (200, "ok")]);
+        let server = TestServer::script(&[(503, "starting"), (403, "forbidden"), (200, "not ok"), (200, "ok")]);
+        let url = server.url("/healthz");
         let budget = Budget::new(Duration::from_secs(20));
         let answer = wait_until(&host(), &Request::get(&url), "the stand-in", "probing", &budget, ok_body).unwrap();
         assert_eq!(answer.unwrap().body, b"ok");
-        assert_eq!(hits.load(Ordering::SeqCst), 4);
+        assert_eq!(server.hits(), 4);
     }
 
     #[test]
@@ -156,7 +140,8 @@ mod tests {
             (&[(500, "[-]etcd failed: reason withheld")][..], "HTTP 500: [-]etcd failed: reason withheld"),
             (&[(200, "almost")][..], "HTTP 200: almost"),
         ] {
-            let (url, _) = serve(Box::leak(answers.to_vec().into_boxed_slice()));
+            let server = TestServer::script(answers);
+            let url = server.url("/healthz");
             let started = Instant::now();
             let budget = Budget::new(Duration::from_millis(1500));
             let err = wait_until(&host(), &Request::get(&url), "the stand-in", "probing", &budget, ok_body)
@@ -170,11 +155,12 @@ mod tests {
 
     #[test]
     fn a_broken_answer_ends_the_wait_at_once() {
-        let (url, hits) = serve(&[(401, "Unauthorized")]);
+        let server = TestServer::script(&[(401, "Unauthorized")]);
+        let url = server.url("/healthz");
         let budget = Budget::new(Duration::from_secs(60));
         let err = wait_until(&host(), &Request::get(&url), "the stand-in", "probing", &budget, ok_body).unwrap_err();
         assert_eq!(err.to_string(), "the stand-in answered GET /healthz with HTTP 401: Unauthorized");
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(server.hits(), 1);
     }
 
     #[test]

@@ -351,13 +351,9 @@ mod tests {
     #[test]
     fn http_is_sent_by_rooted_hosts_and_only_recorded_by_dry_runs() {
         use crate::http::{Client, HttpSettings, RetryPolicy};
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/v1/x", server.server_addr().to_ip().unwrap());
-        std::thread::spawn(move || {
-            for request in server.incoming_requests() {
-                let _ = request.respond(tiny_http::Response::from_string("{}").with_status_code(403));
-            }
-        });
+        use crate::test_server::TestServer;
+        let server = TestServer::script(&[(403, "{}")]);
+        let url = server.url("/v1/x");
         let request = Request::get(&url).header("X-Auth-Token", "tok-secret");
         let client = || Client::new(&HttpSettings::default(), RetryPolicy::default());
         let dir = tempfile::tempdir().unwrap();
@@ -389,13 +385,9 @@ mod tests {
     #[test]
     fn rooted_hosts_send_to_the_nodes_services_only_when_told_they_are_served() {
         use crate::http::{Client, HttpSettings, RetryPolicy};
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/healthz", server.server_addr().to_ip().unwrap());
-        std::thread::spawn(move || {
-            for request in server.incoming_requests() {
-                let _ = request.respond(tiny_http::Response::from_string("ok"));
-            }
-        });
+        use crate::test_server::TestServer;
+        let server = TestServer::script(&[(200, "ok")]);
+        let url = server.url("/healthz");
         let dir = tempfile::tempdir().unwrap();
         let rooted = || {
             Host::new(Mode::Rooted(dir.path().to_path_buf()))

@@ -152,27 +152,16 @@ mod tests {
     use crate::facts::{Facts, OsFamily};
     use crate::host::{ActionKind, Host, Mode, Outcome};
     use crate::http::{Client, HttpSettings, RetryPolicy};
-    use std::sync::{Arc, Mutex};
+    use crate::test_server::TestServer;
 
     const KUBELET: &[u8] = b"#!/bin/sh\necho Kubernetes v1.34.4\n";
 
     /// A loopback download site: `files` by path; every path asked for is kept.
-    fn site(files: Vec<(&'static str, Vec<u8>)>) -> (String, Arc<Mutex<Vec<String>>>) {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", server.server_addr().to_ip().unwrap());
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let seen = asked.clone();
-        std::thread::spawn(move || {
-            for request in server.incoming_requests() {
-                seen.lock().unwrap().push(request.url().to_string());
-                let response = match files.iter().find(|(path, _)| *path == request.url()) {
-                    Some((_, body)) => tiny_http::Response::from_data(body.clone()),
-                    None => tiny_http::Response::from_data(b"no such file".to_vec()).with_status_code(404),
-                };
-                let _ = request.respond(response);
-            }
-        });
-        (base, asked)
+    fn site(files: Vec<(&'static str, Vec<u8>)>) -> TestServer {
+        TestServer::start(move |_, url| match files.iter().find(|(path, _)| *path == url) {
+            Some((_, body)) => tiny_http::Response::from_data(body.clone()),
+            None => tiny_http::Response::from_data(b"no such file".to_vec()).with_status_code(404),
+        })
     }
 
     fn config(url: &str, sha: &str) -> NodeConfig {
@@ -201,8 +190,9 @@ mod tests {
     #[test]
     fn fetches_the_release_checks_its_published_digest_and_keeps_it_after() {
         let sha = sha256_hex(KUBELET);
-        let (base, asked) =
+        let downloads =
             site(vec![("/kubelet", KUBELET.to_vec()), ("/kubelet.sha256", format!("{sha}  kubelet\n").into_bytes())]);
+        let base = downloads.url("");
         let root = tempfile::tempdir().unwrap();
         let installed = root.path().join(PROGRAM.trim_start_matches('/'));
         let host = host(root.path(), true);
@@ -210,12 +200,12 @@ mod tests {
         assert_eq!(std::fs::read(&installed).unwrap(), KUBELET);
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o755);
-        assert_eq!(*asked.lock().unwrap(), ["/kubelet.sha256", "/kubelet"]);
+        assert_eq!(downloads.asked(), ["/kubelet.sha256", "/kubelet"]);
 
         // Converged: neither asked again, with the digest published or configured.
         ensure_on(&host, &config(&format!("{base}/kubelet"), "")).unwrap();
         ensure_on(&host, &config(&format!("{base}/kubelet"), &sha.to_uppercase())).unwrap();
-        assert_eq!(asked.lock().unwrap().len(), 2);
+        assert_eq!(downloads.asked().len(), 2);
         // A configured digest that the installed program does not have fetches it again.
         let other = "0".repeat(64);
         let err = ensure_on(&host, &config(&format!("{base}/kubelet"), &other)).unwrap_err().to_string();
@@ -225,7 +215,8 @@ mod tests {
 
     #[test]
     fn a_wrong_download_or_digest_file_is_refused_and_named() {
-        let (base, _) = site(vec![("/kubelet", b"truncated".to_vec()), ("/bad.sha256", b"<html>".to_vec())]);
+        let downloads = site(vec![("/kubelet", b"truncated".to_vec()), ("/bad.sha256", b"<html>".to_vec())]);
+        let base = downloads.url("");
         let root = tempfile::tempdir().unwrap();
         let host = host(root.path(), true);
         let err = ensure_on(&host, &config(&format!("{base}/kubelet"), &sha256_hex(KUBELET))).unwrap_err();
@@ -240,7 +231,8 @@ mod tests {
 
     #[test]
     fn a_rooted_run_downloads_nothing_and_says_so() {
-        let (base, asked) = site(vec![]);
+        let downloads = site(vec![]);
+        let base = downloads.url("");
         let root = tempfile::tempdir().unwrap();
         let host = host(root.path(), false);
         ensure_on(&host, &config(&format!("{base}/kubelet"), "")).unwrap();
@@ -250,7 +242,7 @@ mod tests {
             actions.iter().all(|a| a.outcome == Outcome::NotRun && a.detail.contains("not fetched")),
             "{actions:?}"
         );
-        assert!(asked.lock().unwrap().is_empty());
+        assert!(downloads.asked().is_empty());
     }
 
     #[test]
