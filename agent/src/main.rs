@@ -32,13 +32,10 @@ enum Command {
     Plan(InputArgs),
     /// Print the parsed config (secrets masked), or every error in it.
     Validate(InputArgs),
-    /// The step catalogue with part numbers and whether each step is implemented.
+    /// The step catalogue of a role, with the cloud-init part numbers operators know.
     Steps {
         #[arg(long)]
         role: Option<Role>,
-        /// Accepted for every supported family; the catalogue is the same for all of them.
-        #[arg(long)]
-        os: Option<OsArg>,
     },
     /// The last run: per-step result, timings and reason.
     Status {
@@ -89,9 +86,6 @@ struct RunArgs {
     /// Start at this step.
     #[arg(long, value_name = "STEP")]
     from: Option<String>,
-    /// Report unimplemented steps as skipped instead of failing the run on them.
-    #[arg(long)]
-    allow_unimplemented: bool,
     /// Events as JSON lines on stdout.
     #[arg(long)]
     json: bool,
@@ -137,11 +131,9 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run(args) => run(args),
-        Command::Plan(input) => {
-            run(RunArgs { input, dry_run: true, only: None, from: None, allow_unimplemented: true, json: false })
-        }
+        Command::Plan(input) => run(RunArgs { input, dry_run: true, only: None, from: None, json: false }),
         Command::Validate(input) => validate(&input),
-        Command::Steps { role, os: _ } => {
+        Command::Steps { role } => {
             print_steps(role);
             Ok(ExitCode::SUCCESS)
         }
@@ -199,14 +191,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         (false, Some(_)) => Mode::Rooted(root),
         (false, None) => Mode::System,
     };
-    let options = RunOptions {
-        mode,
-        only: args.only,
-        from: args.from,
-        allow_unimplemented: args.allow_unimplemented,
-        os: args.input.os.map(Into::into),
-        json: args.json,
-    };
+    let options =
+        RunOptions { mode, only: args.only, from: args.from, os: args.input.os.map(Into::into), json: args.json };
     let entries = runner::select(&config, &options).map_err(|e| BadInput(format!("{e:#}")))?;
     // A panic outside a step (steps have their own guard) must still reach Heat as a FAILURE.
     let status = match std::panic::catch_unwind(|| runner::run(&config, &options, &entries)) {
@@ -219,17 +205,6 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         Err(_) => bail!("hearth-agent panicked"),
     };
-    if args.dry_run {
-        let missing: Vec<&str> = status
-            .steps
-            .iter()
-            .filter(|s| s.result == hearth_agent::report::StepResult::NotImplemented)
-            .map(|s| s.name.as_str())
-            .collect();
-        if !missing.is_empty() {
-            hearth_agent::say!("not implemented yet (a real run fails on the first of them): {}", missing.join(", "));
-        }
-    }
     Ok(if status.state == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -257,8 +232,7 @@ fn print_steps(role: Option<Role>) {
             hearth_agent::say!("# {role}");
         }
         for entry in steps::catalogue(*role) {
-            let state = if entry.is_implemented() { "implemented" } else { "unimplemented" };
-            hearth_agent::say!("{}  {:<24} {state}", entry.part_name(), entry.name);
+            hearth_agent::say!("{}  {}", entry.part_name(), entry.name);
         }
     }
 }

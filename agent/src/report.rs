@@ -11,8 +11,6 @@ pub enum StepResult {
     Unchanged,
     Skipped,
     Failed,
-    /// Allowed by `--allow-unimplemented`: reported, never counted as done.
-    NotImplemented,
 }
 
 impl StepResult {
@@ -22,7 +20,6 @@ impl StepResult {
             StepResult::Unchanged => "ok",
             StepResult::Skipped => "skipped",
             StepResult::Failed => "FAILED",
-            StepResult::NotImplemented => "MISSING",
         }
     }
 }
@@ -59,7 +56,7 @@ impl StepRecord {
     /// `(3 files, 1 command)`, `(no proxy configured)`.
     fn detail(&self) -> String {
         match self.result {
-            StepResult::Skipped | StepResult::NotImplemented => format!("({})", self.reason),
+            StepResult::Skipped => format!("({})", self.reason),
             StepResult::Failed => format!("({})", self.reason.lines().next().unwrap_or_default()),
             _ => {
                 let count = |kinds: &[ActionKind]| {
@@ -108,20 +105,14 @@ impl StepRecord {
 /// A one-line account of the run for the SUCCESS signal's `data` and the last progress line.
 pub fn summary(steps: &[StepRecord], duration_ms: u64) -> String {
     let count = |r: StepResult| steps.iter().filter(|s| s.result == r).count();
-    let mut text = format!(
+    format!(
         "{} steps in {:.1}s: {} changed, {} unchanged, {} skipped",
         steps.len(),
         duration_ms as f64 / 1000.0,
         count(StepResult::Changed),
         count(StepResult::Unchanged),
         count(StepResult::Skipped),
-    );
-    let missing: Vec<&str> =
-        steps.iter().filter(|s| s.result == StepResult::NotImplemented).map(|s| s.name.as_str()).collect();
-    if !missing.is_empty() {
-        text.push_str(&format!("; NOT IMPLEMENTED (allowed by --allow-unimplemented): {}", missing.join(", ")));
-    }
-    text
+    )
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ pub struct RunOptions {
     pub only: Option<String>,
     /// Start at this step (resume by hand); the signal is still sent at the end.
     pub from: Option<String>,
-    pub allow_unimplemented: bool,
     /// Use this OS family instead of reading `/etc/os-release` (rooted runs of an empty directory).
     pub os: Option<OsFamily>,
     /// Events as JSON lines on stdout instead of progress lines.
@@ -176,18 +175,6 @@ fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
         // `None`: the step applied, and whether it changed anything is read from the host's journal.
         let (result, reason) = match entry.implementation {
             Implementation::Signal => continue,
-            Implementation::Missing if run.options.allow_unimplemented || dry_run => (
-                Some(StepResult::NotImplemented),
-                format!("not implemented in hearth-agent {}", env!("CARGO_PKG_VERSION")),
-            ),
-            Implementation::Missing => (
-                Some(StepResult::Failed),
-                format!(
-                    "not implemented in hearth-agent {}; refusing to report a node as configured without it \
-                     (--allow-unimplemented skips it)",
-                    env!("CARGO_PKG_VERSION")
-                ),
-            ),
             Implementation::Step(step) => {
                 run.event(json!({"event": "step-start", "part": entry.part, "step": entry.name}));
                 match catch_unwind(AssertUnwindSafe(|| step(ctx))) {

@@ -146,7 +146,6 @@ fn rooted_twice(role: &str, hostname: &str) {
     let before_host = host_state();
     let tree = node_tree(hostname);
     let example = example(role);
-    // Every step of the role is implemented: the run succeeds without --allow-unimplemented.
     let first = run_example(&example, tree.path(), &[]);
     assert_ok(&first);
     let after_first = snapshot(tree.path());
@@ -219,9 +218,8 @@ fn steps_lists_every_step_of_a_role() {
     let text = stdout(&output);
     assert_eq!(text.lines().count(), 13, "{text}");
     assert!(text.lines().next().unwrap().starts_with("part-001  install-ca"), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("part-006  certs") && l.ends_with(" implemented")), "{text}");
-    assert!(text.lines().all(|l| l.ends_with(" implemented")), "every minion step is implemented:\n{text}");
-    assert!(text.lines().last().unwrap().contains("signal") && text.lines().last().unwrap().ends_with(" implemented"));
+    assert!(text.lines().any(|l| l == "part-006  certs"), "{text}");
+    assert!(text.lines().last().unwrap().ends_with("  signal"), "{text}");
     assert_eq!(stdout(&agent(&["steps", "--role", "master"])).lines().count(), 16);
 }
 
@@ -333,7 +331,7 @@ fn heat_params_examples_validate() {
 #[test]
 fn unsetting_the_proxy_removes_every_file_the_proxy_step_wrote() {
     let tree = node_tree("k8s-demo-minion-0");
-    assert_ok(&run_example(&example("minion"), tree.path(), &["--allow-unimplemented", "--only", "proxy"]));
+    assert_ok(&run_example(&example("minion"), tree.path(), &["--only", "proxy"]));
     let drop_in = tree.path().join("etc/systemd/system/docker.service.d/http-proxy.conf");
     assert!(drop_in.exists() && tree.path().join("etc/hearth/proxy.env").exists());
 

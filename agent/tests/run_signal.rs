@@ -103,7 +103,7 @@ fn a_failing_step_signals_failure_at_once_with_the_part_and_reason() {
     let tree = node_tree();
     // A file where part-005 needs a directory: a real filesystem failure, not a simulated one.
     std::fs::write(tree.path().join("etc/kubernetes"), "in the way").unwrap();
-    let output = run_rooted(&config, tree.path(), &["--allow-unimplemented"]);
+    let output = run_rooted(&config, tree.path(), &[]);
     assert_eq!(output.status.code(), Some(1));
     let signal = received(&heat);
     let body = signal.json();

@@ -4,7 +4,8 @@
 use anyhow::{bail, Result};
 use hearth_fragments::facts::{Facts, OsFamily};
 use hearth_fragments::host::{Host, Mode};
-use hearth_fragments::steps::{self, Context, Done, Implementation};
+use hearth_fragments::step::{Context, Done};
+use hearth_fragments::steps::{self, Implementation};
 use hearth_fragments::{NodeConfig, Role};
 use serde_json::Value;
 use std::path::Path;

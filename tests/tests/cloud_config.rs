@@ -3,7 +3,7 @@
 //! other load balancer and exits at start otherwise), but not for releases whose in-tree provider reads
 //! the same file and refuses keys it does not know.
 
-use hearth_fragments::steps::Done;
+use hearth_fragments::step::Done;
 use hearth_fragments::{NodeConfig, Role};
 use hearth_tests::rooted::{node_example, run_step};
 use serde_json::json;

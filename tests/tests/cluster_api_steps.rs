@@ -12,7 +12,7 @@
 use hearth_fragments::config::{NodeConfig, Secret};
 use hearth_fragments::host::{ActionKind, Host, Mode, Outcome};
 use hearth_fragments::manifests;
-use hearth_fragments::steps::Done;
+use hearth_fragments::step::Done;
 use hearth_tests::etcd::RealEtcd;
 use hearth_tests::kube_api::{without_server_fields, ApiRequest, KubeApiStandIn};
 use hearth_tests::master_node::{MasterNode, StepRun};

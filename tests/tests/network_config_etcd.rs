@@ -7,7 +7,7 @@
 
 use hearth_fragments::host::{ActionKind, Outcome};
 use hearth_fragments::manifests::flannel_network_config;
-use hearth_fragments::steps::Done;
+use hearth_fragments::step::Done;
 use hearth_tests::master_node::{MasterNode, StepRun};
 use serde_json::{json, Value};
 

@@ -22,7 +22,7 @@ mod services;
 
 use crate::config::Role;
 
-pub use crate::step::{Context, Done, StepFn};
+use crate::step::StepFn;
 
 /// How a catalogue entry is carried out.
 #[derive(Clone, Copy, Debug)]
@@ -30,8 +30,6 @@ pub enum Implementation {
     Step(StepFn),
     /// The Heat signal: sent by the runner after every other step, whatever happened.
     Signal,
-    /// Not written yet: a run of this role must not claim success.
-    Missing,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -43,10 +41,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn is_implemented(&self) -> bool {
-        !matches!(self.implementation, Implementation::Missing)
-    }
-
     /// `part-006`, as operators know the parts from cloud-init.
     pub fn part_name(&self) -> String {
         format!("part-{:03}", self.part)
@@ -55,12 +49,6 @@ impl Entry {
 
 const fn step(part: u8, name: &'static str, run: StepFn) -> Entry {
     Entry { part, name, implementation: Implementation::Step(run) }
-}
-
-/// For a step not written yet: a run of its role then refuses to claim success (see the runner).
-#[allow(dead_code)]
-const fn missing(part: u8, name: &'static str) -> Entry {
-    Entry { part, name, implementation: Implementation::Missing }
 }
 
 const fn signal(part: u8) -> Entry {
