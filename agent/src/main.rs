@@ -169,7 +169,7 @@ fn load_for_run(input: &InputArgs, signal_on_failure: bool) -> Result<NodeConfig
                     let mut fallback = NodeConfig::new(input.role.unwrap_or(Role::Minion));
                     fallback.signal.token = token;
                     let reason = runner::scrub(&format!("config: {e}"), &fallback);
-                    let id = hearth_agent::signal::node_signal_id(&hostname());
+                    let id = hearth_agent::signal::node_signal_id(None, &hostname());
                     let body = SignalBody::failure(id, &reason);
                     runner::deliver(&fallback, &endpoint, fallback.signal.token.expose(), body);
                 }
@@ -198,7 +198,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let status = match std::panic::catch_unwind(|| runner::run(&config, &options, &entries)) {
         Ok(status) => status?,
         Err(_) if !args.dry_run && !config.signal.endpoint.is_empty() => {
-            let id = hearth_agent::signal::node_signal_id(&config.node_name(&hostname()));
+            let id = hearth_agent::signal::node_signal_id(Some(&config), &hostname());
             let body = SignalBody::failure(id, "hearth-agent panicked; see the node's journal");
             runner::deliver(&config, &config.signal.endpoint, config.signal.token.expose(), body);
             bail!("hearth-agent panicked");

@@ -267,7 +267,7 @@ fn send_signal(run: &mut Run, summary: &str) {
         log::warn("the config has no wait-condition endpoint: Heat is not told how this run went");
         return;
     }
-    let id = signal::node_signal_id(&run.status.node);
+    let id = signal::node_signal_id(Some(run.config), &run.status.node);
     // Heat shows the reason in the stack's events and status; `data` reaches the wait condition's
     // `data` attribute, where the summary is what an operator wants next to each node.
     let body = match &run.status.failure {

@@ -5,6 +5,7 @@
 //! Heat answers `200` with `null`. Heat counts signals by distinct `id`, and a `FAILURE` fails the stack
 //! with the reason in `stack_status_reason`.
 
+use hearth_fragments::config::NodeConfig;
 use hearth_fragments::http::{Client, HttpError, Request};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -69,10 +70,18 @@ fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(keep).chain(CUT_MARKER.chars()).collect()
 }
 
-/// The signal `id` of a node. Derived from the host name only, so `signal --resend` or a later boot
-/// reusing it updates the node's one entry at Heat instead of counting as another node.
-pub fn node_signal_id(hostname: &str) -> String {
-    let name = hostname.trim().trim_end_matches('.').to_ascii_lowercase();
+/// The signal `id` of a node, the same from every path that signals (a run, a config that does not load,
+/// a panic, and the bootstrap's shell, which computes it the same way): the node's name
+/// (`node.instance_name`, else the host name, when there is a config), its first DNS label, in lower
+/// case. So `signal --resend` or a later boot updates the node's one entry at Heat instead of counting as
+/// another node.
+pub fn node_signal_id(config: Option<&NodeConfig>, hostname: &str) -> String {
+    let hostname = hostname.trim();
+    let name = match config {
+        Some(config) => config.node_name(hostname),
+        None => hostname.split('.').next().unwrap_or_default().to_string(),
+    };
+    let name = name.trim().to_ascii_lowercase();
     if name.is_empty() {
         "node".to_string()
     } else {
@@ -170,8 +179,12 @@ mod tests {
 
     #[test]
     fn the_id_comes_from_the_host_name_alone() {
-        assert_eq!(node_signal_id("K8s-Minion-0.example.org."), "k8s-minion-0.example.org");
-        assert_eq!(node_signal_id("k8s-minion-0"), node_signal_id(" k8s-minion-0 "));
-        assert_eq!(node_signal_id(""), "node");
+        assert_eq!(node_signal_id(None, "K8s-Minion-0.example.org."), "k8s-minion-0");
+        assert_eq!(node_signal_id(None, "k8s-minion-0"), node_signal_id(None, " k8s-minion-0 \n"));
+        assert_eq!(node_signal_id(None, ""), "node");
+        let mut config = NodeConfig::new(hearth_fragments::Role::Minion);
+        assert_eq!(node_signal_id(Some(&config), "K8s-Minion-0.novalocal"), "k8s-minion-0");
+        config.node.instance_name = "Cluster-Minion-3.example".into();
+        assert_eq!(node_signal_id(Some(&config), "k8s-minion-0"), "cluster-minion-3");
     }
 }

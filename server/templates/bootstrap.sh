@@ -16,6 +16,11 @@ export http_proxy https_proxy no_proxy HTTP_PROXY="$http_proxy" HTTPS_PROXY="$ht
 field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" {{node_config}}; }
 WAIT_ENDPOINT=$(field endpoint)
 WAIT_TOKEN=$(field token)
+# The id the agent signals with (hearth_agent::signal::node_signal_id): the instance name Heat wrote,
+# else the host name; its first label, in lower case. One node, one entry at Heat.
+NODE_ID=$(field instance_name)
+[ -n "$NODE_ID" ] || NODE_ID=$(hostname)
+NODE_ID=$(printf '%s' "${NODE_ID%%.*}" | tr 'A-Z' 'a-z')
 
 # The OpenStack CA: a JSON string whose only escapes are newlines.
 OPENSTACK_CA=$(field ca_pem)
@@ -38,7 +43,7 @@ fail() {
     if [ -n "$WAIT_ENDPOINT" ]; then
         curl -sS $tls --retry 5 --retry-delay 2 --retry-connrefused --max-time 60 -o /dev/null \
             -X POST -H "X-Auth-Token: $WAIT_TOKEN" -H 'Content-Type: application/json' \
-            --data-binary "{\"status\": \"FAILURE\", \"reason\": \"part-000 bootstrap: $1\", \"data\": \"\", \"id\": \"$(hostname -s)\"}" \
+            --data-binary "{\"status\": \"FAILURE\", \"reason\": \"part-000 bootstrap: $1\", \"data\": \"\", \"id\": \"$NODE_ID\"}" \
             "$WAIT_ENDPOINT" || echo "hearth-bootstrap: could not signal Heat either" >&2
     fi
     exit 1

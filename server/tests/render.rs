@@ -269,6 +269,55 @@ fn the_cloud_init_bootstrap_is_valid_shell_and_carries_the_agent_source() {
     assert!(unit.contains("ExecStart=/usr/local/bin/hearth-agent run --config /etc/hearth/node.json"), "{unit}");
 }
 
+/// The bootstrap signals a failure under the id the agent uses (its instance name, else the host name;
+/// first label, lower case), so the node has one entry at Heat whoever signals. Run by a real shell with
+/// curl and hostname stand-ins on PATH; the agent download fails, so the script signals.
+#[test]
+fn the_bootstrap_signals_under_the_agents_id() {
+    let (t, c, s) = load("cluster-template.yaml", "cluster.yaml");
+    let magnum = params::magnum_parameters(&t, &c, &s);
+    let config = params::node_config(Role::Minion, &t, &c, &s, &magnum).unwrap();
+    let script = user_data::bootstrap_script(&config, &s).unwrap();
+    for (instance_name, expected) in [("Demo-Minion-3.example", "demo-minion-3"), ("", "vm-7")] {
+        let dir = tempfile::tempdir().unwrap();
+        let node_config = dir.path().join("node.json");
+        let json = format!(
+            r#"{{"node":{{"instance_name":"{instance_name}"}},"signal":{{"endpoint":"http://127.0.0.1:9/signal","token":"t"}}}}"#
+        );
+        std::fs::write(&node_config, json).unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let sent = dir.path().join("sent");
+        let stub = |name: &str, body: String| {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        // curl: a signal (it has --data-binary) is kept; a download fails as with no network.
+        stub(
+            "curl",
+            format!(
+                "while [ $# -gt 0 ]; do [ \"$1\" = --data-binary ] && {{ printf '%s' \"$2\" >{}; exit 0; }}; shift; done; exit 7",
+                sent.display()
+            ),
+        );
+        stub("hostname", "echo VM-7.novalocal".into());
+        let script = script
+            .replace(user_data::NODE_CONFIG, node_config.to_str().unwrap())
+            .replace(user_data::AGENT, dir.path().join("hearth-agent").to_str().unwrap());
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let signal: Value = serde_json::from_str(&std::fs::read_to_string(&sent).unwrap()).unwrap();
+        assert_eq!(signal["status"], "FAILURE");
+        assert_eq!(signal["id"], expected, "instance name {instance_name:?}: {signal}");
+    }
+}
+
 #[test]
 fn user_data_over_novas_limit_is_refused_at_render_time() {
     let (t, mut c, s) = load("cluster-template.yaml", "cluster.yaml");
