@@ -1,5 +1,6 @@
 //! hearth-agent: the runner, its reporting and state, and the Heat signal. `main.rs` is only the CLI.
 
+pub mod client;
 pub mod input;
 pub mod log;
 pub mod report;

@@ -168,10 +168,10 @@ fn load_for_run(input: &InputArgs, signal_on_failure: bool) -> Result<NodeConfig
                     // and scrub the token from the reason as a last guard (the loader masks secrets already).
                     let mut fallback = NodeConfig::new(input.role.unwrap_or(Role::Minion));
                     fallback.signal.token = token;
-                    let reason = runner::scrub(&format!("config: {e}"), &fallback);
+                    let reason = fallback.scrub(&format!("config: {e}"));
                     let id = hearth_agent::signal::node_signal_id(None, &hostname());
                     let body = SignalBody::failure(id, &reason);
-                    runner::deliver(&fallback, &endpoint, fallback.signal.token.expose(), body);
+                    hearth_agent::signal::deliver(&fallback, &endpoint, fallback.signal.token.expose(), body);
                 }
             }
             Err(e.into())
@@ -200,7 +200,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Err(_) if !args.dry_run && !config.signal.endpoint.is_empty() => {
             let id = hearth_agent::signal::node_signal_id(Some(&config), &hostname());
             let body = SignalBody::failure(id, "hearth-agent panicked; see the node's journal");
-            runner::deliver(&config, &config.signal.endpoint, config.signal.token.expose(), body);
+            hearth_agent::signal::deliver(&config, &config.signal.endpoint, config.signal.token.expose(), body);
             bail!("hearth-agent panicked");
         }
         Err(_) => bail!("hearth-agent panicked"),
@@ -243,41 +243,8 @@ fn status(root: &Path, json: bool) -> Result<ExitCode> {
     if json {
         hearth_agent::say!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        // A status that says running was written by a run that still holds the lock, or by one that
-        // died (killed, or the machine stopped) and never finished it.
-        let how = match status.state {
-            RunState::Running => {
-                let step = state.unfinished_step().map(|s| format!(" in {s}")).unwrap_or_default();
-                if state.is_locked() {
-                    let pid = state.lock_holder().unwrap_or_default();
-                    format!("running (pid {pid}){step}")
-                } else {
-                    format!("interrupted{step}: the run that wrote this is gone; `hearth-agent run` converges again")
-                }
-            }
-            other => format!("{other:?} in {:.1}s", status.duration_ms as f64 / 1000.0),
-        };
-        hearth_agent::say!(
-            "{} {} ({}, hearth-agent {}): {how}",
-            status.role,
-            status.node,
-            status.os,
-            status.agent_version
-        );
-        let total = status.steps.len();
-        for (i, step) in status.steps.iter().enumerate() {
-            hearth_agent::say!("{}", step.progress_line(i + 1, total));
-        }
-        if let Some(failure) = &status.failure {
-            hearth_agent::say!("failure: {failure}");
-        }
-        match &status.signal {
-            Some(signal) => match (&signal.sent, &signal.error) {
-                (Some(_), _) => hearth_agent::say!("signal: {:?} sent to {}", signal.body.status, signal.endpoint),
-                (None, Some(error)) => hearth_agent::say!("signal: {:?} NOT sent: {error}", signal.body.status),
-                (None, None) => hearth_agent::say!("signal: {:?} not sent", signal.body.status),
-            },
-            None => hearth_agent::say!("signal: none"),
+        for line in hearth_agent::report::status_lines(&status, &state.how_it_went(&status)) {
+            hearth_agent::say!("{line}");
         }
     }
     Ok(if status.state == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -292,7 +259,7 @@ fn resend(input: &InputArgs) -> Result<ExitCode> {
     if token.is_empty() {
         bail!(BadInput("the config has no wait-condition token".into()));
     }
-    let record = runner::deliver(&config, &previous.endpoint, token, previous.body);
+    let record = hearth_agent::signal::deliver(&config, &previous.endpoint, token, previous.body);
     let sent = record.sent.is_some();
     status.signal = Some(record);
     state.write_status(&status)?;

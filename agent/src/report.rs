@@ -1,6 +1,7 @@
 //! What a run did, step by step: the records behind the progress lines, `status.json`, `events.jsonl`
 //! and the signal's summary.
 
+use crate::state::Status;
 use hearth_fragments::host::{Action, ActionKind, Outcome};
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +114,27 @@ pub fn summary(steps: &[StepRecord], duration_ms: u64) -> String {
         count(StepResult::Unchanged),
         count(StepResult::Skipped),
     )
+}
+
+/// `hearth-agent status` for people: the node and `how` its last run went, each step's line, the failure
+/// and the signal.
+pub fn status_lines(status: &Status, how: &str) -> Vec<String> {
+    let mut lines =
+        vec![format!("{} {} ({}, hearth-agent {}): {how}", status.role, status.node, status.os, status.agent_version)];
+    let total = status.steps.len();
+    lines.extend(status.steps.iter().enumerate().map(|(i, step)| step.progress_line(i + 1, total)));
+    if let Some(failure) = &status.failure {
+        lines.push(format!("failure: {failure}"));
+    }
+    lines.push(match &status.signal {
+        Some(signal) => match (&signal.sent, &signal.error) {
+            (Some(_), _) => format!("signal: {:?} sent to {}", signal.body.status, signal.endpoint),
+            (None, Some(error)) => format!("signal: {:?} NOT sent: {error}", signal.body.status),
+            (None, None) => format!("signal: {:?} not sent", signal.body.status),
+        },
+        None => "signal: none".to_string(),
+    });
+    lines
 }
 
 #[cfg(test)]

@@ -1,21 +1,20 @@
 //! The runner: the role's steps in catalogue order, fail fast, one record per step, state on disk, and
 //! the Heat signal as the last thing, whatever happened before it.
 
+use crate::client;
 use crate::log;
 use crate::report::{self, StepRecord, StepResult};
 use crate::signal::{self, SignalBody};
-use crate::state::{self, RunState, SignalRecord, StateDir, Status};
+use crate::state::{self, RunState, StateDir, Status};
 use anyhow::{anyhow, bail, Result};
-use hearth_fragments::config::secret::MASK;
 use hearth_fragments::facts::{Facts, OsFamily};
 use hearth_fragments::host::{Host, Mode};
-use hearth_fragments::http::{Client, HttpError, HttpSettings, RetryPolicy};
 use hearth_fragments::step::{Context, Done};
 use hearth_fragments::steps::{self, Entry, Implementation};
 use hearth_fragments::NodeConfig;
 use serde_json::json;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -48,12 +47,6 @@ pub fn select(config: &NodeConfig, options: &RunOptions) -> Result<Vec<&'static 
         }
         (None, None) => all.iter().collect(),
     })
-}
-
-/// Replaces every secret of the config in `text` by the mask: error chains and command output can echo
-/// a password back, and they end up in logs, status files and Heat.
-pub fn scrub(text: &str, config: &NodeConfig) -> String {
-    config.secret_values().iter().fold(text.to_string(), |acc, secret| acc.replace(secret.as_str(), MASK))
 }
 
 struct Run<'a> {
@@ -91,7 +84,7 @@ impl Run<'_> {
 pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]) -> Result<Status> {
     // Built once, so every step's requests share the CA bundle, proxy and retry policy; a client that
     // does not build fails only the steps that need the network, with the reason.
-    let host = Host::new(options.mode.clone()).with_http(step_client(config));
+    let host = Host::new(options.mode.clone()).with_http(client::for_node(config, client::steps_deadline(config)));
     let dry_run = host.is_dry_run();
     let mut run = Run {
         config,
@@ -127,7 +120,7 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
             run.save();
             run_steps(&mut run, entries, &Context { config, facts: &facts, host: &host });
         }
-        Err(e) => run.status.failure = Some(format!("facts: {}", scrub(&format!("{e:#}"), config))),
+        Err(e) => run.status.failure = Some(format!("facts: {}", config.scrub(&format!("{e:#}")))),
     }
 
     let succeeded = run.status.failure.is_none();
@@ -191,7 +184,7 @@ fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
             part: entry.part,
             name: entry.name.to_string(),
             result,
-            reason: scrub(&reason, run.config),
+            reason: run.config.scrub(&reason),
             duration_ms: started.elapsed().as_millis() as u64,
             actions,
         };
@@ -230,37 +223,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-/// The HTTP client every agent call uses: the OpenStack CA, `verify_ca`, the proxy with the cluster's
-/// own addresses bypassed, and the given retry deadline.
-pub fn http_client(config: &NodeConfig, deadline: Duration) -> Result<Client> {
-    let policy = RetryPolicy { deadline, ..RetryPolicy::default() };
-    Ok(Client::new(&http_client_settings(config), policy)?)
-}
-
-fn http_client_settings(config: &NodeConfig) -> HttpSettings {
-    HttpSettings {
-        extra_ca_pem: config.openstack.ca_pem.clone(),
-        verify_tls: config.openstack.verify_ca,
-        http_proxy: config.proxy.http_proxy.clone(),
-        https_proxy: config.proxy.https_proxy.clone(),
-        no_proxy: config.no_proxy(),
-        ..HttpSettings::default()
-    }
-}
-
-/// The client steps' requests (Keystone, Magnum) go through: [`http_client`] with the config's API deadline,
-/// logging each retry so a node waiting on an unreachable service says so on its console.
-fn step_client(config: &NodeConfig) -> Result<Client, HttpError> {
-    let deadline = Duration::from_secs(config.openstack.api_deadline_secs);
-    let client = Client::new(&http_client_settings(config), RetryPolicy { deadline, ..RetryPolicy::default() })?;
-    Ok(client.on_retry(|notice| {
-        log::warn(&format!(
-            "{} {}: attempt {} failed ({}); retrying in {:.1?}",
-            notice.method, notice.url, notice.attempt, notice.error, notice.wait
-        ))
-    }))
-}
-
 fn send_signal(run: &mut Run, summary: &str) {
     let config = run.config;
     if config.signal.endpoint.is_empty() {
@@ -275,30 +237,11 @@ fn send_signal(run: &mut Run, summary: &str) {
         Some(reason) => SignalBody::failure(id, reason),
     }
     .with_data(summary);
-    let record = deliver(config, &config.signal.endpoint, config.signal.token.expose(), body);
+    let record = signal::deliver(config, &config.signal.endpoint, config.signal.token.expose(), body);
     run.event(json!({"event": "signal", "status": record.body.status, "sent": record.sent.is_some(),
         "error": record.error}));
     if record.error.is_some() && run.status.failure.is_none() {
         run.status.state = RunState::Failed;
     }
     run.status.signal = Some(record);
-}
-
-/// Sends one signal body and records how it went; used by `run` and `signal --resend`.
-pub fn deliver(config: &NodeConfig, endpoint: &str, token: &str, body: SignalBody) -> SignalRecord {
-    let deadline = Duration::from_secs(config.signal.deadline_secs);
-    let result = http_client(config, deadline)
-        .and_then(|client| signal::send(&client, endpoint, token, &body).map_err(anyhow::Error::from));
-    let (sent, error) = match result {
-        Ok(sent) => {
-            log::info(&format!("signalled {:?} to Heat", body.status));
-            (Some(sent), None)
-        }
-        Err(e) => {
-            let message = scrub(&format!("{e:#}"), config);
-            log::error(&format!("could not signal Heat: {message}"));
-            (None, Some(message))
-        }
-    };
-    SignalRecord { endpoint: endpoint.to_string(), body, sent, error }
 }

@@ -5,6 +5,9 @@
 //! Heat answers `200` with `null`. Heat counts signals by distinct `id`, and a `FAILURE` fails the stack
 //! with the reason in `stack_status_reason`.
 
+use crate::client;
+use crate::log;
+use crate::state::SignalRecord;
 use hearth_fragments::config::NodeConfig;
 use hearth_fragments::http::{Client, HttpError, Request};
 use serde::{Deserialize, Serialize};
@@ -145,6 +148,25 @@ pub fn send(client: &Client, endpoint: &str, token: &str, body: &SignalBody) -> 
         attempts: response.attempts,
         at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     })
+}
+
+/// Sends one signal body and records how it went; used by `run` and `signal --resend`.
+pub fn deliver(config: &NodeConfig, endpoint: &str, token: &str, body: SignalBody) -> SignalRecord {
+    let result = client::for_node(config, client::signal_deadline(config))
+        .map_err(anyhow::Error::from)
+        .and_then(|client| send(&client, endpoint, token, &body).map_err(anyhow::Error::from));
+    let (sent, error) = match result {
+        Ok(sent) => {
+            log::info(&format!("signalled {:?} to Heat", body.status));
+            (Some(sent), None)
+        }
+        Err(e) => {
+            let message = config.scrub(&format!("{e:#}"));
+            log::error(&format!("could not signal Heat: {message}"));
+            (None, Some(message))
+        }
+    };
+    SignalRecord { endpoint: endpoint.to_string(), body, sent, error }
 }
 
 #[cfg(test)]

@@ -174,6 +174,24 @@ impl StateDir {
         }
     }
 
+    /// How the run that wrote `status` went, for `status`: a status that says running was written by a
+    /// run that still holds the lock, or by one that died (killed, or the machine stopped) and never
+    /// finished it.
+    pub fn how_it_went(&self, status: &Status) -> String {
+        match status.state {
+            RunState::Running => {
+                let step = self.unfinished_step().map(|s| format!(" in {s}")).unwrap_or_default();
+                if self.is_locked() {
+                    let pid = self.lock_holder().unwrap_or_default();
+                    format!("running (pid {pid}){step}")
+                } else {
+                    format!("interrupted{step}: the run that wrote this is gone; `hearth-agent run` converges again")
+                }
+            }
+            other => format!("{other:?} in {:.1}s", status.duration_ms as f64 / 1000.0),
+        }
+    }
+
     pub fn clear_done(&self) -> Result<()> {
         match std::fs::remove_file(self.done_path()) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the done marker"),

@@ -764,6 +764,12 @@ impl NodeConfig {
     }
 
     /// Every secret value, for scrubbing text (command output, error chains) before it is reported.
+    /// `text` with every secret of this config replaced by the mask: error chains and command output can
+    /// echo a password back, and they end up in logs, status files and Heat.
+    pub fn scrub(&self, text: &str) -> String {
+        self.secret_values().iter().fold(text.to_string(), |acc, secret| acc.replace(secret.as_str(), secret::MASK))
+    }
+
     pub fn secret_values(&self) -> Vec<String> {
         let mut c = self.clone();
         c.secrets_mut().into_iter().map(|s| s.expose().to_string()).filter(|s| s.len() >= 4).collect()
