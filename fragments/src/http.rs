@@ -97,7 +97,8 @@ impl RetryPolicy {
 
     /// How long to wait before the next attempt after `failed` failures, `elapsed` after the first
     /// attempt started; `None`: give up. A server's `Retry-After` lengthens the wait, never past the deadline.
-    fn next_delay(&self, failed: u32, elapsed: Duration, retry_after: Option<Duration>) -> Option<Duration> {
+    /// The one rule of every wait in the agent: HTTP retries, health probes, device waits.
+    pub fn next_delay(&self, failed: u32, elapsed: Duration, retry_after: Option<Duration>) -> Option<Duration> {
         if self.max_attempts.is_some_and(|max| failed >= max) {
             return None;
         }

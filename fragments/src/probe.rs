@@ -7,7 +7,7 @@
 //! the budget runs out the error holds the last probe's answer: its status and the end of its body.
 
 use crate::host::Host;
-use crate::http::{HttpError, Request, Response};
+use crate::http::{HttpError, Request, Response, RetryPolicy};
 use anyhow::{anyhow, bail, Result};
 use std::time::{Duration, Instant};
 
@@ -57,8 +57,16 @@ pub fn status_line(response: &Response) -> String {
     }
 }
 
-/// Shortest and longest pause between probes that were answered but not healthy.
-const PAUSE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
+/// The pauses between probes that were answered but not healthy: doubling from half a second to five,
+/// never past the budget.
+fn pauses(budget: &Budget) -> RetryPolicy {
+    RetryPolicy {
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(5),
+        deadline: budget.length(),
+        max_attempts: None,
+    }
+}
 
 /// Probes with `request` until `judge` calls an answer healthy and returns it; `None` when the host sent
 /// nothing (a dry run, or a rooted host, where the node's services do not run). `service` names what is
@@ -71,7 +79,8 @@ pub fn wait_until(
     budget: &Budget,
     judge: impl Fn(&Response) -> Verdict,
 ) -> Result<Option<Response>> {
-    let mut pause = PAUSE.0;
+    let pauses = pauses(budget);
+    let mut unhealthy = 0;
     let mut last = String::from("no probe finished");
     let probe = format!("{} {}", request.method, path_of(&request.url));
     loop {
@@ -93,8 +102,11 @@ pub fn wait_until(
             Verdict::Broken(why) => bail!("{service} answered {probe} with {why}"),
             Verdict::NotYet(why) => last = why,
         }
-        std::thread::sleep(pause.min(budget.remaining()));
-        pause = (pause * 2).min(PAUSE.1);
+        unhealthy += 1;
+        // None once the budget is spent: the check at the top of the loop says so.
+        if let Some(pause) = pauses.next_delay(unhealthy, budget.started.elapsed(), None) {
+            std::thread::sleep(pause);
+        }
     }
 }
 

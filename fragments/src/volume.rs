@@ -25,6 +25,7 @@
 //! is written.
 
 use crate::host::{Cmd, CommandError, FileSpec};
+use crate::http::RetryPolicy;
 use crate::step::Context;
 use anyhow::{bail, Context as _, Result};
 use std::os::unix::fs::MetadataExt;
@@ -159,14 +160,17 @@ fn find_device(ctx: &Context, id: &str) -> Result<Option<Device>> {
 pub fn wait_for_device(ctx: &Context, id: &str, what: &str) -> Result<Device> {
     check_volume_id(id, what)?;
     let wait = Duration::from_secs(ctx.config.agent.device_wait_secs);
+    let polls = RetryPolicy { initial_backoff: POLL, max_backoff: POLL, deadline: wait, max_attempts: None };
     let started = Instant::now();
     let mut last_trigger: Option<Instant> = None;
     let mut trigger_error = None;
+    let mut missed = 0;
     loop {
         if let Some(device) = find_device(ctx, id)? {
             return Ok(device);
         }
-        if started.elapsed() >= wait {
+        missed += 1;
+        if polls.next_delay(missed, started.elapsed(), None).is_none() {
             break;
         }
         if last_trigger.is_none_or(|t| t.elapsed() >= TRIGGER_EVERY) {
@@ -184,7 +188,10 @@ pub fn wait_for_device(ctx: &Context, id: &str, what: &str) -> Result<Device> {
                 Err(e) => trigger_error = Some(format!("{e:#}")),
             }
         }
-        std::thread::sleep(POLL.min(wait.saturating_sub(started.elapsed())));
+        // Counted after the trigger, which takes its own time: no sleep reaches past the wait.
+        if let Some(poll) = polls.next_delay(missed, started.elapsed(), None) {
+            std::thread::sleep(poll);
+        }
     }
     let names = by_id_names(ctx)?;
     let listed = if names.is_empty() { "nothing".to_string() } else { names.join(", ") };
