@@ -8,16 +8,18 @@
 //!
 //! Errors name the method and URL of a request but never its header values (tokens) or its body.
 
+mod proxy;
+mod retry;
+mod tls;
+
+pub use proxy::bypass_proxy;
+pub use retry::RetryPolicy;
+pub use tls::ClientIdentity;
+
 use crate::config::secret::mask_url_credentials;
-use crate::config::Secret;
-use ipnet::IpNet;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::ClientConfig;
 use std::fmt;
 use std::io::Read;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,49 +64,6 @@ impl fmt::Debug for HttpSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .finish()
-    }
-}
-
-/// When [`Client::send`] tries again: exponential backoff (doubling, capped at `max_backoff`), no attempt
-/// starts after `deadline` (counted from the first attempt) and no sleep reaches past it. An attempt that
-/// starts just before the deadline may still run for up to the request timeout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    pub deadline: Duration,
-    /// Give up after this many attempts even before the deadline; `None`: only the deadline counts.
-    pub max_attempts: Option<u32>,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            deadline: Duration::from_secs(600),
-            max_attempts: None,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The backoff after the `failed`-th failed attempt (1-based).
-    fn backoff(&self, failed: u32) -> Duration {
-        let factor = 1u32.checked_shl(failed.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
-    }
-
-    /// How long to wait before the next attempt after `failed` failures, `elapsed` after the first
-    /// attempt started; `None`: give up. A server's `Retry-After` lengthens the wait, never past the deadline.
-    /// The one rule of every wait in the agent: HTTP retries, health probes, device waits.
-    pub fn next_delay(&self, failed: u32, elapsed: Duration, retry_after: Option<Duration>) -> Option<Duration> {
-        if self.max_attempts.is_some_and(|max| failed >= max) {
-            return None;
-        }
-        let remaining = self.deadline.checked_sub(elapsed).filter(|r| !r.is_zero())?;
-        let wait = self.backoff(failed).max(retry_after.unwrap_or_default());
-        Some(wait.min(remaining))
     }
 }
 
@@ -228,51 +187,6 @@ impl fmt::Debug for Request {
             .field("timeout", &self.timeout)
             .field("destination", &self.destination)
             .finish()
-    }
-}
-
-/// The TLS identity of a request to a service of the cluster rather than of the cloud (etcd, the
-/// Kubernetes API): trust the cluster CA only (neither the system store nor the OpenStack CA) and present a
-/// client certificate. Parsed when the request is sent, so a dry run, which sends nothing, never needs the
-/// files. [`Debug`](fmt::Debug) names where the PEMs came from, never the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientIdentity {
-    /// Where the PEMs were read, for errors: `/etc/kubernetes/certs/{ca.crt,server.crt,server.key}`.
-    pub source: String,
-    pub ca_pem: String,
-    /// The client certificate, optionally followed by intermediates.
-    pub cert_pem: String,
-    pub key_pem: Secret,
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity").field("source", &self.source).finish_non_exhaustive()
-    }
-}
-
-impl ClientIdentity {
-    /// The rustls configuration for this identity.
-    fn tls_config(&self) -> Result<Arc<ClientConfig>, HttpError> {
-        let bad = |why: String| HttpError::Config(format!("TLS identity from {}: {why}", self.source));
-        let mut roots = RootCertStore::empty();
-        for (i, ca) in pem_certificates(&self.ca_pem).map_err(|e| bad(format!("CA: {e}")))?.into_iter().enumerate() {
-            roots.add(ca).map_err(|e| bad(format!("CA certificate #{} is not a usable trust anchor: {e}", i + 1)))?;
-        }
-        let chain = pem_certificates(&self.cert_pem).map_err(|e| bad(format!("client certificate: {e}")))?;
-        // The parser's own errors may quote the PEM: name the problem only.
-        let key = match rustls_pemfile::private_key(&mut self.key_pem.expose().as_bytes()) {
-            Ok(Some(key)) => key,
-            Ok(None) => return Err(bad("client key: no PEM private key found".into())),
-            Err(_) => return Err(bad("client key: unreadable PEM".into())),
-        };
-        let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HttpError::Config(format!("TLS: {e}")))?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| bad(format!("client certificate and key: {e}")))?;
-        Ok(Arc::new(config))
     }
 }
 
@@ -422,7 +336,7 @@ enum Attempt {
 
 impl Client {
     pub fn new(settings: &HttpSettings, policy: RetryPolicy) -> Result<Client, HttpError> {
-        let tls = tls_config(settings)?;
+        let tls = tls::tls_config(settings)?;
         let proxy = |which: &str, url: &str| -> Result<Option<ureq::Proxy>, HttpError> {
             if url.trim().is_empty() {
                 return Ok(None);
@@ -658,124 +572,13 @@ fn is_certificate_rejection(t: &ureq::Transport) -> bool {
     false
 }
 
-fn tls_config(settings: &HttpSettings) -> Result<Arc<ClientConfig>, HttpError> {
-    // Parsed even when verification is off so a broken bundle is reported, not silently ignored.
-    let extra = extra_ca_certs(&settings.extra_ca_pem)?;
-    // Explicit provider: a process-wide default may be unset or, with several crypto backends in the
-    // dependency tree, ambiguous.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HttpError::Config(format!("TLS: {e}")))?;
-    let config = if settings.verify_tls {
-        let mut roots = RootCertStore::empty();
-        // The system store may be missing or partly unreadable in minimal images; the extra CAs may be
-        // all this node needs, so take what loads.
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        for (i, cert) in extra.into_iter().enumerate() {
-            roots.add(cert).map_err(|e| {
-                HttpError::Config(format!("extra CA certificate #{} is not a usable trust anchor: {e}", i + 1))
-            })?;
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    } else {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider))).with_no_client_auth()
-    };
-    Ok(Arc::new(config))
-}
-
-fn extra_ca_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, HttpError> {
-    if pem.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    pem_certificates(pem).map_err(|why| HttpError::Config(format!("extra CA bundle: {why}")))
-}
-
-/// Every certificate of a PEM bundle; an error for anything else in it, or for no certificate at all.
-fn pem_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let mut certs = Vec::new();
-    for (i, item) in rustls_pemfile::read_all(&mut pem.as_bytes()).enumerate() {
-        match item.map_err(|e| format!("PEM section #{} is unreadable: {e}", i + 1))? {
-            rustls_pemfile::Item::X509Certificate(cert) => certs.push(cert),
-            _ => return Err(format!("PEM section #{} is not a certificate (a key?)", i + 1)),
-        }
-    }
-    if certs.is_empty() {
-        return Err("no PEM certificate found (expected -----BEGIN CERTIFICATE-----)".into());
-    }
-    Ok(certs)
-}
-
-/// Accepts any server certificate. Only used when `verify_tls` is false, which mirrors Magnum's
-/// `VERIFY_CA=False` (its scripts then run `curl -k`): clouds with self-signed endpoints must still be
-/// able to build clusters. Handshake signatures are still checked, so the peer at least holds the key of
-/// the certificate it shows.
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Whether `host` (a name or an IP, IPv6 with or without brackets) skips the proxy per `no_proxy`:
-/// comma-separated entries, each `*` (everything), an IP, a CIDR, or a domain matching itself and its
-/// subdomains (a leading `.` or `*.` changes nothing). Case and trailing dots are ignored.
-pub fn bypass_proxy(host: &str, no_proxy: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
-    let host_ip: Option<IpAddr> = host.parse().ok();
-    no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
-        if entry == "*" {
-            return true;
-        }
-        let bare = entry.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(net) = bare.parse::<IpNet>() {
-            return host_ip.is_some_and(|ip| net.contains(&ip));
-        }
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            return host_ip == Some(ip);
-        }
-        let domain = entry.trim_start_matches("*.").trim_start_matches('.').trim_end_matches('.').to_ascii_lowercase();
-        !domain.is_empty()
-            && host_ip.is_none()
-            && (host == domain || host.strip_suffix(&domain).is_some_and(|rest| rest.ends_with('.')))
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::tls::pem_certificates;
     use super::*;
+    use crate::config::Secret;
     use crate::test_server::TestServer;
+    use rustls::RootCertStore;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const SEC: Duration = Duration::from_secs(1);
@@ -784,80 +587,8 @@ mod tests {
         RetryPolicy { deadline, ..RetryPolicy::default() }
     }
 
-    #[test]
-    fn http_backoff_doubles_and_caps() {
-        let p = RetryPolicy::default();
-        let waits: Vec<_> = (1..=9).map(|n| p.backoff(n).as_millis()).collect();
-        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
-        assert_eq!(p.backoff(200), p.max_backoff, "no overflow on long retries");
-    }
-
-    #[test]
-    fn http_retry_never_sleeps_past_the_deadline() {
-        let p = policy(10 * SEC);
-        assert_eq!(p.next_delay(1, Duration::ZERO, None), Some(Duration::from_millis(500)));
-        assert_eq!(p.next_delay(5, Duration::from_millis(9_900), None), Some(Duration::from_millis(100)));
-        assert_eq!(p.next_delay(1, 10 * SEC, None), None);
-        assert_eq!(p.next_delay(1, 11 * SEC, None), None);
-    }
-
-    #[test]
-    fn http_retry_after_lengthens_the_wait_up_to_the_deadline() {
-        let p = policy(10 * SEC);
-        assert_eq!(p.next_delay(1, SEC, Some(3 * SEC)), Some(3 * SEC));
-        assert_eq!(p.next_delay(1, 8 * SEC, Some(60 * SEC)), Some(2 * SEC));
-        assert_eq!(p.next_delay(4, SEC, Some(Duration::ZERO)), Some(4 * SEC), "0 does not mean hammer");
-    }
-
-    #[test]
-    fn http_max_attempts_stops_early() {
-        let p = RetryPolicy { max_attempts: Some(3), ..policy(600 * SEC) };
-        assert!(p.next_delay(2, SEC, None).is_some());
-        assert_eq!(p.next_delay(3, SEC, None), None);
-    }
-
     /// Instant attempts on a virtual clock: the waits add up to exactly the deadline, the last attempt
     /// starts at it, none after.
-    #[test]
-    fn http_schedule_ends_at_the_deadline() {
-        let p = RetryPolicy { initial_backoff: SEC, max_backoff: 8 * SEC, ..policy(60 * SEC) };
-        let (mut now, mut starts) = (Duration::ZERO, vec![Duration::ZERO]);
-        while let Some(wait) = p.next_delay(starts.len() as u32, now, None) {
-            now += wait;
-            starts.push(now);
-        }
-        let secs: Vec<_> = starts.iter().map(Duration::as_secs).collect();
-        assert_eq!(secs, [0, 1, 3, 7, 15, 23, 31, 39, 47, 55, 60]);
-    }
-
-    #[test]
-    fn http_no_proxy_matching() {
-        let list = "localhost, .svc.cluster.local,example.com,*.corp.test, 10.0.0.0/8,192.168.1.5,fd00::/8,[::1]";
-        for host in [
-            "localhost",
-            "LOCALHOST.",
-            "kubernetes.default.svc.cluster.local",
-            "example.com",
-            "api.example.com",
-            "x.corp.test",
-            "corp.test",
-            "10.1.2.3",
-            "192.168.1.5",
-            "fd00::1",
-            "[fd00::1]",
-            "::1",
-        ] {
-            assert!(bypass_proxy(host, list), "{host} should bypass");
-        }
-        for host in ["notexample.com", "example.com.evil", "192.168.1.6", "11.0.0.1", "fe80::1", "svc.cluster"] {
-            assert!(!bypass_proxy(host, list), "{host} should use the proxy");
-        }
-        assert!(bypass_proxy("anything.example", " * "));
-        assert!(!bypass_proxy("anything.example", ""));
-        assert!(!bypass_proxy("anything.example", " , ,"));
-        assert!(!bypass_proxy("10.0.0.1", "0.0.10.in-addr.arpa"), "an IP host matches IP entries only");
-    }
-
     #[test]
     fn http_client_rejects_a_garbage_ca_bundle() {
         for (pem, hint) in [
@@ -874,7 +605,7 @@ mod tests {
 
     #[test]
     fn http_client_accepts_a_ca_bundle_and_bad_proxies_are_named() {
-        let ca = include_str!("../tests/fixtures/test-ca.pem");
+        let ca = include_str!("../../tests/fixtures/test-ca.pem");
         let bundle = format!("{ca}\n{ca}");
         for verify_tls in [true, false] {
             let settings = HttpSettings { extra_ca_pem: bundle.clone(), verify_tls, ..HttpSettings::default() };
@@ -1009,7 +740,7 @@ mod tests {
             let settings = HttpSettings { extra_ca_pem: extra_ca_pem.into(), verify_tls, ..HttpSettings::default() };
             Client::new(&settings, policy(10 * SEC)).unwrap()
         };
-        let ca = include_str!("../tests/fixtures/test-ca.pem");
+        let ca = include_str!("../../tests/fixtures/test-ca.pem");
         assert_eq!(client(ca, true).send(&Request::get(&url)).unwrap().body, b"ok");
         assert_eq!(client("", false).send(&Request::get(&url)).unwrap().body, b"ok", "verify_tls=false is curl -k");
         let started = Instant::now();
