@@ -33,6 +33,6 @@ pub fn for_node(config: &NodeConfig, deadline: Duration) -> Result<Client, HttpE
         log::warn(&format!(
             "{} {}: attempt {} failed ({}); retrying in {:.1?}",
             notice.method, notice.url, notice.attempt, notice.error, notice.wait
-        ))
+        ));
     }))
 }

@@ -1,5 +1,8 @@
 //! hearth-agent: the runner, its reporting and state, and the Heat signal. `main.rs` is only the CLI.
 
+// Product code fails with a message or an error, never a bare unwrap; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod client;
 pub mod input;
 pub mod log;

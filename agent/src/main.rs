@@ -1,5 +1,8 @@
 //! hearth-agent's command line. Exit codes: 0 done, 1 the run (or the signal) failed, 2 bad input.
 
+// Product code fails with a message or an error, never a bare unwrap; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hearth_agent::input::{self, LoadError, Source};

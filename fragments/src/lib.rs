@@ -1,6 +1,9 @@
 //! Hearth's node side: the node config contract, facts about the host, the one interface through which
 //! steps touch the machine, and the steps themselves (one module each, named as in the catalogue).
 
+// Product code fails with a message or an error, never a bare unwrap; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod component;
 pub mod config;
 pub mod etcd_client;

@@ -588,7 +588,7 @@ mod tests {
                 ParsedExtension::SubjectAlternativeName(san) => seen.push(format!("{} SANs", san.general_names.len())),
                 ParsedExtension::KeyUsage(ku) => seen.push(format!("KU {ku}")),
                 ParsedExtension::ExtendedKeyUsage(eku) => {
-                    seen.push(format!("EKU server={} client={}", eku.server_auth, eku.client_auth))
+                    seen.push(format!("EKU server={} client={}", eku.server_auth, eku.client_auth));
                 }
                 other => seen.push(format!("{other:?}")),
             }

@@ -2,6 +2,9 @@
 //! the Heat templates and user-data, the bundle `openstack stack create` takes, and `serve`, the
 //! certificate service nodes use.
 
+// Product code fails with a message or an error, never a bare unwrap; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod bundle;
 pub mod cidr;
 pub mod inputs;

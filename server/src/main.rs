@@ -1,5 +1,8 @@
 //! hearth-server's command line. Exit codes: 0 done, 1 failed, 2 bad input (clap's usage errors too).
 
+// Product code fails with a message or an error, never a bare unwrap; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hearth_server::bundle::{self, RenderError};
@@ -373,7 +376,7 @@ fn node_command(command: &NodeCommand) -> Result<(), Failure> {
                     println!(
                         "node {name} of cluster {uuid} was already denied (since {}); reason now {reason}",
                         denial.at
-                    )
+                    );
                 }
                 Denied::Already => println!(
                     "node {name} of cluster {uuid} was already denied (since {}, {reason}); unchanged",

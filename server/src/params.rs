@@ -184,10 +184,10 @@ pub fn magnum(inputs: &Inputs) -> BTreeMap<String, Value> {
     };
     match driver {
         Some(NetworkDriver::Flannel) => {
-            put("pods_network_cidr", json!(label_or(labels, "flannel_network_cidr", "10.100.0.0/16")))
+            put("pods_network_cidr", json!(label_or(labels, "flannel_network_cidr", "10.100.0.0/16")));
         }
         Some(NetworkDriver::Calico) => {
-            put("pods_network_cidr", json!(label_or(labels, "calico_ipv4pool", "192.168.0.0/16")))
+            put("pods_network_cidr", json!(label_or(labels, "calico_ipv4pool", "192.168.0.0/16")));
         }
         None => {}
     }

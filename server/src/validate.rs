@@ -116,7 +116,7 @@ fn template_rules(r: &mut Report, t: &ClusterTemplate, s: &crate::settings::Sett
         None => r.fail(f("coe"), "", "mandatory: kubernetes"),
         Some("kubernetes") => {}
         Some(other) if MAGNUM_COES.contains(&other) => {
-            r.fail(f("coe"), other, "Hearth renders only kubernetes clusters")
+            r.fail(f("coe"), other, "Hearth renders only kubernetes clusters");
         }
         Some(other) => r.fail(f("coe"), other, format!("not a COE: expected one of {}", MAGNUM_COES.join(", "))),
     }
@@ -204,7 +204,7 @@ fn cluster_rules(r: &mut Report, inputs: &Inputs) {
     match c.uuid.as_deref() {
         None => r.fail(f("uuid"), "", "mandatory: it names the cluster to the certificate API and in the stack name"),
         Some(uuid) if !is_uuid(uuid) => {
-            r.fail(f("uuid"), uuid, "not a UUID such as 5d12f6fd-a196-4bf0-ae4c-1f639a523a52")
+            r.fail(f("uuid"), uuid, "not a UUID such as 5d12f6fd-a196-4bf0-ae4c-1f639a523a52");
         }
         Some(_) => {}
     }
@@ -398,7 +398,7 @@ fn settings_rules(r: &mut Report, loaded: &Loaded, t: &ClusterTemplate) {
     let agent = &s.agent;
     match (agent.url.is_empty(), agent.path.is_empty()) {
         (true, true) => {
-            r.fail("settings.agent", "", "give url + sha256 (downloaded by the node) or path (on the image)")
+            r.fail("settings.agent", "", "give url + sha256 (downloaded by the node) or path (on the image)");
         }
         (false, false) => r.fail("settings.agent.path", &agent.path, "give either url + sha256 or path, not both"),
         (false, true) => {

@@ -275,7 +275,7 @@ resources:
     let nested = cluster_body("fixture-unknown-nested", 1, 600, "\n      no_such_property: 1");
     match heat.create_stack(&nested) {
         Err(e) => {
-            assert!(e.rejection_message().unwrap_or_default().contains("Unknown Property no_such_property"), "{e}")
+            assert!(e.rejection_message().unwrap_or_default().contains("Unknown Property no_such_property"), "{e}");
         }
         Ok(stack) => {
             let failed = heat.wait(&stack, &["CREATE_FAILED"], CREATE_TIMEOUT).unwrap();

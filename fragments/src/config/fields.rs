@@ -134,7 +134,7 @@ impl Slot<'_> {
     /// The value as Magnum would have written it.
     pub fn render(&self) -> String {
         match self {
-            Slot::Text(v) => v.to_string(),
+            Slot::Text(v) => (*v).clone(),
             Slot::Choice(v) => v.word().to_string(),
             Slot::Secret(v) => v.expose().to_string(),
             Slot::Bool(v) => if **v { "True" } else { "False" }.into(),

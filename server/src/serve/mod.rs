@@ -235,7 +235,7 @@ impl Service {
         if path == AGENT_PATH && matches!(request.method(), tiny_http::Method::Get | tiny_http::Method::Head) {
             return self.serve_agent(request);
         }
-        self.answer_api(request)
+        self.answer_api(request);
     }
 
     /// The agent binary: public (the node has no credentials yet), checked by its SHA-256 on the node.
