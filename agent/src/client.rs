@@ -3,7 +3,6 @@
 //! unreachable service says so on its console. The steps' requests (Keystone, Magnum) and the Heat
 //! signal differ only in their deadline.
 
-use crate::log;
 use hearth_fragments::http::{Client, HttpError, HttpSettings, RetryPolicy};
 use hearth_fragments::NodeConfig;
 use std::time::Duration;
@@ -30,9 +29,13 @@ pub fn for_node(config: &NodeConfig, deadline: Duration) -> Result<Client, HttpE
     };
     let client = Client::new(&settings, RetryPolicy { deadline, ..RetryPolicy::default() })?;
     Ok(client.on_retry(|notice| {
-        log::warn(&format!(
+        tracing::warn!(
             "{} {}: attempt {} failed ({}); retrying in {:.1?}",
-            notice.method, notice.url, notice.attempt, notice.error, notice.wait
-        ));
+            notice.method,
+            notice.url,
+            notice.attempt,
+            notice.error,
+            notice.wait
+        );
     }))
 }

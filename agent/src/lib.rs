@@ -5,7 +5,6 @@
 
 pub mod client;
 pub mod input;
-pub mod log;
 pub mod report;
 pub mod runner;
 pub mod signal;

@@ -6,7 +6,6 @@
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hearth_agent::input::{self, LoadError, Source};
-use hearth_agent::log;
 use hearth_agent::runner::{self, RunOptions};
 use hearth_agent::signal::SignalBody;
 use hearth_agent::state::{RunState, StateDir};
@@ -117,11 +116,12 @@ impl From<OsArg> for OsFamily {
 struct BadInput(String);
 
 fn main() -> ExitCode {
+    hearth_fragments::log::init();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            log::error(&format!("{e:#}"));
+            tracing::error!("{e:#}");
             if e.downcast_ref::<BadInput>().is_some() || e.downcast_ref::<LoadError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -160,7 +160,7 @@ fn load_for_run(input: &InputArgs, signal_on_failure: bool) -> Result<NodeConfig
     match input::load(&source, input.role) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
-                log::warn(warning);
+                tracing::warn!("{}", warning);
             }
             Ok(loaded.config)
         }
@@ -216,7 +216,7 @@ fn validate(input: &InputArgs) -> Result<ExitCode> {
     match input::load(&source, input.role) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
-                log::warn(warning);
+                tracing::warn!("{}", warning);
             }
             hearth_agent::say!("{}", native::render(&loaded.config.masked()).trim_end_matches('\n'));
             Ok(ExitCode::SUCCESS)

@@ -2,7 +2,6 @@
 //! the Heat signal as the last thing, whatever happened before it.
 
 use crate::client;
-use crate::log;
 use crate::report::{self, StepRecord, StepResult};
 use crate::signal::{self, SignalBody};
 use crate::state::{self, RunState, StateDir, Status};
@@ -65,7 +64,7 @@ impl Run<'_> {
         }
         if let Some(state) = &self.state {
             if let Err(e) = state.event(&event) {
-                log::warn(&format!("could not record an event: {e:#}"));
+                tracing::warn!("could not record an event: {e:#}");
             }
         }
     }
@@ -74,7 +73,7 @@ impl Run<'_> {
         self.status.duration_ms = self.started.elapsed().as_millis() as u64;
         if let Some(state) = &self.state {
             if let Err(e) = state.write_status(&self.status) {
-                log::warn(&format!("could not write the status file: {e:#}"));
+                tracing::warn!("could not write the status file: {e:#}");
             }
         }
     }
@@ -129,7 +128,7 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
     run.save();
     let summary = report::summary(&run.status.steps, run.status.duration_ms);
     match &run.status.failure {
-        Some(reason) => log::error(&format!("run failed: {reason}")),
+        Some(reason) => tracing::error!("run failed: {reason}"),
         None if !options.json => crate::say!("{} {}: {summary}", config.role, run.status.node),
         None => {}
     }
@@ -226,7 +225,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn send_signal(run: &mut Run, summary: &str) {
     let config = run.config;
     if config.signal.endpoint.is_empty() {
-        log::warn("the config has no wait-condition endpoint: Heat is not told how this run went");
+        tracing::warn!("the config has no wait-condition endpoint: Heat is not told how this run went");
         return;
     }
     let id = signal::node_signal_id(Some(run.config), &run.status.node);

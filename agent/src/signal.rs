@@ -6,7 +6,6 @@
 //! with the reason in `stack_status_reason`.
 
 use crate::client;
-use crate::log;
 use crate::state::SignalRecord;
 use hearth_fragments::config::NodeConfig;
 use hearth_fragments::http::{Client, HttpError, Request};
@@ -157,12 +156,12 @@ pub fn deliver(config: &NodeConfig, endpoint: &str, token: &str, body: SignalBod
         .and_then(|client| send(&client, endpoint, token, &body).map_err(anyhow::Error::from));
     let (sent, error) = match result {
         Ok(sent) => {
-            log::info(&format!("signalled {:?} to Heat", body.status));
+            tracing::info!("signalled {:?} to Heat", body.status);
             (Some(sent), None)
         }
         Err(e) => {
             let message = config.scrub(&format!("{e:#}"));
-            log::error(&format!("could not signal Heat: {message}"));
+            tracing::error!("could not signal Heat: {message}");
             (None, Some(message))
         }
     };

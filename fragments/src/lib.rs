@@ -12,6 +12,7 @@ pub mod host;
 pub mod http;
 pub mod kube;
 pub mod kube_api;
+pub mod log;
 pub mod manifests;
 pub mod openstack;
 pub mod paths;

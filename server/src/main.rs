@@ -203,6 +203,7 @@ impl Inputs {
 }
 
 fn main() -> ExitCode {
+    hearth_fragments::log::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { inputs, settings } => validate_command(&inputs, settings),
@@ -214,11 +215,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(e)) => {
-            serve::audit::error(&format!("{e:#}"));
+            tracing::error!("{e:#}");
             ExitCode::from(2)
         }
         Err(Failure::Run(e)) => {
-            serve::audit::error(&format!("{e:#}"));
+            tracing::error!("{e:#}");
             ExitCode::from(1)
         }
         Err(Failure::Invalid(errors)) => {
@@ -279,12 +280,12 @@ fn render_command(
 fn serve_command(args: ServeArgs) -> Result<(), Failure> {
     let settings = serve_settings(args).map_err(Failure::Input)?;
     let server = serve::Server::bind(&settings).map_err(Failure::Run)?;
-    serve::audit::info(&format!(
+    tracing::info!(
         "hearth-server: listening on http://{} (state {}, Keystone {})",
         server.local_addr(),
         settings.state_dir.display(),
         settings.keystone.url
-    ));
+    );
     server.run().map_err(Failure::Run)
 }
 
@@ -350,7 +351,7 @@ fn ca_init(args: &CaInitArgs) -> Result<(), Failure> {
         args.ca_validity_days,
     )
     .map_err(Failure::Run)?;
-    serve::audit::info(&format!("hearth-server: CA of cluster {}: {}", args.cluster, path.display()));
+    tracing::info!("hearth-server: CA of cluster {}: {}", args.cluster, path.display());
     print!("{pem}");
     Ok(())
 }
@@ -391,7 +392,7 @@ fn node_command(command: &NodeCommand) -> Result<(), Failure> {
         NodeCommand::List(_) => {
             let list = deny::list(&state, &uuid).map_err(failure)?;
             if list.is_empty() {
-                serve::audit::info(&format!("no node of cluster {uuid} is denied"));
+                tracing::info!("no node of cluster {uuid} is denied");
             }
             for (name, denial) in list.iter() {
                 // One line per node even for a reason edited in by hand.

@@ -512,6 +512,8 @@ impl Cluster {
     /// Renders `spec`, starts its services and creates the stack; returns once Heat has made every server
     /// (with its user-data) and waits for the nodes.
     pub fn create(spec: Spec) -> Result<Cluster> {
+        // serve runs in this process: its decisions go to the test's stderr, as a real serve's go to its.
+        hearth_fragments::log::init();
         let kubernetes = kubernetes::release(spec.release)?;
         let heat = Heat::start_with(HeatOptions { public_host: Some(STANDIN_GATEWAY) })?;
         let keystone = Keystone::shared()?;

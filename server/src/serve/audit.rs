@@ -1,54 +1,11 @@
-//! The server's log: one line per decision on stderr, in a form journald understands (under systemd,
-//! `JOURNAL_STREAM` set, each line starts with its syslog priority, `<6>`).
+//! The server's audit: one log line per decision (through `hearth_fragments::log`, the agent's logger
+//! too: stderr, journald's priorities).
 //!
 //! A decision line holds `key=value` pairs; values that come from callers (CSR subjects, SANs) are
 //! quoted with Rust's escaping, so a CN holding a newline cannot forge a second line. Tokens, passwords
 //! and keys are never part of a line: nothing here is given them.
 
-use std::fmt::{self, Write as _};
-use std::sync::OnceLock;
-
-#[derive(Clone, Copy, Debug)]
-enum Priority {
-    Error = 3,
-    Warning = 4,
-    Info = 6,
-}
-
-fn under_journald() -> bool {
-    static JOURNALD: OnceLock<bool> = OnceLock::new();
-    *JOURNALD.get_or_init(|| std::env::var_os("JOURNAL_STREAM").is_some())
-}
-
-fn log(priority: Priority, message: &str) {
-    let prefix = if under_journald() {
-        format!("<{}>", priority as u8)
-    } else {
-        match priority {
-            Priority::Error => "error: ".to_string(),
-            Priority::Warning => "warning: ".to_string(),
-            Priority::Info => String::new(),
-        }
-    };
-    // One write per line keeps lines from concurrent workers whole.
-    let mut text = String::new();
-    for line in message.lines() {
-        let _ = writeln!(text, "{prefix}{line}");
-    }
-    eprint!("{text}");
-}
-
-pub fn info(message: &str) {
-    log(Priority::Info, message);
-}
-
-pub fn warn(message: &str) {
-    log(Priority::Warning, message);
-}
-
-pub fn error(message: &str) {
-    log(Priority::Error, message);
-}
+use std::fmt;
 
 /// One request's outcome.
 #[derive(Debug, Default)]
@@ -103,8 +60,8 @@ impl fmt::Display for Decision {
 pub fn decision(decision: &Decision) {
     let line = decision.to_string();
     match decision.decision {
-        "failed" => error(&line),
-        _ => info(&line),
+        "failed" => tracing::error!("{line}"),
+        _ => tracing::info!("{line}"),
     }
 }
 

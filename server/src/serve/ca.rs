@@ -203,7 +203,7 @@ fn tighten_key_mode(key_path: &Path) -> Result<()> {
     if mode & 0o077 != 0 {
         file.set_permissions(Permissions::from_mode(KEY_MODE))
             .with_context(|| format!("narrowing the mode of {}", key_path.display()))?;
-        super::audit::warn(&format!("{} had mode {mode:04o}; set to {KEY_MODE:04o}", key_path.display()));
+        tracing::warn!("{} had mode {mode:04o}; set to {KEY_MODE:04o}", key_path.display());
     }
     Ok(())
 }

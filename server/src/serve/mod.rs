@@ -91,11 +91,11 @@ impl Server {
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect::<String>();
-                audit::info(&format!(
+                tracing::info!(
                     "hearth-server: serving {} ({} bytes, sha256 {sha256}) at {AGENT_PATH}",
                     path.display(),
                     bytes.len()
-                ));
+                );
                 Some(Agent { bytes, sha256 })
             }
         };
