@@ -587,8 +587,6 @@ mod tests {
         RetryPolicy { deadline, ..RetryPolicy::default() }
     }
 
-    /// Instant attempts on a virtual clock: the waits add up to exactly the deadline, the last attempt
-    /// starts at it, none after.
     #[test]
     fn http_client_rejects_a_garbage_ca_bundle() {
         for (pem, hint) in [

@@ -88,6 +88,8 @@ mod tests {
         assert_eq!(p.next_delay(3, SEC, None), None);
     }
 
+    /// Instant attempts on a virtual clock: the waits add up to exactly the deadline, the last attempt
+    /// starts at it, none after.
     #[test]
     fn http_schedule_ends_at_the_deadline() {
         let p = RetryPolicy { initial_backoff: SEC, max_backoff: 8 * SEC, ..policy(60 * SEC) };
