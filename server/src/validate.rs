@@ -34,7 +34,7 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = {:?}: {}", self.field, self.value, self.reason)
+        write!(f, "{} = {}: {}", self.field, hearth_fragments::config::shown_value(&self.value), self.reason)
     }
 }
 
@@ -111,6 +111,13 @@ fn template_rules(r: &mut Report, t: &ClusterTemplate, s: &crate::settings::Sett
         if let Some(v) = value {
             length(r, &f(name), v);
         }
+    }
+    if let Some(driver) = t.docker_storage_driver.as_deref().filter(|d| d.parse::<StorageDriverChoice>().is_err()) {
+        r.fail(
+            f("docker_storage_driver"),
+            driver,
+            format!("must be one of {}", StorageDriverChoice::WORDS[1..].join(", ")),
+        );
     }
     match t.coe.as_deref() {
         None => r.fail(f("coe"), "", "mandatory: kubernetes"),
@@ -220,13 +227,6 @@ fn cluster_rules(r: &mut Report, inputs: &Inputs) {
     }
     if let Some(size) = c.docker_volume_size.filter(|s| *s < 0) {
         r.fail(f("docker_volume_size"), size, "must be at least 1 (GB), or 0 for the template's");
-    }
-    if let Some(driver) = t.docker_storage_driver.as_deref().filter(|d| d.parse::<StorageDriverChoice>().is_err()) {
-        r.fail(
-            f("docker_storage_driver"),
-            driver,
-            format!("must be one of {}", StorageDriverChoice::WORDS[1..].join(", ")),
-        );
     }
     if t.docker_storage_driver.as_deref() == Some(StorageDriverChoice::Devicemapper.word()) {
         let size = inputs.effective.docker_volume_size;

@@ -217,3 +217,24 @@ fn a_secret_label_is_never_echoed() {
     });
     assert!(!format!("{errors:?}").contains("hunter2"));
 }
+
+/// A refused value is shown by its head and its length, and the two new choice checks name their
+/// field: the storage driver Magnum's API refuses, and the node's own runtime words.
+#[test]
+fn refused_values_are_shown_short_and_choices_use_the_nodes_words() {
+    let (mut t, c, s) = examples();
+    t.docker_storage_driver = Some("btrfs".into());
+    label(&mut t, "flannel_backend", &"v".repeat(70_000));
+    label(&mut t, "container_runtime", "host-docker");
+    let report = validate(&t, &c, Some(&s));
+    let shown: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("cluster_template.docker_storage_driver = \"btrfs\": must be one of overlay2")),
+        "{shown:?}"
+    );
+    let long = shown.iter().find(|e| e.contains("flannel_backend")).unwrap();
+    assert!(long.len() < 400 && long.contains("(70000 characters, 70000 bytes)"), "{} bytes: {long:.200}", long.len());
+}

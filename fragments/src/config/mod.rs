@@ -23,7 +23,7 @@ use std::str::FromStr;
 pub use choices::{
     CgroupDriver, FlannelBackend, IngressController, NetworkDriver, RuntimeChoice, SelinuxMode, StorageDriverChoice,
 };
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{shown_value, ConfigError, ConfigErrors};
 pub use secret::Secret;
 /// The rules every config must keep, whichever format it came in: for a renderer to check the config it
 /// writes before a node refuses it.
