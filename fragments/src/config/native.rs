@@ -59,11 +59,18 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeCo
     }
     let mut probe = probe;
     let mut errors = take_wrong_choices(&mut probe);
-    let config: NodeConfig = if is_json || !errors.is_empty() {
-        serde_json::from_value(probe).map_err(|e| fail("(document)", String::new(), e.to_string()))?
-    } else {
-        serde_yaml::from_str(text).map_err(|e| fail("(document)", String::new(), e.to_string()))?
-    };
+    // The typed parse names the field that failed and shows its value, which serde alone does not.
+    let config: NodeConfig = serde_path_to_error::deserialize(probe.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let pointer = format!("/{}", path.replace('.', "/"));
+        let value = match probe.pointer(&pointer) {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let key = if path == "." { "(document)".to_string() } else { path };
+        fail(&key, value, e.into_inner().to_string())
+    })?;
     if let Some(cli) = role.filter(|r| *r != config.role) {
         return Err(fail(
             "role",
@@ -107,6 +114,17 @@ mod tests {
         let v2 = text.replacen("\"version\": 1", "\"version\": 2", 1);
         assert!(parse(&v2, "t", None).unwrap_err().to_string().contains("unsupported"));
         assert!(parse(&text, "t", Some(Role::Master)).unwrap_err().to_string().contains("--role"));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_field() {
+        let text =
+            render(&NodeConfig::new(Role::Minion)).replacen("\"public_ip\": null", "\"public_ip\": \"10.0.0\"", 1);
+        let err = parse(&text, "t", None).unwrap_err().to_string();
+        assert!(err.contains("node.public_ip = \"10.0.0\": invalid IP address syntax"), "{err}");
+        let yaml = "version: 1\nrole: minion\nruntime:\n  volume:\n    size: twenty\n";
+        let err = parse(yaml, "t", None).unwrap_err().to_string();
+        assert!(err.contains("runtime.volume.size = \"twenty\": invalid type"), "{err}");
     }
 
     #[test]
