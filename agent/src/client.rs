@@ -27,7 +27,7 @@ pub fn for_node(config: &NodeConfig, deadline: Duration) -> Result<Client, HttpE
         no_proxy: config.no_proxy(),
         ..HttpSettings::default()
     };
-    let client = Client::new(&settings, RetryPolicy { deadline, ..RetryPolicy::default() })?;
+    let client = Client::new(&settings, RetryPolicy::within(deadline))?;
     Ok(client.on_retry(|notice| {
         tracing::warn!(
             "{} {}: attempt {} failed ({}); retrying in {:.1?}",

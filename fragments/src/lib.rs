@@ -6,6 +6,7 @@
 
 pub mod component;
 pub mod config;
+pub mod digest;
 pub mod etcd_client;
 pub mod facts;
 pub mod host;

@@ -28,7 +28,7 @@ pub fn kubelet_path(tag: &str, arch: &str) -> String {
 
 fn sha256_of(path: &std::path::Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hearth_fragments::digest::sha256_hex(&bytes))
 }
 
 impl Downloads {

@@ -6,7 +6,7 @@
 //! | fedora-atomic | `atomic install --system --system-package=no --storage ostree --name=<name> <image>`, as Magnum: atomic writes the unit from the image's own template, the image's entrypoint reads the config files | [`atomic::Atomic`] |
 //! | fedora-coreos | a unit whose `ExecStart` is `podman run --net=host …` (Magnum's Fedora CoreOS driver did the same) | [`units::Podman`] |
 //! | debian | a unit that runs the image through the node's runtime: `docker run` on docker, `ctr run` on containerd | [`units::Docker`], [`units::Ctr`] |
-//! | fedora-coreos, debian: a component without an image | a unit that runs the host's program | [`units::Host`] |
+//! | fedora-coreos, debian: a component without an image | a unit that runs the host's program | [`units::HostProgram`] |
 //!
 //! The unit runtimes pass a component's program and its [`ArgsFrom`] variable as the container's command
 //! (upstream's images), or run the image's own entrypoint (Magnum's).
@@ -136,7 +136,7 @@ pub fn apply(ctx: &Context, runtime: &dyn ComponentRuntime, components: &[Compon
     let mut restart = Vec::new();
     let mut reload = false;
     for component in components {
-        let runtime = if component.image.is_some() { runtime } else { &units::Host };
+        let runtime = if component.image.is_some() { runtime } else { &units::HostProgram };
         let installed = runtime
             .install(ctx, component)
             .with_context(|| format!("installing {} as {}", component.unit(), runtime.describe()))?;

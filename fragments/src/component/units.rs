@@ -2,7 +2,7 @@
 //! (Fedora CoreOS), `docker run` or `ctr run` (Debian, by the node's runtime). Each unit removes a
 //! container left over by a crash before it starts, restarts the component whenever it exits, and gives
 //! the first start ten minutes for the image pull. A component without an image runs its program on the
-//! host ([`Host`]), in the same kind of unit.
+//! host ([`HostProgram`]), in the same kind of unit.
 
 use super::{ArgsFrom, Component, ComponentRuntime, Installed, Mount};
 use crate::host::{FileSpec, Outcome};
@@ -287,9 +287,9 @@ impl ComponentRuntime for Ctr {
 
 /// A program of the host, as its unit's main process: `args` is the command line.
 #[derive(Debug)]
-pub struct Host;
+pub struct HostProgram;
 
-impl Client for Host {
+impl Client for HostProgram {
     fn origin(&self, component: &Component) -> String {
         let program = component.args.first().map_or("", String::as_str);
         format!("{}, {program} run on the host", component.name)
@@ -308,7 +308,7 @@ impl Client for Host {
     }
 }
 
-impl ComponentRuntime for Host {
+impl ComponentRuntime for HostProgram {
     fn describe(&self) -> &'static str {
         "a unit of the host's program"
     }

@@ -60,7 +60,7 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeCo
     let mut probe = probe;
     let mut errors = take_wrong_choices(&mut probe);
     // The typed parse names the field that failed and shows its value, which serde alone does not.
-    let config: NodeConfig = serde_path_to_error::deserialize(probe.clone()).map_err(|e| {
+    let config: NodeConfig = serde_path_to_error::deserialize(&probe).map_err(|e| {
         let path = e.path().to_string();
         let pointer = format!("/{}", path.replace('.', "/"));
         let value = match probe.pointer(&pointer) {

@@ -81,7 +81,7 @@ pub struct Request {
     /// the client's): a wait with its own budget, such as the health step's.
     pub deadline: Option<Duration>,
     /// Bound on each attempt instead of the client's request timeout: a download of a large program.
-    pub timeout: Option<Duration>,
+    pub attempt_timeout: Option<Duration>,
     /// Who answers, which decides whether a rooted host sends it: see [`Host::http`](crate::host::Host::http).
     pub destination: Destination,
 }
@@ -110,7 +110,7 @@ impl Request {
             body: None,
             identity: None,
             deadline: None,
-            timeout: None,
+            attempt_timeout: None,
             destination: Destination::Remote,
         }
     }
@@ -160,7 +160,7 @@ impl Request {
 
     /// Each attempt may take up to `timeout`, instead of the client's request timeout.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.attempt_timeout = Some(timeout);
         self
     }
 
@@ -184,7 +184,7 @@ impl fmt::Debug for Request {
             .field("body_bytes", &self.body.as_ref().map(Vec::len))
             .field("identity", &self.identity.as_ref().map(|i| i.source.as_str()))
             .field("deadline", &self.deadline)
-            .field("timeout", &self.timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
             .field("destination", &self.destination)
             .finish()
     }
@@ -480,7 +480,7 @@ const MAX_RESERVED_BODY: usize = 256 << 20;
 
 fn attempt(agent: &ureq::Agent, req: &Request, shown_url: &str) -> Attempt {
     let mut call = req.headers.iter().fold(agent.request(&req.method, &req.url), |call, (n, v)| call.set(n, v));
-    if let Some(timeout) = req.timeout {
+    if let Some(timeout) = req.attempt_timeout {
         call = call.timeout(timeout);
     }
     let result = match &req.body {
@@ -582,10 +582,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const SEC: Duration = Duration::from_secs(1);
-
-    fn policy(deadline: Duration) -> RetryPolicy {
-        RetryPolicy { deadline, ..RetryPolicy::default() }
-    }
 
     #[test]
     fn http_client_rejects_a_garbage_ca_bundle() {
@@ -736,7 +732,7 @@ mod tests {
         let (url, served) = serve_tls();
         let client = |extra_ca_pem: &str, verify_tls| {
             let settings = HttpSettings { extra_ca_pem: extra_ca_pem.into(), verify_tls, ..HttpSettings::default() };
-            Client::new(&settings, policy(10 * SEC)).unwrap()
+            Client::new(&settings, RetryPolicy::within(10 * SEC)).unwrap()
         };
         let ca = include_str!("../../tests/fixtures/test-ca.pem");
         assert_eq!(client(ca, true).send(&Request::get(&url)).unwrap().body, b"ok");
@@ -824,7 +820,7 @@ mod tests {
         let cluster = pki("cluster CA", "kubernetes");
         let url = serve_mutual_tls(&cluster);
         // The client's own settings trust nothing the server has: only the identity's CA can work.
-        let client = Client::new(&HttpSettings::default(), policy(10 * SEC)).unwrap();
+        let client = Client::new(&HttpSettings::default(), RetryPolicy::within(10 * SEC)).unwrap();
         let answer = client.send(&Request::get(&url).with_identity(identity(&cluster.ca, &cluster.client))).unwrap();
         assert_eq!((answer.status, answer.body.as_slice()), (200, &b"kubernetes"[..]));
 
@@ -847,7 +843,7 @@ mod tests {
     #[test]
     fn http_a_broken_identity_is_named_without_its_key() {
         let cluster = pki("cluster CA", "kubernetes");
-        let client = Client::new(&HttpSettings::default(), policy(10 * SEC)).unwrap();
+        let client = Client::new(&HttpSettings::default(), RetryPolicy::within(10 * SEC)).unwrap();
         let send = |identity: ClientIdentity| {
             let err = client.send(&Request::get("https://127.0.0.1:1/").with_identity(identity)).unwrap_err();
             assert!(matches!(err, HttpError::Config(_)), "{err:?}");
@@ -870,7 +866,7 @@ mod tests {
     fn http_a_request_deadline_replaces_the_clients() {
         let server = serve(&[(503, "")]);
         let url = server.url("/");
-        let client = Client::new(&HttpSettings::default(), policy(600 * SEC)).unwrap();
+        let client = Client::new(&HttpSettings::default(), RetryPolicy::within(600 * SEC)).unwrap();
         let started = Instant::now();
         let err = client.send(&Request::get(&url).retry_within(Duration::from_millis(1200))).unwrap_err();
         let HttpError::GaveUp { attempts, .. } = err else { panic!("{err:?}") };
@@ -888,7 +884,7 @@ mod tests {
         let via = |no_proxy: &str| {
             let settings =
                 HttpSettings { http_proxy: proxy_url.clone(), no_proxy: no_proxy.into(), ..HttpSettings::default() };
-            Client::new(&settings, policy(5 * SEC))
+            Client::new(&settings, RetryPolicy::within(5 * SEC))
                 .unwrap()
                 .send(&Request::get(format!("{target}x?y=1")))
                 .unwrap()

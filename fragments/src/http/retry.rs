@@ -27,6 +27,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The default backoff, giving up `deadline` after the first attempt.
+    pub fn within(deadline: Duration) -> RetryPolicy {
+        RetryPolicy { deadline, ..RetryPolicy::default() }
+    }
+
     /// The backoff after the `failed`-th failed attempt (1-based).
     fn backoff(&self, failed: u32) -> Duration {
         let factor = 1u32.checked_shl(failed.saturating_sub(1)).unwrap_or(u32::MAX);
@@ -52,10 +57,6 @@ mod tests {
 
     const SEC: Duration = Duration::from_secs(1);
 
-    fn policy(deadline: Duration) -> RetryPolicy {
-        RetryPolicy { deadline, ..RetryPolicy::default() }
-    }
-
     #[test]
     fn http_backoff_doubles_and_caps() {
         let p = RetryPolicy::default();
@@ -66,7 +67,7 @@ mod tests {
 
     #[test]
     fn http_retry_never_sleeps_past_the_deadline() {
-        let p = policy(10 * SEC);
+        let p = RetryPolicy::within(10 * SEC);
         assert_eq!(p.next_delay(1, Duration::ZERO, None), Some(Duration::from_millis(500)));
         assert_eq!(p.next_delay(5, Duration::from_millis(9_900), None), Some(Duration::from_millis(100)));
         assert_eq!(p.next_delay(1, 10 * SEC, None), None);
@@ -75,7 +76,7 @@ mod tests {
 
     #[test]
     fn http_retry_after_lengthens_the_wait_up_to_the_deadline() {
-        let p = policy(10 * SEC);
+        let p = RetryPolicy::within(10 * SEC);
         assert_eq!(p.next_delay(1, SEC, Some(3 * SEC)), Some(3 * SEC));
         assert_eq!(p.next_delay(1, 8 * SEC, Some(60 * SEC)), Some(2 * SEC));
         assert_eq!(p.next_delay(4, SEC, Some(Duration::ZERO)), Some(4 * SEC), "0 does not mean hammer");
@@ -83,7 +84,7 @@ mod tests {
 
     #[test]
     fn http_max_attempts_stops_early() {
-        let p = RetryPolicy { max_attempts: Some(3), ..policy(600 * SEC) };
+        let p = RetryPolicy { max_attempts: Some(3), ..RetryPolicy::within(600 * SEC) };
         assert!(p.next_delay(2, SEC, None).is_some());
         assert_eq!(p.next_delay(3, SEC, None), None);
     }
@@ -92,7 +93,7 @@ mod tests {
     /// starts at it, none after.
     #[test]
     fn http_schedule_ends_at_the_deadline() {
-        let p = RetryPolicy { initial_backoff: SEC, max_backoff: 8 * SEC, ..policy(60 * SEC) };
+        let p = RetryPolicy { initial_backoff: SEC, max_backoff: 8 * SEC, ..RetryPolicy::within(60 * SEC) };
         let (mut now, mut starts) = (Duration::ZERO, vec![Duration::ZERO]);
         while let Some(wait) = p.next_delay(starts.len() as u32, now, None) {
             now += wait;

@@ -15,6 +15,7 @@
 //! it would make.
 
 use crate::config::NodeConfig;
+use crate::digest::sha256_hex;
 use crate::host::{Cmd, FileSpec};
 use crate::http::{Destination, Request};
 use crate::step::Context;
@@ -77,10 +78,6 @@ fn reports_release(ctx: &Context, path: &str, tag: &str) -> Result<Option<bool>>
         // A program that does not run is not the kubelet this node needs.
         Err(_) => Ok(Some(false)),
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Makes [`PROGRAM`] the kubelet of the node's release, fetching it if it has to.
@@ -255,6 +252,15 @@ mod tests {
         ensure_on(&host, &config("", "")).unwrap();
         let link = root.path().join(PROGRAM.trim_start_matches('/'));
         assert_eq!(std::fs::read_link(&link).unwrap(), Path::new(IMAGE_KUBELET));
+
+        // A configured URL wins over the image's kubelet: fetched, and written over the link only.
+        let fetched = b"#!/bin/sh\necho Kubernetes v1.34.4 from the mirror\n".to_vec();
+        let mirror = site(vec![("/kubelet", fetched.clone())]);
+        ensure_on(&host, &config(&mirror.url("/kubelet"), &sha256_hex(&fetched))).unwrap();
+        assert_eq!(mirror.asked(), ["/kubelet"]);
+        assert!(!std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&link).unwrap(), fetched);
+        assert_eq!(std::fs::read(&image).unwrap(), KUBELET, "the image's kubelet is left as it is");
     }
 
     #[test]

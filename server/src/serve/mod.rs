@@ -86,11 +86,7 @@ impl Server {
             None => None,
             Some(path) => {
                 let bytes = std::fs::read(path).with_context(|| format!("reading the agent {}", path.display()))?;
-                let sha256 = ring::digest::digest(&ring::digest::SHA256, &bytes)
-                    .as_ref()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>();
+                let sha256 = hearth_fragments::digest::sha256_hex(&bytes);
                 tracing::info!(
                     "hearth-server: serving {} ({} bytes, sha256 {sha256}) at {AGENT_PATH}",
                     path.display(),
