@@ -22,12 +22,13 @@
 //! - the etcd volume follows the *effective* labels (Magnum read the template's labels for the environment
 //!   but the cluster's for the size, inventory §5.6).
 
-use crate::cidr;
+use crate::cidr::NetworkLabel;
 use crate::inputs::Inputs;
-use crate::model::{Cluster, ClusterTemplate, Effective, Labels};
+use crate::model::{Cluster, ClusterTemplate, Effective};
 use crate::settings::Loaded;
 use hearth_fragments::config::fields::{parse_bool, slots, STEIN_MASTER_KEYS, STEIN_MINION_KEYS};
 use hearth_fragments::config::{NetworkDriver, NodeConfig, Role, StorageDriverChoice};
+use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -184,10 +185,10 @@ pub fn magnum(inputs: &Inputs) -> BTreeMap<String, Value> {
     };
     match driver {
         Some(NetworkDriver::Flannel) => {
-            put("pods_network_cidr", json!(label_or(labels, "flannel_network_cidr", "10.100.0.0/16")));
+            put("pods_network_cidr", json!(NetworkLabel::FlannelNetwork.text(labels)));
         }
         Some(NetworkDriver::Calico) => {
-            put("pods_network_cidr", json!(label_or(labels, "calico_ipv4pool", "192.168.0.0/16")));
+            put("pods_network_cidr", json!(NetworkLabel::CalicoPool.text(labels)));
         }
         None => {}
     }
@@ -200,10 +201,6 @@ pub fn magnum(inputs: &Inputs) -> BTreeMap<String, Value> {
     put("kube_service_account_private_key", json!(s.service_account_private_key.expose()));
     put("project_id", json!(c.project_id.clone().unwrap_or_default()));
     p
-}
-
-fn label_or(labels: &Labels, name: &str, default: &str) -> String {
-    labels.get(name).filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| default.to_string())
 }
 
 /// Which optional parts of `cluster.yaml` a cluster uses (Magnum chose environment files, inventory §5.6;
@@ -267,7 +264,7 @@ pub fn heat(inputs: &Inputs, magnum: &BTreeMap<String, Value>) -> Map<String, Va
     p.insert("external_network".into(), json!(text("external_network")));
     p.insert("fixed_network".into(), json!(text("fixed_network")));
     p.insert("fixed_subnet".into(), json!(text("fixed_subnet")));
-    p.insert("fixed_network_cidr".into(), json!(label_or(labels, "fixed_network_cidr", "10.0.0.0/24")));
+    p.insert("fixed_network_cidr".into(), json!(NetworkLabel::FixedNetwork.text(labels)));
     p.insert("dns_nameserver".into(), json!(text("dns_nameserver")));
     p.insert("availability_zone".into(), json!(text("availability_zone")));
     p.insert("nodes_affinity_policy".into(), json!(text("nodes_affinity_policy")));
@@ -399,7 +396,7 @@ pub fn node(role: Role, inputs: &Inputs, magnum: &BTreeMap<String, Value>) -> Re
         config.runtime.storage_driver = StorageDriverChoice::Overlay2;
     }
     if !labels.contains_key("dns_service_ip") {
-        match tenth_address(&config.network.services_cidr.to_string()) {
+        match tenth_address(&config.network.services_cidr) {
             Some(ip) => config.kubernetes.dns_service_ip = ip,
             None => errors
                 .push(format!("service CIDR {} has no tenth address for cluster DNS", config.network.services_cidr)),
@@ -413,8 +410,7 @@ pub fn node(role: Role, inputs: &Inputs, magnum: &BTreeMap<String, Value>) -> Re
 }
 
 /// The tenth address of a CIDR (10.254.0.0/16 → 10.254.0.10), Kubernetes' conventional DNS service IP.
-fn tenth_address(cidr: &str) -> Option<IpAddr> {
-    let net = cidr::parse(cidr).ok()?;
+fn tenth_address(net: &IpNet) -> Option<IpAddr> {
     let ip = match net.network() {
         IpAddr::V4(base) => IpAddr::from(u32::from(base).checked_add(10)?.to_be_bytes()),
         IpAddr::V6(base) => IpAddr::from(u128::from(base).checked_add(10)?.to_be_bytes()),
@@ -472,8 +468,8 @@ mod tests {
 
     #[test]
     fn the_dns_service_ip_follows_the_service_cidr() {
-        assert_eq!(tenth_address("10.254.0.0/16"), Some("10.254.0.10".parse().unwrap()));
-        assert_eq!(tenth_address("172.30.0.0/24"), Some("172.30.0.10".parse().unwrap()));
-        assert_eq!(tenth_address("fd00:10::/108"), Some("fd00:10::a".parse().unwrap()));
+        assert_eq!(tenth_address(&"10.254.0.0/16".parse().unwrap()), Some("10.254.0.10".parse().unwrap()));
+        assert_eq!(tenth_address(&"172.30.0.0/24".parse().unwrap()), Some("172.30.0.10".parse().unwrap()));
+        assert_eq!(tenth_address(&"fd00:10::/108".parse().unwrap()), Some("fd00:10::a".parse().unwrap()));
     }
 }

@@ -3,7 +3,7 @@
 //! CIDRs that do not overlap, proxies that are URLs, and settings nodes can use. Every broken rule is
 //! reported, each with the field, the value and the reason.
 
-use crate::cidr;
+use crate::cidr::{self, NetworkLabel};
 use crate::inputs::Inputs;
 use crate::model::{Cluster, ClusterTemplate, Labels};
 use crate::settings::{Loaded, Settings};
@@ -11,7 +11,7 @@ use hearth_fragments::config::fields::parse_bool;
 use hearth_fragments::config::{
     CgroupDriver, FlannelBackend, IngressController, NetworkDriver, RuntimeChoice, StorageDriverChoice,
 };
-use ipnet::IpNet;
+use hearth_fragments::kube::version::minor_of_tag;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -263,8 +263,6 @@ const NUMBER_LABELS: &[(&str, u64, u64)] = &[
     ("system_pods_timeout", 0, 1_440),
     ("etcd_volume_size", 0, 16_384),
 ];
-const CIDR_LABELS: &[&str] =
-    &["flannel_network_cidr", "service_cluster_ip_range", "calico_ipv4pool", "fixed_network_cidr"];
 /// Labels that are one of a few words: the node's own word lists.
 const ENUM_LABELS: &[(&str, &[&str])] = &[
     ("flannel_backend", FlannelBackend::WORDS),
@@ -290,8 +288,8 @@ fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate
             }
         }
     }
-    for name in CIDR_LABELS {
-        if let Some(v) = labels.get(*name) {
+    for name in NetworkLabel::ALL.map(NetworkLabel::name) {
+        if let Some(v) = labels.get(name) {
             if let Err(reason) = cidr::parse(v) {
                 r.fail(f(name), v, reason);
             }
@@ -317,7 +315,7 @@ fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate
         }
     }
     if let Some(tag) = labels.get("kube_tag") {
-        if kube_minor(tag).is_none() {
+        if minor_of_tag(tag).is_none() {
             r.fail(f("kube_tag"), tag, "not a Kubernetes version tag such as v1.24.17");
         }
     }
@@ -350,19 +348,17 @@ fn network_driver<'a>(t: &'a ClusterTemplate, s: &'a Settings) -> &'a str {
 }
 
 fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate, s: &Settings) {
-    let net = |name: &str, default: &str| -> Option<IpNet> {
-        cidr::parse(labels.get(name).map(String::as_str).unwrap_or(default)).ok()
-    };
+    let net = |label: NetworkLabel| (label.name(), label.net(labels));
     let driver = network_driver(t, s).parse::<NetworkDriver>().ok();
-    let pods = if driver == Some(NetworkDriver::Calico) {
-        ("calico_ipv4pool", net("calico_ipv4pool", "192.168.0.0/16"))
+    let pods = net(if driver == Some(NetworkDriver::Calico) {
+        NetworkLabel::CalicoPool
     } else {
-        ("flannel_network_cidr", net("flannel_network_cidr", "10.100.0.0/16"))
-    };
-    let services = ("service_cluster_ip_range", net("service_cluster_ip_range", "10.254.0.0/16"));
+        NetworkLabel::FlannelNetwork
+    });
+    let services = net(NetworkLabel::Services);
     let mut nets = vec![pods, services];
     if t.fixed_network.is_none() {
-        nets.push(("fixed_network_cidr", net("fixed_network_cidr", "10.0.0.0/24")));
+        nets.push(net(NetworkLabel::FixedNetwork));
     }
     for (i, (a_name, a)) in nets.iter().enumerate() {
         for (b_name, b) in &nets[i + 1..] {
@@ -373,8 +369,7 @@ fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTempla
             }
         }
     }
-    if let (Some(len), Some(pods)) =
-        (labels.get("flannel_network_subnetlen"), net("flannel_network_cidr", "10.100.0.0/16"))
+    if let (Some(len), Some(pods)) = (labels.get("flannel_network_subnetlen"), NetworkLabel::FlannelNetwork.net(labels))
     {
         if driver == Some(NetworkDriver::Flannel) && len.parse::<u8>().is_ok_and(|l| l <= pods.prefix_len()) {
             r.fail(
@@ -495,15 +490,6 @@ pub fn is_uuid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
         && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// The Kubernetes minor version of an image tag (`v1.24.17` → 24).
-pub fn kube_minor(tag: &str) -> Option<u32> {
-    let rest = tag.strip_prefix('v').unwrap_or(tag);
-    let mut parts = rest.split(['.', '-', '+']);
-    let major: u32 = parts.next()?.parse().ok()?;
-    let minor: u32 = parts.next()?.parse().ok()?;
-    (major == 1).then_some(minor)
 }
 
 /// Whether an address is a valid IPv4 or IPv6 address (for the mapping's own checks).

@@ -50,7 +50,9 @@ fn parse_ip(raw: &str) -> Result<IpAddr, String> {
     raw.trim().parse().map_err(|_| "not an IPv4 or IPv6 address".into())
 }
 
-fn parse_net(raw: &str) -> Result<IpNet, String> {
+/// A network in CIDR form. Host bits are refused rather than masked, so that the network a value names is
+/// the one it reads as.
+pub fn parse_net(raw: &str) -> Result<IpNet, String> {
     let net: IpNet = raw.trim().parse().map_err(|_| "not a CIDR such as 10.254.0.0/16".to_string())?;
     if net.trunc() != net {
         return Err(format!("host bits set: the network is {}", net.trunc()));
