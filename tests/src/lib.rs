@@ -19,6 +19,7 @@ pub mod loopback;
 pub mod master_node;
 pub mod mounts;
 pub mod node;
+pub mod nspawn;
 pub mod oci;
 pub mod registry;
 pub mod rooted;

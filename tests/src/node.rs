@@ -43,6 +43,7 @@ pub use network::{Netns, Network, GATEWAY, STANDIN_GATEWAY, STANDIN_PREFIX_LEN};
 
 use crate::debian_tree::{self, Variant};
 use crate::mounts::{self, MountGuard};
+use crate::nspawn::{self, Booted};
 use anyhow::{bail, Context, Result};
 use cgroups::NodeCgroups;
 use hearth_fragments::host::write_state_file;
@@ -51,7 +52,7 @@ use std::fs::File;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,18 +118,10 @@ pub const SEED_DIR: &str = "/var/lib/cloud/seed/nocloud";
 /// `/var/lib/cloud/data/result.json`, which outlives the boot).
 pub const CLOUD_INIT_RESULT: &str = "/run/cloud-init/result.json";
 
-/// From starting systemd-nspawn to systemd running as the node's PID 1 (≈ 0.1 s idle).
-const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on a command run by [`Node::run`] unless the caller gives one.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-/// After killing the node's PID 1, how long systemd-nspawn gets to notice and exit.
-const KILL_GRACE: Duration = Duration::from_secs(10);
 /// How often waits look again.
 const POLL: Duration = Duration::from_millis(50);
-/// How much of the console an error quotes.
-const CONSOLE_TAIL: usize = 6000;
-/// The PATH commands run with inside the node.
-const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Numbers the nodes of this process, for unique machine names.
 static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
@@ -314,11 +307,8 @@ pub struct Node {
     overlay: Option<MountGuard>,
     netns: Option<Netns>,
     network: Arc<Network>,
-    nspawn: Option<Child>,
-    /// The node's PID 1 (systemd), as this machine numbers it, while it runs.
-    leader: Option<u32>,
-    /// When systemd-nspawn was last started.
-    started: Instant,
+    /// systemd-nspawn and the node's PID 1, while it runs.
+    booted: Option<Booted>,
     /// systemd-nspawn's arguments of every boot beyond the usual: [`NodeOptions::read_only`], and those of
     /// a node that runs containers.
     nspawn_args: Vec<String>,
@@ -375,9 +365,7 @@ impl Node {
             overlay,
             netns: Some(netns),
             network,
-            nspawn: None,
-            leader: None,
-            started: Instant::now(),
+            booted: None,
             nspawn_args,
             cgroups: None,
             prepared_in: Duration::ZERO,
@@ -438,11 +426,6 @@ impl Node {
 
     /// Starts systemd-nspawn on the tree and waits for systemd to be the node's PID 1.
     fn start(&mut self) -> Result<()> {
-        let console = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.console)
-            .with_context(|| format!("opening {}", self.console.display()))?;
         let netns = self.netns.as_ref().context("the node's namespace is gone")?;
         let mut command = match &self.cgroups {
             None => Command::new("systemd-nspawn"),
@@ -468,37 +451,10 @@ impl Node {
             // The journal stays in the tree (readable after the node is gone); the tree's own
             // resolv.conf and time zone, nothing of this machine's.
             .args(["--link-journal=no", "--resolv-conf=off", "--timezone=off"])
-            .args(&self.nspawn_args)
-            // Not a terminal: nspawn relays the node's console read-only to its output.
-            .stdin(Stdio::null())
-            .stdout(console.try_clone().context("duplicating the console file")?)
-            .stderr(console);
-        self.started = Instant::now();
-        self.nspawn = Some(command.spawn().context("starting systemd-nspawn")?);
+            .args(&self.nspawn_args);
+        self.booted = Some(Booted::start(command, &self.console)?);
         self.boots += 1;
-        self.leader = Some(self.wait_for_leader()?);
         Ok(())
-    }
-
-    /// The child of systemd-nspawn that is systemd: the node's PID 1.
-    fn wait_for_leader(&mut self) -> Result<u32> {
-        let deadline = Instant::now() + LEADER_TIMEOUT;
-        loop {
-            let nspawn = self.nspawn.as_mut().context("systemd-nspawn is not running")?;
-            if let Some(status) = nspawn.try_wait().context("waiting for systemd-nspawn")? {
-                bail!("systemd-nspawn exited ({status}) before the node started systemd:\n{}", self.console_tail());
-            }
-            let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", nspawn.id()));
-            for pid in children.unwrap_or_default().split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
-                if is_systemd(pid) {
-                    return Ok(pid);
-                }
-            }
-            if Instant::now() >= deadline {
-                bail!("the node did not start systemd within {LEADER_TIMEOUT:?}:\n{}", self.console_tail());
-            }
-            std::thread::sleep(POLL);
-        }
     }
 
     /// The node's hostname.
@@ -552,12 +508,12 @@ impl Node {
 
     /// Time since systemd-nspawn was last started.
     pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
+        self.booted.as_ref().map_or(Duration::ZERO, |booted| booted.started().elapsed())
     }
 
     /// The node's PID 1 as this machine numbers it, while the node runs.
     pub fn leader(&self) -> Option<u32> {
-        self.leader.filter(|&pid| is_systemd(pid))
+        self.booted.as_ref().and_then(Booted::leader)
     }
 
     /// Whether the node's systemd is still there.
@@ -605,7 +561,7 @@ impl Node {
         let deadline = Instant::now() + timeout;
         loop {
             if self.exists(path) {
-                return Ok(self.started.elapsed());
+                return Ok(self.uptime());
             }
             if !self.is_running() {
                 bail!("node {} stopped before {path} appeared:\n{}", self.hostname, self.console_tail());
@@ -648,21 +604,16 @@ impl Node {
     /// [`Node::run`] bounded by `timeout` (coreutils' `timeout` inside the node ends the command, and
     /// kills it 5 s later if it is still there).
     pub fn run_within(&self, argv: &[&str], timeout: Duration) -> Result<Output> {
-        let Some(leader) = self.leader() else {
+        let Some(booted) = self.booted.as_ref().filter(|booted| booted.leader().is_some()) else {
             bail!("node {} is not running, cannot run {argv:?}", self.hostname);
         };
         let seconds = format!("{:.1}", timeout.as_secs_f64());
-        Command::new("nsenter")
-            .arg(format!("--target={leader}"))
-            .args(["--all", "--", "timeout", "--kill-after=5", &seconds])
-            .args(argv)
-            .env_clear()
-            .env("PATH", NODE_PATH)
-            .env("HOME", "/root")
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null())
+        let bounded: Vec<&str> =
+            ["timeout", "--kill-after=5", &seconds].into_iter().chain(argv.iter().copied()).collect();
+        booted
+            .command(&bounded)
             .output()
-            .with_context(|| format!("running nsenter --target={leader} --all -- {}", argv.join(" ")))
+            .with_context(|| format!("running {} in node {}", argv.join(" "), self.hostname))
     }
 
     /// Runs `argv` inside the node and returns its stdout; fails with the command, its status and its
@@ -714,10 +665,7 @@ impl Node {
     }
 
     fn console_tail(&self) -> String {
-        let console = self.console();
-        let start = console.len().saturating_sub(CONSOLE_TAIL);
-        let start = (start..console.len()).find(|&i| console.is_char_boundary(i)).unwrap_or(console.len());
-        console[start..].to_string()
+        nspawn::console_tail(&self.console)
     }
 
     /// Shuts the node down through its own systemd and waits for systemd-nspawn to exit; returns how long
@@ -753,45 +701,19 @@ impl Node {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let deadline = Instant::now() + timeout;
-        let nspawn = self.nspawn.as_mut().context("systemd-nspawn is not running")?;
-        loop {
-            if let Some(status) = nspawn.try_wait().context("waiting for systemd-nspawn")? {
-                self.nspawn = None;
-                self.leader = None;
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("node {} did not {verb} within {timeout:?}:\n{}", self.hostname, self.console_tail());
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Ends the node at once: SIGKILL to its PID 1 ends its whole PID namespace, then systemd-nspawn.
-    fn kill(&mut self) {
-        if let Some(leader) = self.leader() {
-            if let Some(pid) = rustix::process::Pid::from_raw(leader as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-        self.leader = None;
-        let Some(mut nspawn) = self.nspawn.take() else { return };
-        let deadline = Instant::now() + KILL_GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = nspawn.try_wait() {
-                return;
-            }
-            std::thread::sleep(POLL);
-        }
-        let _ = nspawn.kill();
-        let _ = nspawn.wait();
+        let booted = self.booted.as_mut().context("systemd-nspawn is not running")?;
+        let Some(status) = booted.wait_exit(timeout)? else {
+            bail!("node {} did not {verb} within {timeout:?}:\n{}", self.hostname, self.console_tail());
+        };
+        self.booted = None;
+        Ok(status)
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.kill();
+        // Ends the node at once (before its cgroups, namespace and tree go).
+        drop(self.booted.take());
         drop(self.cgroups.take());
         // Deletes the veth pair and frees the address for another node of the network.
         self.network.detach(self.address);
@@ -828,14 +750,6 @@ fn lay_tree(cached: &Path, dir: &Path, root: &Path) -> Result<Option<MountGuard>
     }
     debian_tree::copy_tree(cached, root)?;
     Ok(None)
-}
-
-/// Whether `pid` is a live process named systemd.
-fn is_systemd(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // `PID (COMM) STATE …`; a zombie has ended already.
-    let Some((comm, rest)) = stat.split_once(") ") else { return false };
-    comm.ends_with("(systemd") && !rest.starts_with('Z')
 }
 
 /// A random machine-id (32 lower-case hex digits), from the kernel's UUID source.
@@ -899,10 +813,5 @@ mod tests {
         assert_eq!(one.len(), 32);
         assert!(one.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{one}");
         assert_ne!(one, two);
-    }
-
-    #[test]
-    fn this_process_is_not_systemd() {
-        assert!(!is_systemd(std::process::id()));
     }
 }

@@ -4,14 +4,16 @@
 //! `.ci/run` installs) and a fresh `/etc`, `/var` and `/run` in a temporary directory, with
 //! `--private-network` (only its own loopback). Loop devices the test made are bound into its `/dev`.
 //!
-//! Commands run inside with `nsenter --target <its PID 1> --all`. Dropping the machine kills its PID 1,
-//! which ends every process in it and with its mount namespace every mount made inside: nothing outlives
-//! the test. Needs root and `systemd-nspawn` (Debian `systemd-container`).
+//! Starting it, running commands inside and ending it are [`hearth_tests::nspawn`]'s, as for the
+//! end-to-end nodes. Dropping the machine kills its PID 1, which ends every process in it and with its
+//! mount namespace every mount made inside: nothing outlives the test. Needs root and `systemd-nspawn`
+//! (Debian `systemd-container`).
 
 #![allow(dead_code)]
 
+use hearth_tests::nspawn::{console_tail, Booted};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_hearth-agent");
@@ -20,9 +22,8 @@ pub const AGENT_IN_MACHINE: &str = "/opt/hearth/hearth-agent";
 
 #[derive(Debug)]
 pub struct Machine {
+    booted: Booted,
     dir: tempfile::TempDir,
-    nspawn: Child,
-    leader: u32,
     pub boot_time: Duration,
 }
 
@@ -82,17 +83,11 @@ impl Machine {
         for device in &options.devices {
             command.arg(format!("--bind={}", device.display()));
         }
-        let log = std::fs::File::create(dir.path().join("console.log")).unwrap();
+        command.arg("--boot");
         let started = Instant::now();
-        let nspawn = command
-            .arg("--boot")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting systemd-nspawn");
-        let mut machine = Machine { dir, nspawn, leader: 0, boot_time: Duration::ZERO };
-        machine.leader = machine.wait_for_leader();
+        let booted = Booted::start(command, &dir.path().join("console.log"))
+            .unwrap_or_else(|e| panic!("booting the machine: {e:#}"));
+        let mut machine = Machine { booted, dir, boot_time: Duration::ZERO };
         machine.wait_until_running();
         machine.boot_time = started.elapsed();
         machine
@@ -100,26 +95,6 @@ impl Machine {
 
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
-    }
-
-    /// The machine's PID 1 (the child of systemd-nspawn), once it is systemd.
-    fn wait_for_leader(&mut self) -> u32 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.nspawn.try_wait() {
-                panic!("systemd-nspawn exited ({status}) while booting:\n{}", self.console());
-            }
-            let children = format!("/proc/{0}/task/{0}/children", self.nspawn.id());
-            let child = std::fs::read_to_string(children).ok().and_then(|c| c.split_whitespace().next()?.parse().ok());
-            if let Some(pid) = child {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                if comm.trim() == "systemd" {
-                    return pid;
-                }
-            }
-            assert!(Instant::now() < deadline, "the machine did not start systemd:\n{}", self.console());
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     fn wait_until_running(&self) {
@@ -137,7 +112,7 @@ impl Machine {
 
     /// What the machine printed on its console.
     pub fn console(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("console.log")).unwrap_or_default()
+        console_tail(&self.dir.path().join("console.log"))
     }
 
     /// Runs `argv` inside the machine (all its namespaces, root), with a plain environment.
@@ -147,16 +122,7 @@ impl Machine {
 
     /// A command that runs `argv` inside the machine.
     pub fn command(&self, argv: &[&str]) -> Command {
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--target={}", self.leader))
-            .args(["--all", "--"])
-            .args(argv)
-            .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", "/root")
-            .env("LANG", "C.UTF-8");
-        command
+        self.booted.command(argv)
     }
 
     /// Runs `argv` inside and panics with its output unless it succeeds; returns its stdout.
@@ -199,23 +165,6 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        if self.leader != 0 {
-            let _ = Command::new("kill").args(["-KILL", &self.leader.to_string()]).status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.nspawn.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.nspawn.kill();
-        let _ = self.nspawn.wait();
     }
 }
 
