@@ -319,7 +319,8 @@ fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate
             r.fail(f("kube_tag"), tag, "not a Kubernetes version tag such as v1.24.17");
         }
     }
-    if labels.get("ingress_controller").is_some_and(|v| v.eq_ignore_ascii_case("octavia"))
+    if labels.get("ingress_controller").and_then(|v| v.to_ascii_lowercase().parse().ok())
+        == Some(IngressController::Octavia)
         && !s.settings.octavia_enabled
     {
         r.fail(f("ingress_controller"), "octavia", "the cloud has no Octavia (settings.octavia_enabled is false)");
