@@ -33,67 +33,6 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// Labels Magnum always passes, as `None` when absent (the template default applies).
-const ALWAYS_LABELS: &[&str] = &[
-    "flannel_network_cidr",
-    "flannel_backend",
-    "flannel_network_subnetlen",
-    "system_pods_initial_delay",
-    "system_pods_timeout",
-    "admission_control_list",
-    "prometheus_monitoring",
-    "grafana_admin_passwd",
-    "kube_dashboard_enabled",
-    "etcd_volume_size",
-    "cert_manager_api",
-    "ingress_controller_role",
-    "octavia_ingress_controller_tag",
-    "kubelet_options",
-    "kubeapi_options",
-    "kubeproxy_options",
-    "kubecontroller_options",
-    "kubescheduler_options",
-    "influx_grafana_dashboard_enabled",
-];
-
-/// Labels Magnum passes only when they hold a value.
-const TRUTHY_LABELS: &[&str] = &[
-    "kube_tag",
-    "container_infra_prefix",
-    "availability_zone",
-    "cgroup_driver",
-    "calico_tag",
-    "calico_cni_tag",
-    "calico_kube_controllers_tag",
-    "calico_ipv4pool",
-    "etcd_tag",
-    "flannel_tag",
-    "flannel_cni_tag",
-    "cloud_provider_enabled",
-    "cloud_provider_tag",
-    "prometheus_tag",
-    "grafana_tag",
-    "heat_container_agent_tag",
-    "keystone_auth_enabled",
-    "k8s_keystone_auth_tag",
-    "monitoring_enabled",
-    "tiller_enabled",
-    "tiller_tag",
-    "tiller_namespace",
-    "node_problem_detector_tag",
-];
-
-/// Labels Hearth reads that Stein's driver did not (later Magnum releases have them).
-const HEARTH_LABELS: &[&str] = &[
-    "container_runtime",
-    "dns_cluster_domain",
-    "kube_allow_priv",
-    "dns_service_ip",
-    "coredns_tag",
-    "kubelet_url",
-    "kubelet_sha256",
-];
-
 /// [`magnum`] for inputs not yet resolved, for a caller that wants this piece alone.
 pub fn magnum_parameters(t: &ClusterTemplate, c: &Cluster, s: &Loaded) -> BTreeMap<String, Value> {
     magnum(&Inputs::resolve(t, c, s))
@@ -161,7 +100,7 @@ pub fn magnum(inputs: &Inputs) -> BTreeMap<String, Value> {
     }
     put("octavia_enabled", json!(settings.octavia_enabled));
     put("external_network", json!(t.external_network_id.clone().unwrap_or_else(|| "public".into())));
-    for name in ALWAYS_LABELS {
+    for name in crate::labels::ALWAYS {
         put(name, labels.get(*name).map_or(Value::Null, |v| json!(v)));
     }
     put("ingress_controller", json!(labels.get("ingress_controller").map(|v| v.to_lowercase()).unwrap_or_default()));
@@ -192,7 +131,7 @@ pub fn magnum(inputs: &Inputs) -> BTreeMap<String, Value> {
         }
         None => {}
     }
-    for name in TRUTHY_LABELS {
+    for name in crate::labels::TRUTHY {
         if let Some(v) = labels.get(*name).filter(|v| !v.is_empty()) {
             put(name, json!(v));
         }
@@ -382,7 +321,7 @@ pub fn node(role: Role, inputs: &Inputs, magnum: &BTreeMap<String, Value>) -> Re
                 RENAMED.iter().find(|(n, _)| n == name).map_or_else(|| name.to_uppercase(), |(_, k)| k.to_string());
             set(key, &raw);
         }
-        for name in HEARTH_LABELS {
+        for name in crate::labels::HEARTH {
             if let Some(v) = labels.get(*name) {
                 set(name.to_uppercase(), v);
             }

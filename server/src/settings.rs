@@ -49,6 +49,9 @@ pub struct Settings {
     pub service_account_private_key_file: Option<PathBuf>,
     /// Label defaults (e.g. image tags) under every cluster's own labels.
     pub labels: Labels,
+    /// Label names Hearth does not read but lets through (the operator's own tools read them); any other
+    /// unknown name is refused as a likely typo.
+    pub pass_through_labels: Vec<String>,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             service_account_public_key_file: None,
             service_account_private_key_file: None,
             labels: Labels::new(),
+            pass_through_labels: Vec::new(),
         }
     }
 }

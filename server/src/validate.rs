@@ -5,6 +5,7 @@
 
 use crate::cidr::{self, NetworkLabel};
 use crate::inputs::Inputs;
+use crate::labels as label_names;
 use crate::model::{Cluster, ClusterTemplate, Labels};
 use crate::settings::{Loaded, Settings};
 use hearth_fragments::config::fields::parse_bool;
@@ -81,6 +82,7 @@ fn definition_rules(inputs: &Inputs) -> Report {
     template_rules(&mut report, inputs.template, &inputs.settings.settings);
     cluster_rules(&mut report, inputs);
     let label_field = if inputs.cluster.labels.is_some() { "cluster.labels" } else { "cluster_template.labels" };
+    unknown_labels(&mut report, label_field, inputs);
     label_rules(&mut report, label_field, &inputs.labels, inputs.template, inputs.settings);
     network_rules(&mut report, label_field, &inputs.labels, inputs.template, &inputs.settings.settings);
     report
@@ -271,6 +273,18 @@ const ENUM_LABELS: &[(&str, &[&str])] = &[
     ("container_runtime", RuntimeChoice::WORDS),
 ];
 
+/// Every label name must be one Hearth reads or one the operator lets through: a typo refused, not ignored.
+fn unknown_labels(r: &mut Report, field: &str, inputs: &Inputs) {
+    let settings = &inputs.settings.settings;
+    let unknown = |name: &String| !label_names::is_known(name) && !settings.pass_through_labels.contains(name);
+    for (name, value) in inputs.effective.labels.iter().filter(|(name, _)| unknown(name)) {
+        r.fail(format!("{field}.{name}"), value, label_names::unknown(name));
+    }
+    for (name, value) in settings.labels.iter().filter(|(name, _)| unknown(name)) {
+        r.fail(format!("settings.labels.{name}"), value, label_names::unknown(name));
+    }
+}
+
 fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate, s: &Loaded) {
     let f = |name: &str| format!("{field}.{name}");
     for name in BOOLEAN_LABELS {
@@ -314,9 +328,22 @@ fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate
             r.fail(f("container_infra_prefix"), prefix, "must end with / (e.g. registry.example:5000/magnum/)");
         }
     }
+    for (name, tag) in labels.iter().filter(|(name, _)| name.ends_with("_tag")) {
+        if !is_image_tag(tag) {
+            r.fail(
+                f(name),
+                tag,
+                "not an image tag: 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+            );
+        }
+    }
     if let Some(tag) = labels.get("kube_tag") {
-        if minor_of_tag(tag).is_none() {
-            r.fail(f("kube_tag"), tag, "not a Kubernetes version tag such as v1.24.17");
+        if minor_of_tag(tag).is_none() || !is_release_tag(tag) {
+            r.fail(
+                f("kube_tag"),
+                tag,
+                "not a Kubernetes release tag such as v1.24.17 (the images and dl.k8s.io name releases so)",
+            );
         }
     }
     if labels.get("ingress_controller").and_then(|v| v.to_ascii_lowercase().parse().ok())
@@ -493,7 +520,46 @@ pub fn is_uuid(text: &str) -> bool {
         && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// An OCI image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_image_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// A release as Kubernetes tags it: `v` and three numbers, then maybe a build suffix (`v1.27.3-rancher1`).
+fn is_release_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix('v') else { return false };
+    let version = rest.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = version.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Whether an address is a valid IPv4 or IPv6 address (for the mapping's own checks).
 pub fn is_ip(text: &str) -> bool {
     text.parse::<IpAddr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_image_tag, is_release_tag};
+
+    #[test]
+    fn release_tags_are_v_and_three_numbers() {
+        for good in ["v1.24.17", "v1.11.6", "v1.27.3-rancher1", "v1.30.0+k3s1"] {
+            assert!(is_release_tag(good), "{good}");
+        }
+        for bad in ["1.24.17", "v1.24", "v1.24.x", "v1..1", "latest", ""] {
+            assert!(!is_release_tag(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn image_tags_follow_the_oci_grammar() {
+        assert!(is_image_tag("v0.10.0-amd64") && is_image_tag("_x") && is_image_tag(&"a".repeat(128)));
+        for bad in ["", "-x", ".x", "a b", "a:b", "a/b", &"a".repeat(129)] {
+            assert!(!is_image_tag(bad), "{bad:?}");
+        }
+    }
 }

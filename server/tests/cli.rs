@@ -26,3 +26,44 @@ fn version_help_and_usage_errors() {
     assert_eq!(unreadable.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unreadable.stderr).contains("/nonexistent/t.yaml"));
 }
+
+/// A label typo is refused with the name it most likely meant, instead of silently becoming Stein's
+/// default; a name the operator lists as pass-through is let through.
+#[test]
+fn a_label_typo_is_refused_with_the_name_it_meant() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let dir = tempfile::tempdir().unwrap();
+    let template = std::fs::read_to_string(examples.join("cluster-template.yaml")).unwrap();
+    let typo = template.replace("  kube_tag: v1.24.17\n", "  kube_tga: v1.24.17\n  team_owner: storage\n");
+    assert_ne!(typo, template, "the example's kube_tag line moved");
+    std::fs::write(dir.path().join("template.yaml"), typo).unwrap();
+    let validate = |settings: &std::path::Path| {
+        Command::new(SERVER)
+            .arg("validate")
+            .arg("--cluster-template")
+            .arg(dir.path().join("template.yaml"))
+            .arg("--cluster")
+            .arg(examples.join("cluster.yaml"))
+            .arg("--settings")
+            .arg(settings)
+            .output()
+            .unwrap()
+    };
+    let out = validate(&examples.join("settings.yaml"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("cluster_template.labels.kube_tga") && text.contains("did you mean kube_tag?"), "{text}");
+    assert!(text.contains("cluster_template.labels.team_owner") && text.contains("pass_through_labels"), "{text}");
+
+    // The operator's own label passes once listed; the typo still does not.
+    let settings = std::fs::read_to_string(examples.join("settings.yaml")).unwrap();
+    let listed = dir.path().join("settings.yaml");
+    std::fs::write(&listed, format!("{settings}\npass_through_labels: [team_owner]\n")).unwrap();
+    for file in ["openstack-ca.pem", "service-account.key", "service-account.pub"] {
+        std::fs::copy(examples.join(file), dir.path().join(file)).unwrap();
+    }
+    let out = validate(&listed);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("kube_tga") && !text.contains("team_owner"), "{text}");
+}

@@ -122,6 +122,23 @@ fn each_rule_reports_its_field_and_value() {
             Box::new(|t, _, _| label(t, "container_infra_prefix", "registry:5000")),
         ),
         ("cluster_template.labels.kube_tag", "latest", Box::new(|t, _, _| label(t, "kube_tag", "latest"))),
+        ("cluster_template.labels.kube_tag", "1.24", Box::new(|t, _, _| label(t, "kube_tag", "1.24"))),
+        ("cluster_template.labels.kube_tag", "v1.24", Box::new(|t, _, _| label(t, "kube_tag", "v1.24"))),
+        ("cluster_template.labels.etcd_tag", "v3.4 ", Box::new(|t, _, _| label(t, "etcd_tag", "v3.4 "))),
+        ("cluster_template.labels.flannel_tag", "-x", Box::new(|t, _, _| label(t, "flannel_tag", "-x"))),
+        ("cluster_template.labels.kube_tga", "v1.24.17", Box::new(|t, _, _| label(t, "kube_tga", "v1.24.17"))),
+        (
+            "cluster_template.labels.cgroups_driver",
+            "systemd",
+            Box::new(|t, _, _| label(t, "cgroups_driver", "systemd")),
+        ),
+        (
+            "settings.labels.kube_tga",
+            "v1.24.17",
+            Box::new(|_, _, s| {
+                s.settings.labels.insert("kube_tga".into(), "v1.24.17".into());
+            }),
+        ),
         ("cluster_template.labels.cert_manager_api", "true", Box::new(|t, _, _| label(t, "cert_manager_api", "true"))),
         (
             "cluster_template.labels.ingress_controller",
