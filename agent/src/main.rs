@@ -218,6 +218,13 @@ fn validate(input: &InputArgs) -> Result<ExitCode> {
             for warning in &loaded.warnings {
                 tracing::warn!("{}", warning);
             }
+            // What `run` would refuse before its first step, refused here too.
+            let refused = steps::check(&loaded.config, steps::catalogue(loaded.config.role));
+            if !refused.is_empty() {
+                let name = source.path.display().to_string();
+                eprintln!("{}", hearth_fragments::config::ConfigErrors { source_name: name, errors: refused });
+                return Ok(ExitCode::from(2));
+            }
             hearth_agent::say!("{}", native::render(&loaded.config.masked()).trim_end_matches('\n'));
             Ok(ExitCode::SUCCESS)
         }

@@ -117,7 +117,14 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
             run.event(json!({"event": "run-start", "role": config.role, "node": run.status.node, "os": run.status.os,
                 "steps": entries.len(), "dry_run": dry_run}));
             run.save();
-            run_steps(&mut run, entries, &Context { config, facts: &facts, host: &host });
+            let refused = steps::check(config, entries.iter().copied());
+            if refused.is_empty() {
+                run_steps(&mut run, entries, &Context { config, facts: &facts, host: &host });
+            } else {
+                let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
+                run.status.failure =
+                    Some(config.scrub(&format!("config refused before any step ran: {}", reasons.join("; "))));
+            }
         }
         Err(e) => run.status.failure = Some(format!("facts: {}", config.scrub(&format!("{e:#}")))),
     }

@@ -255,6 +255,59 @@ fn validate_masks_secrets_and_lists_every_error() {
     assert!(err.contains("kubernetes.dns_service_ip (DNS_SERVICE_IP) = \"10.100.0.10\""), "{err}");
 }
 
+/// What a step would refuse of the config is refused by `validate`, and by `run` before its first step:
+/// a config that names no certificate API or trustee never gets as far as writing files or enabling units.
+#[test]
+fn what_a_step_would_refuse_is_refused_before_any_step_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let minimal = dir.path().join("minimal.yaml");
+    std::fs::write(&minimal, "version: 1\nrole: minion\n").unwrap();
+    let output = agent(&["validate", "--config", minimal.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("2 errors"), "{err}");
+    assert!(err.contains("part-006 certs: the certificates cannot be requested without openstack.auth_url"), "{err}");
+    assert!(err.contains("part-009 kube-minion: building kubelet's arguments: node.ip (KUBE_NODE_IP)"), "{err}");
+
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let output =
+        agent(&["run", "--config", minimal.to_str().unwrap(), "--root", root.to_str().unwrap(), "--os", "debian"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("config refused before any step ran: part-006 certs"));
+    let mut written: Vec<String> =
+        walk(&root).iter().map(|p| p.strip_prefix(&root).unwrap().display().to_string()).collect();
+    written.sort();
+    assert_eq!(written, ["var/lib/hearth/events.jsonl", "var/lib/hearth/run.lock", "var/lib/hearth/status.json"]);
+
+    // An option with a quote: every master used to fail at kube-master after writing its files.
+    let example = std::fs::read_to_string(workspace("examples/node/master.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&example).unwrap();
+    config["kubernetes"]["kubeapi_options"] = serde_json::json!("--audit-log-path=/var/log/kube \"audit\".log");
+    let quoted = dir.path().join("quoted.json");
+    std::fs::write(&quoted, config.to_string()).unwrap();
+    let output = agent(&["validate", "--config", quoted.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("part-007 kube-master") && err.contains("kubernetes.kubeapi_options (KUBEAPI_OPTIONS)"),
+        "{err}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// A second run while one converges the node refuses at once and changes nothing; once the first has
 /// ended (or died: the kernel drops its lock) the next one runs.
 #[test]

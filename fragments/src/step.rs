@@ -24,3 +24,12 @@ pub enum Done {
 }
 
 pub type StepFn = fn(&Context) -> Result<Done>;
+
+/// What a step needs of the config alone. The step calls it first; `validate`, `run` (before its first
+/// step) and the server's render call it too, so a config the step would refuse is refused before the
+/// machine is touched.
+pub type CheckFn = fn(&NodeConfig) -> Result<()>;
+
+/// The host name a check assumes when the config names no instance: the real one is known only on the
+/// node, and Kubernetes takes either as it comes.
+pub const CHECKED_HOSTNAME: &str = "node";

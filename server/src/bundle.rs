@@ -66,8 +66,11 @@ pub fn render(template: &ClusterTemplate, cluster: &Cluster, settings: &Loaded) 
                     .collect(),
             )
         })?;
-        // The rules the node will apply to what it is given, checked before a single server boots.
-        let refused = hearth_fragments::config::validate(&config);
+        // The rules the node will apply to what it is given, and what its steps would refuse of it,
+        // checked before a single server boots.
+        let mut refused = hearth_fragments::config::validate(&config);
+        let booted = user_data::as_booted(&config)?;
+        refused.extend(hearth_fragments::steps::check(&booted, hearth_fragments::steps::catalogue(role)));
         if !refused.is_empty() {
             let field = format!("{role} node config");
             return Err(RenderError::Invalid(

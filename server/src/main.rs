@@ -247,6 +247,14 @@ fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<(), Fa
     if !report.is_ok() {
         return Err(Failure::Invalid(report.errors));
     }
+    if let Some(settings) = &settings {
+        // With settings, valid means renders: the node configs, what the nodes would refuse of them and
+        // the user-data sizes are checked by rendering (nothing is written).
+        bundle::render(&template, &cluster, settings).map_err(|e| match e {
+            RenderError::Invalid(errors) => Failure::Invalid(errors),
+            RenderError::Other(e) => Failure::Run(e),
+        })?;
+    }
     println!("valid");
     Ok(())
 }

@@ -14,7 +14,7 @@
 //! substitutes for the attribute of a resource that was not created (no floating IP, no load balancer).
 
 use crate::settings::Loaded;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use base64::Engine as _;
 use flate2::{write::GzEncoder, Compression};
 use hearth_fragments::config::{native, NodeConfig, Role};
@@ -129,6 +129,16 @@ pub fn render(config: &NodeConfig, settings: &Loaded, format: Format) -> Result<
 /// Replaces each `@@name@@` as Heat's `str_replace` would.
 pub fn fill(text: &str, holders: &[Placeholder], value: impl Fn(&Placeholder) -> String) -> String {
     holders.iter().fold(text.to_string(), |t, h| t.replace(&format!("@@{}@@", h.name), &value(h)))
+}
+
+/// The node config as a node of its role reads it once Heat has filled in the per-node values (long but
+/// real ones): what the node's own checks run on before a single server boots.
+pub fn as_booted(config: &NodeConfig) -> Result<NodeConfig> {
+    let mut value = serde_json::to_value(config).context("serialising the node config")?;
+    for holder in placeholders(config.role) {
+        set_path(&mut value, holder.path, json!(worst_case(holder.name)));
+    }
+    serde_json::from_value(value).context("the node config with Heat's per-node values filled in")
 }
 
 /// Long but real values: a Heat signal URL and Fernet token at their usual lengths, IPv6 addresses.

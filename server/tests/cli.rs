@@ -67,3 +67,28 @@ fn a_label_typo_is_refused_with_the_name_it_meant() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("kube_tga") && !text.contains("team_owner"), "{text}");
 }
+
+/// With settings, `validate` passes only what `render` renders: an option every master would refuse at
+/// kube-master exits 2 naming the label, as render does.
+#[test]
+fn validate_with_settings_refuses_what_the_nodes_would_refuse() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let dir = tempfile::tempdir().unwrap();
+    let template = std::fs::read_to_string(examples.join("cluster-template.yaml")).unwrap();
+    let quoted =
+        template.replace("labels:\n", "labels:\n  kubeapi_options: '--audit-log-path=/var/log/kube \"audit\".log'\n");
+    std::fs::write(dir.path().join("template.yaml"), quoted).unwrap();
+    let out = Command::new(SERVER)
+        .arg("validate")
+        .arg("--cluster-template")
+        .arg(dir.path().join("template.yaml"))
+        .arg("--cluster")
+        .arg(examples.join("cluster.yaml"))
+        .arg("--settings")
+        .arg(examples.join("settings.yaml"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("kubernetes.kubeapi_options (KUBEAPI_OPTIONS)") && !text.contains("valid\n"), "{text}");
+}

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use hearth_fragments::config::{native, NodeConfig, Role};
-use hearth_server::bundle::{self, Bundle};
+use hearth_server::bundle::{self, Bundle, RenderError};
 use hearth_server::model::{self, Cluster, ClusterTemplate};
 use hearth_server::params;
 use hearth_server::settings::Loaded;
@@ -221,6 +221,9 @@ fn recovered_and_expected(
 }
 
 const HOSTILE: &str = "q\"uo'te $HOME %s %% \\back\\slash\nnew line \u{e9}\u{1f680} @@wait_token@@ `id` ${x}";
+/// What of [`HOSTILE`] a command line can carry: no `"`, `\`, backtick or control character, which the
+/// components' sysconfig files cannot hold and the node refuses.
+const HOSTILE_OPTIONS: &str = "q'uo'te $HOME %s %% \u{e9}\u{1f680} @@wait_token@@ ${x}";
 
 #[test]
 fn every_value_reaches_the_node_config_unchanged_even_hostile_ones() {
@@ -234,7 +237,7 @@ fn every_value_reaches_the_node_config_unchanged_even_hostile_ones() {
         // Now with hostile characters wherever the operator writes free text.
         let labels = c.labels.get_or_insert_with(|| t.labels.clone());
         for label in ["kubelet_options", "kubeapi_options", "kubeproxy_options", "admission_control_list"] {
-            labels.insert(label.into(), HOSTILE.into());
+            labels.insert(label.into(), HOSTILE_OPTIONS.into());
         }
         t.no_proxy = Some("example.internal,.svc,p\u{e9}@@node_ip@@".into());
         t.http_proxy = Some("http://user:p%40ss'w$rd@127.0.0.1:3128".into());
@@ -245,9 +248,28 @@ fn every_value_reaches_the_node_config_unchanged_even_hostile_ones() {
             let (recovered, expected) = recovered_and_expected(&bundle, role, &t, &c, &s);
             assert_eq!(recovered, expected, "{name} {role} with hostile values");
             assert_eq!(recovered.openstack.trustee_password.expose(), HOSTILE);
-            assert_eq!(recovered.kubernetes.kubelet_options, HOSTILE);
+            assert_eq!(recovered.kubernetes.kubelet_options, HOSTILE_OPTIONS);
             assert_eq!(recovered.proxy.http_proxy, "http://user:p%40ss'w$rd@127.0.0.1:3128");
         }
+    }
+}
+
+/// An option the node would refuse (a quote, backslash, backtick or control character in a command line)
+/// is refused at render, naming the label, instead of every master signalling FAILURE at kube-master.
+#[test]
+fn options_the_node_would_refuse_are_refused_at_render_time() {
+    for bad in ["--audit-log-path=/var/log/kube \"audit\".log", "--v=2\\", "--v=`id`", "--v=2\u{1b}[0m"] {
+        let (mut t, c, s) = load("cluster-template.yaml", "cluster.yaml");
+        t.labels.insert("kubeapi_options".into(), bad.into());
+        let Err(RenderError::Invalid(errors)) = bundle::render(&t, &c, &s) else {
+            panic!("{bad:?} rendered");
+        };
+        assert!(
+            errors.iter().any(|e| e.field == "master node config"
+                && e.reason.contains("part-007 kube-master")
+                && e.reason.contains("kubernetes.kubeapi_options (KUBEAPI_OPTIONS)")),
+            "{bad:?}: {errors:?}"
+        );
     }
 }
 

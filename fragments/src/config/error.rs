@@ -20,6 +20,10 @@ impl fmt::Display for ConfigError {
         if let Some(line) = self.line {
             write!(f, "line {line}: ")?;
         }
+        if self.value.is_empty() {
+            // Nothing given (a missing field, or a step's needs): `= ""` would only be noise.
+            return write!(f, "{}: {}", self.key, self.reason);
+        }
         write!(f, "{} = {}: {}", self.key, shown_value(&self.value), self.reason)
     }
 }

@@ -73,8 +73,13 @@ fn finish(
     // Split as a shell splits an unquoted variable, which is how Magnum's scripts passed them.
     args.extend(options.split_whitespace().map(String::from));
     check_args(component, inputs.version, &args[own..]).with_context(|| format!("kubernetes.{field}"))?;
-    if let Some(bad) = args.iter().find(|a| a.chars().any(|c| c.is_control() || c == '"' || c == '\\' || c == '`')) {
-        bail!("{} argument {bad:?} holds a quote, backslash or control character", component.binary());
+    let unquotable = |arg: &&String| arg.chars().any(|c| c.is_control() || c == '"' || c == '\\' || c == '`');
+    let why = "holds a quote, backslash, backtick or control character, which the sysconfig file cannot carry";
+    if let Some(bad) = args[own..].iter().find(unquotable) {
+        bail!("kubernetes.{field}: {} argument {bad:?} {why}", component.binary());
+    }
+    if let Some(bad) = args[..own].iter().find(unquotable) {
+        bail!("{} argument {bad:?} {why}", component.binary());
     }
     Ok(args)
 }

@@ -42,7 +42,7 @@ use crate::openstack::keystone::{Credentials, Session};
 use crate::openstack::magnum::Magnum;
 use crate::paths::{ETCD_CERTS, KUBE_CERTS};
 use crate::pki::{self, CertSpec, Certificate, ExtendedUsage, NodeKey, San, Subject};
-use crate::step::{Context, Done};
+use crate::step::{Context, Done, CHECKED_HOSTNAME};
 use anyhow::{bail, Context as _, Result};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -187,12 +187,26 @@ fn check_inputs(config: &NodeConfig) -> Result<()> {
     Ok(())
 }
 
+/// What the step needs of the config: the certificate API, the cluster, the trustee, names and addresses
+/// a certificate can carry and, on masters, the service-account key pair.
+pub(super) fn check(config: &NodeConfig) -> Result<()> {
+    if config.cluster.tls_disabled {
+        return Ok(());
+    }
+    check_inputs(config)?;
+    wanted(config, &config.node_name(CHECKED_HOSTNAME))?;
+    if config.role == Role::Master {
+        service_account_pair(config)?;
+    }
+    Ok(())
+}
+
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let config = ctx.config;
     if config.cluster.tls_disabled {
         return Ok(Done::Skipped("TLS is disabled for this cluster (cluster.tls_disabled)".into()));
     }
-    check_inputs(config)?;
+    check(config)?;
     let node_name = config.node_name(&ctx.facts.hostname);
     let certs = wanted(config, &node_name)?;
     // Checked before anything is asked of the signer, like every other input.

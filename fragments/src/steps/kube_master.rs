@@ -8,10 +8,20 @@
 //! controller-manager signs CSRs (`cert_manager_api`). The certificates themselves come from the certs
 //! step, which runs after this one: the files only name them, and nothing starts before the services step.
 
+use crate::config::NodeConfig;
 use crate::kube::args::Inputs;
 use crate::kube::{components, Images};
-use crate::step::{Context, Done};
+use crate::step::{Context, Done, CHECKED_HOSTNAME};
 use anyhow::Result;
+
+/// Every command line and file of the components builds from the config, with either image set.
+pub(super) fn check(config: &NodeConfig) -> Result<()> {
+    let inputs = Inputs::new(config, config.node_name(CHECKED_HOSTNAME))?;
+    for images in [Images::Magnum, Images::Upstream] {
+        components::master(&inputs, images)?;
+    }
+    Ok(())
+}
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let inputs = Inputs::new(ctx.config, ctx.config.node_name(&ctx.facts.hostname))?;

@@ -7,10 +7,20 @@
 //! is given a kubeconfig instead) and the transient hostname change (the node's name is `node.instance_name`
 //! or the host name, passed to the kubelet as `--hostname-override`).
 
+use crate::config::NodeConfig;
 use crate::kube::args::Inputs;
 use crate::kube::{components, Images};
-use crate::step::{Context, Done};
+use crate::step::{Context, Done, CHECKED_HOSTNAME};
 use anyhow::Result;
+
+/// Every command line and file of the components builds from the config, with either image set.
+pub(super) fn check(config: &NodeConfig) -> Result<()> {
+    let inputs = Inputs::new(config, config.node_name(CHECKED_HOSTNAME))?;
+    for images in [Images::Magnum, Images::Upstream] {
+        components::minion(&inputs, images)?;
+    }
+    Ok(())
+}
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let inputs = Inputs::new(ctx.config, ctx.config.node_name(&ctx.facts.hostname))?;

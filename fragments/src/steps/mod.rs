@@ -20,9 +20,8 @@ mod registry_service;
 mod selinux;
 mod services;
 
-use crate::config::Role;
-
-use crate::step::StepFn;
+use crate::config::{ConfigError, NodeConfig, Role};
+use crate::step::{CheckFn, StepFn};
 
 /// How a catalogue entry is carried out.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +37,8 @@ pub struct Entry {
     pub part: u8,
     pub name: &'static str,
     pub implementation: Implementation,
+    /// What the step needs of the config alone, when it needs anything.
+    pub check: Option<CheckFn>,
 }
 
 impl Entry {
@@ -45,14 +46,18 @@ impl Entry {
     pub fn part_name(&self) -> String {
         format!("part-{:03}", self.part)
     }
+
+    const fn checked(self, check: CheckFn) -> Entry {
+        Entry { check: Some(check), ..self }
+    }
 }
 
 const fn step(part: u8, name: &'static str, run: StepFn) -> Entry {
-    Entry { part, name, implementation: Implementation::Step(run) }
+    Entry { part, name, implementation: Implementation::Step(run), check: None }
 }
 
 const fn signal(part: u8) -> Entry {
-    Entry { part, name: "signal", implementation: Implementation::Signal }
+    Entry { part, name: "signal", implementation: Implementation::Signal, check: None }
 }
 
 const MINION: &[Entry] = &[
@@ -61,10 +66,10 @@ const MINION: &[Entry] = &[
     step(3, "node-config", node_config::run),
     step(4, "agent-service", agent_service::run),
     step(5, "kube-os-config", kube_os_config::run),
-    step(6, "certs", certs::run),
+    step(6, "certs", certs::run).checked(certs::check),
     step(7, "docker-storage", docker_storage::run),
     step(8, "registry-config", registry_config::run),
-    step(9, "kube-minion", kube_minion::run),
+    step(9, "kube-minion", kube_minion::run).checked(kube_minion::check),
     step(10, "proxy", proxy::run),
     step(11, "services", services::run),
     step(12, "registry-service", registry_service::run),
@@ -78,8 +83,8 @@ const MASTER: &[Entry] = &[
     step(4, "etcd", etcd::run),
     step(5, "kube-os-config", kube_os_config::run),
     step(6, "docker-storage", docker_storage::run),
-    step(7, "kube-master", kube_master::run),
-    step(8, "certs", certs::run),
+    step(7, "kube-master", kube_master::run).checked(kube_master::check),
+    step(8, "certs", certs::run).checked(certs::check),
     step(9, "proxy", proxy::run),
     step(10, "agent-service", agent_service::run),
     step(11, "services", services::run),
@@ -96,6 +101,23 @@ pub fn catalogue(role: Role) -> &'static [Entry] {
         Role::Master => MASTER,
         Role::Minion => MINION,
     }
+}
+
+/// What `entries` (the role's catalogue, or the steps a run selected) would refuse of the config itself,
+/// each under its step, all at once: found before the first step runs, not one failed step at a time.
+pub fn check<'a>(config: &NodeConfig, entries: impl IntoIterator<Item = &'a Entry>) -> Vec<ConfigError> {
+    entries
+        .into_iter()
+        .filter_map(|entry| {
+            let refused = entry.check?(config).err()?;
+            Some(ConfigError {
+                key: format!("{} {}", entry.part_name(), entry.name),
+                value: String::new(),
+                reason: format!("{refused:#}"),
+                line: None,
+            })
+        })
+        .collect()
 }
 
 /// Finds a step of `role` by name (`certs`) or part (`part-006`, `6`).
