@@ -34,6 +34,9 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     pub duration_ms: u64,
+    /// What the node lacks after a step that applied what it could (`Done::Degraded`), secrets scrubbed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<Action>,
 }
@@ -80,6 +83,9 @@ impl StepRecord {
                 if requests > 0 {
                     parts.push(format!("{requests} request{}", if requests == 1 { "" } else { "s" }));
                 }
+                if let Some(degraded) = &self.degraded {
+                    parts.push(format!("degraded: {degraded}"));
+                }
                 if parts.is_empty() {
                     String::new()
                 } else {
@@ -104,16 +110,24 @@ impl StepRecord {
 }
 
 /// A one-line account of the run for the SUCCESS signal's `data` and the last progress line.
+/// Each degraded step follows the counts (`; degraded: part-008 registry-config: …`), so the operator
+/// reads next to the node what it lacks.
 pub fn summary(steps: &[StepRecord], duration_ms: u64) -> String {
     let count = |r: StepResult| steps.iter().filter(|s| s.result == r).count();
-    format!(
+    let mut text = format!(
         "{} steps in {:.1}s: {} changed, {} unchanged, {} skipped",
         steps.len(),
         duration_ms as f64 / 1000.0,
         count(StepResult::Changed),
         count(StepResult::Unchanged),
         count(StepResult::Skipped),
-    )
+    );
+    for step in steps {
+        if let Some(degraded) = &step.degraded {
+            text.push_str(&format!("; degraded: {}: {degraded}", step.label()));
+        }
+    }
+    text
 }
 
 /// `hearth-agent status` for people: the node and `how` its last run went, each step's line, the failure
@@ -149,6 +163,7 @@ mod tests {
             result: StepResult::Changed,
             reason: String::new(),
             duration_ms: 1234,
+            degraded: None,
             actions: vec![Action {
                 kind: ActionKind::File,
                 target: "/etc/x".into(),
@@ -157,5 +172,9 @@ mod tests {
             }],
         };
         assert_eq!(record.progress_line(6, 13), "[ 6/13] part-006 certs ................... changed    1.2s  (1 file)");
+        let degraded = StepRecord { degraded: Some("no CA found".into()), ..record };
+        assert!(degraded.progress_line(6, 13).ends_with("(1 file, degraded: no CA found)"));
+        let summary = summary(&[degraded], 1000);
+        assert!(summary.ends_with("; degraded: part-006 certs: no CA found"), "{summary}");
     }
 }

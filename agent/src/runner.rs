@@ -172,15 +172,18 @@ fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
     for (index, entry) in entries.iter().enumerate() {
         let started = Instant::now();
         // `None`: the step applied, and whether it changed anything is read from the host's journal.
-        let (result, reason) = match entry.implementation {
+        let (result, reason, degraded) = match entry.implementation {
             Implementation::Signal => continue,
             Implementation::Step(step) => {
                 run.event(json!({"event": "step-start", "part": entry.part, "step": entry.name}));
                 match catch_unwind(AssertUnwindSafe(|| step(ctx))) {
-                    Ok(Ok(Done::Applied)) => (None, String::new()),
-                    Ok(Ok(Done::Skipped(why))) => (Some(StepResult::Skipped), why),
-                    Ok(Err(e)) => (Some(StepResult::Failed), format!("{e:#}")),
-                    Err(panic) => (Some(StepResult::Failed), format!("the step panicked: {}", panic_message(&panic))),
+                    Ok(Ok(Done::Applied)) => (None, String::new(), None),
+                    Ok(Ok(Done::Degraded(why))) => (None, String::new(), Some(run.config.scrub(&why))),
+                    Ok(Ok(Done::Skipped(why))) => (Some(StepResult::Skipped), why, None),
+                    Ok(Err(e)) => (Some(StepResult::Failed), format!("{e:#}"), None),
+                    Err(panic) => {
+                        (Some(StepResult::Failed), format!("the step panicked: {}", panic_message(&panic)), None)
+                    }
                 }
             }
         };
@@ -192,6 +195,7 @@ fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
             result,
             reason: run.config.scrub(&reason),
             duration_ms: started.elapsed().as_millis() as u64,
+            degraded,
             actions,
         };
         if !run.options.json {

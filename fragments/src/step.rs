@@ -21,6 +21,10 @@ pub enum Done {
     Applied,
     /// Nothing to do for this node, and why (e.g. "no OpenStack CA in the config").
     Skipped(String),
+    /// Applied what it could, and what the node lacks because of it: an optional part left out or weaker
+    /// than asked (a local registry without credentials for Swift, no OpenStack CA found). The run goes on
+    /// and the warning reaches the signal's `data`, so the node joins and the operator reads why.
+    Degraded(String),
 }
 
 pub type StepFn = fn(&Context) -> Result<Done>;

@@ -5,8 +5,12 @@
 //! `/etc/sysconfig/registry-config.yml` (0600: it holds the trustee password) is Magnum's (inventory
 //! §3.9): `storage.swift` with `authurl`, `region`, `username`, `password`, `domainid`, `trustid`,
 //! `container`, `insecureskipverify`, `chunksize`, an in-memory layer cache, logs tagged
-//! `service: registry`. Departures: every credential is required and present (Magnum's minions never
-//! received the trustee user name and domain, so the registry could not authenticate), values are
+//! `service: registry`. Departures: the trustee is named the way the config can: by user name and
+//! domain when both are given (Magnum's template), else by user id (`userid`, which the registry's Swift
+//! driver accepts with the trust): Stein's minion heat-params never carry `TRUSTEE_USERNAME` or
+//! `TRUSTEE_DOMAIN_ID`, so Magnum's own registry there had an empty user name and could not authenticate.
+//! A config with no way to authenticate at all leaves the registry out (no config, no unit) and the step
+//! says so in the signal's data, while the node still joins: the registry is optional. Values are
 //! written by a YAML serialiser (any character is safe), and the registry shares the host's network and
 //! listens on `registry.port` itself instead of a published port, which works the same under docker and
 //! containerd.
@@ -18,9 +22,9 @@
 
 use crate::host::{FileSpec, Outcome, Systemd};
 use crate::kube::RuntimeKind;
-use crate::registry::{disabled, CONFIG, UNIT, UNIT_FILE};
+use crate::registry::{disabled, swift_user, SwiftUser, CONFIG, UNIT, UNIT_FILE};
 use crate::step::{Context, Done};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
 
 /// Where the registry image reads its config.
@@ -33,7 +37,10 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
         return Ok(Done::Skipped(reason));
     }
     let kind = RuntimeKind::for_node(ctx.config)?;
-    let config = registry_config(ctx)?;
+    let config = match registry_config(ctx) {
+        Ok(config) => config,
+        Err(reason) => return Ok(Done::Degraded(reason)),
+    };
     let config_written = ctx.host.write_file(&FileSpec::new(CONFIG, config, 0o600))?;
     let unit_written = ctx.host.write_file(&FileSpec::new(UNIT_FILE, unit(ctx, kind), 0o644))?;
     if unit_written != Outcome::Unchanged {
@@ -50,40 +57,30 @@ pub fn image(ctx: &Context) -> String {
     crate::kube::prefixed_image(ctx.config, "docker.io/library/", "registry", "2")
 }
 
-fn registry_config(ctx: &Context) -> Result<String> {
+/// The registry's config, or why it cannot have one (what is missing for Swift).
+fn registry_config(ctx: &Context) -> Result<String, String> {
     let os = &ctx.config.openstack;
     let registry = &ctx.config.registry;
-    let missing: Vec<&str> = [
-        (os.auth_url.is_empty(), "openstack.auth_url (AUTH_URL)"),
-        (os.trustee_username.is_empty(), "openstack.trustee_username (TRUSTEE_USERNAME)"),
-        (os.trustee_domain_id.is_empty(), "openstack.trustee_domain_id (TRUSTEE_DOMAIN_ID)"),
-        (os.trustee_password.is_empty(), "openstack.trustee_password (TRUSTEE_PASSWORD)"),
-        (os.trust_id.is_empty(), "openstack.trust_id (TRUST_ID)"),
-        (registry.container.is_empty(), "registry.container (REGISTRY_CONTAINER)"),
-    ]
-    .into_iter()
-    .filter_map(|(absent, field)| absent.then_some(field))
-    .collect();
-    if !missing.is_empty() {
-        bail!("the local registry cannot reach Swift without {}", missing.join(", "));
+    let mut swift = json!({
+        "authurl": os.auth_url,
+        "region": registry.swift_region,
+        "password": os.trustee_password.expose(),
+        "trustid": os.trust_id.expose(),
+        "container": registry.container,
+        "insecureskipverify": registry.insecure,
+        "chunksize": registry.chunksize,
+    });
+    match swift_user(ctx)? {
+        SwiftUser::Name { username, domain_id } => {
+            swift["username"] = username.into();
+            swift["domainid"] = domain_id.into();
+        }
+        SwiftUser::Id(id) => swift["userid"] = id.into(),
     }
     let document = json!({
         "version": "0.1",
         "log": {"fields": {"service": "registry"}},
-        "storage": {
-            "cache": {"layerinfo": "inmemory"},
-            "swift": {
-                "authurl": os.auth_url,
-                "region": registry.swift_region,
-                "username": os.trustee_username,
-                "password": os.trustee_password.expose(),
-                "domainid": os.trustee_domain_id,
-                "trustid": os.trust_id.expose(),
-                "container": registry.container,
-                "insecureskipverify": registry.insecure,
-                "chunksize": registry.chunksize,
-            },
-        },
+        "storage": {"cache": {"layerinfo": "inmemory"}, "swift": swift},
         "http": {"addr": format!(":{}", registry.port)},
     });
     let yaml = serde_yaml::to_string(&document).expect("JSON values serialise as YAML");
@@ -145,20 +142,31 @@ mod tests {
         let facts = Facts { hostname: "minion-0".into(), os: OsFamily::Debian };
         let host = Host::new(Mode::DryRun { root: "/nonexistent-hearth-root".into() });
         let ctx = Context { config: &config, facts: &facts, host: &host };
-        let err = registry_config(&ctx).unwrap_err().to_string();
-        for field in ["TRUSTEE_USERNAME", "TRUSTEE_DOMAIN_ID", "TRUST_ID"] {
+        let err = registry_config(&ctx).unwrap_err();
+        for field in ["TRUSTEE_USER_ID", "TRUSTEE_USERNAME", "TRUSTEE_DOMAIN_ID", "TRUST_ID"] {
             assert!(err.contains(field), "{err}");
         }
         assert!(!err.contains("AUTH_URL") && !err.contains("s3cret"), "{err}");
+        assert!(err.contains("runs without it"), "{err}");
+
+        // Stein's minion: the trustee's id and the trust, no user name or domain.
+        config.openstack.trustee_user_id = "2b7fa6c8".into();
+        config.openstack.trust_id = Secret::new("trust");
+        let ctx = Context { config: &config, facts: &facts, host: &host };
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&registry_config(&ctx).unwrap()).unwrap();
+        let swift = &parsed["storage"]["swift"];
+        assert_eq!(swift["userid"].as_str(), Some("2b7fa6c8"));
+        assert!(swift.get("username").is_none() && swift.get("domainid").is_none(), "{swift:?}");
 
         config.openstack.trustee_username = "trustee".into();
         config.openstack.trustee_domain_id = "domain".into();
-        config.openstack.trust_id = Secret::new("trust");
         let ctx = Context { config: &config, facts: &facts, host: &host };
         let yaml = registry_config(&ctx).unwrap();
         let parsed: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(parsed["storage"]["swift"]["password"].as_str(), Some("s3cret-pass"));
         assert_eq!(parsed["storage"]["swift"]["trustid"].as_str(), Some("trust"));
+        assert_eq!(parsed["storage"]["swift"]["username"].as_str(), Some("trustee"));
+        assert!(parsed["storage"]["swift"].get("userid").is_none(), "the name and domain when both are given");
         assert_eq!(parsed["version"].as_str(), Some("0.1"));
         assert_eq!(disabled(&ctx), None);
     }
