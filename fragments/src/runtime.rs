@@ -19,9 +19,11 @@
 //! OS family: a vendor `docker.service` that hard-codes `native.cgroupdriver=` (Fedora) gets an
 //! override copy in `/etc/systemd/system` with the configured driver (what Magnum did) and `daemon.json`
 //! leaves `exec-opts` out; a `--log-driver` in `/etc/sysconfig/docker`'s `OPTIONS` (Fedora's journald) is
-//! removed, as Magnum did, because kubelet reads docker's `json-file` logs; a `/etc/sysconfig/docker-storage`
-//! (Fedora Atomic) is emptied so the storage driver comes from `daemon.json` alone, except for devicemapper,
-//! whose options docker-storage-setup writes there.
+//! removed, as Magnum did, because kubelet reads docker's `json-file` logs; a vendor unit that passes
+//! `$DOCKER_STORAGE_OPTIONS` (Fedora Atomic's) gets the storage driver there, in
+//! `/etc/sysconfig/docker-storage` as Magnum wrote it, and `daemon.json` leaves it out (dockerd refuses a
+//! driver given twice); elsewhere a `/etc/sysconfig/docker-storage` is emptied so the driver comes from
+//! `daemon.json` alone. devicemapper's options are docker-storage-setup's, which it writes there itself.
 
 use crate::config::{CgroupDriver, NodeConfig, StorageDriverChoice};
 use crate::host::{FileSpec, Outcome};
@@ -42,6 +44,8 @@ const DOCKER_OVERRIDE_UNIT: &str = "/etc/systemd/system/docker.service";
 const DOCKER_VENDOR_UNITS: &[&str] = &["/usr/lib/systemd/system/docker.service", "/lib/systemd/system/docker.service"];
 const DOCKER_SYSCONFIG: &str = "/etc/sysconfig/docker";
 const DOCKER_STORAGE_SYSCONFIG: &str = "/etc/sysconfig/docker-storage";
+/// The variable of [`DOCKER_STORAGE_SYSCONFIG`] a unit that takes docker-storage-setup's options names.
+const STORAGE_OPTIONS_VAR: &str = "DOCKER_STORAGE_OPTIONS";
 /// The storage driver asked for (`runtime.storage_driver`, default `overlay2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageDriver {
@@ -129,12 +133,24 @@ fn configure_docker(ctx: &Context, driver: StorageDriver) -> Result<Changes> {
             changes.config |= changed(ctx.host.write_file(&FileSpec::new(DOCKER_SYSCONFIG, without, 0o644))?);
         }
     }
-    if driver != StorageDriver::Devicemapper && ctx.host.exists(Path::new(DOCKER_STORAGE_SYSCONFIG))? {
-        let text = format!("{HEADER}\n# The storage driver is set in {DOCKER_DAEMON_JSON}.\nDOCKER_STORAGE_OPTIONS=\n");
+    // Fedora Atomic's unit passes docker-storage-setup's options (`$DOCKER_STORAGE_OPTIONS`, from
+    // /etc/sysconfig/docker-storage) as flags: the driver goes there, as Magnum wrote it, and not into
+    // daemon.json too, or a boot on which docker-storage-setup writes its own options would give dockerd
+    // the driver twice, which it refuses.
+    let unit_takes_storage_options = vendor.as_deref().is_some_and(|unit| unit.contains(STORAGE_OPTIONS_VAR));
+    let storage_in_daemon_json = driver != StorageDriver::Devicemapper && !unit_takes_storage_options;
+    if driver != StorageDriver::Devicemapper
+        && (unit_takes_storage_options || ctx.host.exists(Path::new(DOCKER_STORAGE_SYSCONFIG))?)
+    {
+        let text = if unit_takes_storage_options {
+            format!("{HEADER}\n{STORAGE_OPTIONS_VAR}=\"--storage-driver {}\"\n", driver.name())
+        } else {
+            format!("{HEADER}\n# The storage driver is set in {DOCKER_DAEMON_JSON}.\n{STORAGE_OPTIONS_VAR}=\n")
+        };
         changes.config |= changed(ctx.host.write_file(&FileSpec::new(DOCKER_STORAGE_SYSCONFIG, text, 0o644))?);
     }
 
-    let daemon = docker_daemon_json(config, driver, !unit_sets_cgroup_driver);
+    let daemon = docker_daemon_json(config, storage_in_daemon_json.then_some(driver), !unit_sets_cgroup_driver);
     changes.config |= changed(ctx.host.write_file(&FileSpec::new(DOCKER_DAEMON_JSON, daemon, 0o644))?);
     Ok(changes)
 }
@@ -192,12 +208,12 @@ fn without_flag(line: &str, flag: &str) -> String {
 
 /// docker's `daemon.json`. Logs go to `json-file` (what kubelet's dockershim reads) with rotation, so a
 /// chatty container cannot fill the data volume.
-fn docker_daemon_json(config: &NodeConfig, driver: StorageDriver, with_cgroup_driver: bool) -> String {
+fn docker_daemon_json(config: &NodeConfig, driver: Option<StorageDriver>, with_cgroup_driver: bool) -> String {
     let mut daemon = serde_json::Map::new();
     if with_cgroup_driver {
         daemon.insert("exec-opts".into(), json!([format!("{CGROUP_FLAG}{}", config.kubernetes.cgroup_driver)]));
     }
-    if driver != StorageDriver::Devicemapper {
+    if let Some(driver) = driver {
         daemon.insert("storage-driver".into(), json!(driver.name()));
     }
     let insecure = insecure_registries(config);

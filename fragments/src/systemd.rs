@@ -104,6 +104,14 @@ fn install_targets(unit: &str) -> Vec<(&'static str, String)> {
     targets
 }
 
+/// Whether the service manager reports the unit active (or on its way there); false where it cannot be
+/// asked.
+pub fn is_running(ctx: &Context, unit: &str) -> Result<bool> {
+    let show = Cmd::new("systemctl").args(["show", "--property=ActiveState", "--value", unit]).reads_only();
+    let out = ctx.host.run(&show).with_context(|| format!("asking systemd whether {unit} runs"))?;
+    Ok(out.ran && matches!(out.stdout.trim(), "active" | "activating" | "reloading"))
+}
+
 /// Whether the service manager reports the unit inactive or failed; false where it cannot be asked.
 fn is_stopped(ctx: &Context, unit: &str) -> Result<bool> {
     let show = Cmd::new("systemctl").args(["show", "--property=ActiveState", "--value", unit]).reads_only();

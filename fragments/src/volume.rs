@@ -64,20 +64,9 @@ pub fn prepare(ctx: &Context, volume_id: &str, mount_point: &str, mode: u32, wha
     let fstab = ctx.host.read_to_string(Path::new(FSTAB))?.unwrap_or_default();
 
     // Converged already? Checked without commands, so a second run changes and runs nothing.
-    if has_our_entry(&fstab, mount_point) {
+    if is_in_place(ctx, volume_id, mount_point)? {
         ctx.host.ensure_dir(mount_path, mode)?;
-        match &mount_table {
-            None => return Ok(()),
-            Some(table) => {
-                if let (Some(mounted), Some(device)) =
-                    (mounted_device(table, mount_point), find_device(ctx, volume_id)?)
-                {
-                    if device_number(ctx, &device)? == Some(mounted) {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        return Ok(());
     }
 
     let device = wait_for_device(ctx, volume_id, what)?;
@@ -103,6 +92,22 @@ pub fn prepare(ctx: &Context, volume_id: &str, mount_point: &str, mode: u32, wha
         }
     }
     Ok(())
+}
+
+/// Whether the volume is the data directory already, checked without commands: our fstab entry, and
+/// (where the host has a mount table) the volume's disk mounted there. What [`prepare`] leaves behind.
+pub fn is_in_place(ctx: &Context, volume_id: &str, mount_point: &str) -> Result<bool> {
+    let fstab = ctx.host.read_to_string(Path::new(FSTAB))?.unwrap_or_default();
+    if !has_our_entry(&fstab, mount_point) {
+        return Ok(false);
+    }
+    let Some(table) = ctx.host.read_to_string(Path::new(MOUNTINFO))? else {
+        return Ok(true);
+    };
+    Ok(match (mounted_device(&table, mount_point), find_device(ctx, volume_id)?) {
+        (Some(mounted), Some(device)) => device_number(ctx, &device)? == Some(mounted),
+        _ => false,
+    })
 }
 
 /// Whether the mount table shows anything mounted at `mount_point` (false on a host without one).

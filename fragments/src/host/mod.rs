@@ -56,6 +56,8 @@ impl FileSpec {
 pub enum Systemd {
     DaemonReload,
     Enable,
+    /// Removes the unit's `[Install]` links (`systemctl --root` on a rooted host, like enable).
+    Disable,
     Start,
     /// Start without waiting for the unit to be up (`systemctl --no-block start`): units that wait for
     /// each other (kubelet for the API server) must not hold up the run.
@@ -71,6 +73,7 @@ impl Systemd {
         match self {
             Systemd::DaemonReload => &["daemon-reload"],
             Systemd::Enable => &["enable"],
+            Systemd::Disable => &["disable"],
             Systemd::Start => &["start"],
             Systemd::StartNoBlock => &["--no-block", "start"],
             Systemd::Stop => &["stop"],
@@ -298,13 +301,14 @@ impl Host {
         self.journal.record(ActionKind::Remote, target, detail, outcome);
     }
 
-    /// A systemd operation. Rooted hosts can only enable (through `systemctl --root`); the rest is recorded.
+    /// A systemd operation. Rooted hosts can only enable and disable (through `systemctl --root`); the rest
+    /// is recorded.
     pub fn systemd(&self, op: Systemd, unit: Option<&str>) -> Result<CmdOutput> {
         let mut cmd = Cmd::new("systemctl").args(op.args().iter().copied());
         if let Some(unit) = unit {
             cmd = cmd.arg(unit);
         }
-        if op == Systemd::Enable {
+        if matches!(op, Systemd::Enable | Systemd::Disable) {
             cmd = cmd.rooted(RootedRun::WithFlag("--root"));
         }
         self.run(&cmd)

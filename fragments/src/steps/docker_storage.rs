@@ -12,10 +12,11 @@
 //! the VG are made only when the disk is not already docker's, and the tool runs only while the thin pool
 //! does not exist or its config changed.
 //!
-//! Departures from Magnum: the volume is formatted only when it holds no xfs (Magnum formatted it on every
-//! run), fstab holds one entry by UUID (Magnum appended `<device> … 0 0` per run), and nothing is deleted:
-//! Magnum emptied `/var/lib/docker` before mounting; here the runtime is stopped first when it has been
-//! using the directory (so it does not keep writing to what the mount hides) and started again after.
+//! As Magnum did before putting the volume in place: the runtime stopped, docker-storage-setup disabled
+//! where the node has it, the data directory on the root filesystem emptied (and the runtime started
+//! again after, if it was running). Departures from Magnum: the volume is formatted only when it holds no xfs (Magnum
+//! formatted it on every run), fstab holds one entry by UUID (Magnum appended `<device> … 0 0` per run),
+//! and none of that preparation runs again once the volume is in place.
 //! Magnum's Ironic branch (`ENABLE_CINDER=False`, `/dev/disk/by-label/ephemeral0`) could never run in
 //! Stein (the key was never substituted) and is not carried over.
 //!
@@ -26,12 +27,15 @@ use crate::host::{Cmd, FileSpec, Outcome, Systemd};
 use crate::kube::RuntimeKind;
 use crate::runtime::{self, StorageDriver};
 use crate::step::{Context, Done};
+use crate::systemd::{is_enabled, is_running, unit_text};
 use crate::volume::{self, Device};
 use anyhow::{bail, Context as _, Result};
 use std::path::Path;
 use std::time::Duration;
 
 pub const STORAGE_SETUP_CONFIG: &str = "/etc/sysconfig/docker-storage-setup";
+/// Fedora Atomic's unit that runs docker-storage-setup before docker.
+pub const STORAGE_SETUP_UNIT: &str = "docker-storage-setup.service";
 /// The volume group Magnum gives docker's volume, and the thin pool docker-storage-setup makes in it.
 const DOCKER_VG: &str = "docker";
 const THIN_POOL: &str = "docker-pool";
@@ -51,6 +55,9 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
         (_, id) => Some(id),
     };
 
+    if kind == RuntimeKind::Docker && driver != StorageDriver::Devicemapper {
+        disable_storage_setup(ctx)?;
+    }
     let stopped = match (driver, volume_id) {
         (StorageDriver::Devicemapper, _) => {
             devicemapper(ctx, kind, volume_id)?;
@@ -73,17 +80,42 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
     Ok(Done::Applied)
 }
 
-/// The volume at the runtime's data directory. Returns whether the runtime was stopped for it.
+/// The volume at the runtime's data directory. Returns whether a running runtime was stopped for it (and
+/// is to be started again).
+///
+/// Until the volume is in place, as Magnum's `clear_docker_storage` did before formatting: the runtime is
+/// stopped (it must not keep writing to what the mount is about to hide; docker-storage-setup is disabled
+/// before, see [`disable_storage_setup`]), and what the runtime left in its data directory
+/// on the root filesystem deleted (hidden under the mount it would only take the root's space). On a node
+/// where the volume is in place none of this runs again.
 fn overlay_on_volume(ctx: &Context, kind: RuntimeKind, volume_id: &str) -> Result<bool> {
     let data_dir = kind.data_dir();
-    let in_use = !volume::is_mounted(ctx, data_dir)? && has_entries(ctx, data_dir)?;
-    if in_use {
-        ctx.host
-            .systemd(Systemd::Stop, Some(kind.unit()))
-            .with_context(|| format!("stopping {} before mounting its volume over {data_dir}", kind.name()))?;
+    if volume::is_in_place(ctx, volume_id, data_dir)? {
+        volume::prepare(ctx, volume_id, data_dir, 0o755, WHAT)?;
+        return Ok(false);
+    }
+    let was_running = is_running(ctx, kind.unit())?;
+    ctx.host
+        .systemd(Systemd::Stop, Some(kind.unit()))
+        .with_context(|| format!("stopping {} before mounting its volume over {data_dir}", kind.name()))?;
+    if !volume::is_mounted(ctx, data_dir)? && has_entries(ctx, data_dir)? {
+        let clear = Cmd::new("find")
+            .args([data_dir, "-mindepth", "1", "-maxdepth", "1", "-exec", "rm", "-rf", "--"])
+            .args(["{}", "+"]);
+        ctx.host.run(&clear).with_context(|| format!("emptying {data_dir} before mounting its volume there"))?;
     }
     volume::prepare(ctx, volume_id, data_dir, 0o755, WHAT)?;
-    Ok(in_use)
+    Ok(was_running)
+}
+
+/// Fedora Atomic's docker-storage-setup, when the node has it, disabled (Magnum's `systemctl disable
+/// docker-storage-setup`): Hearth decides docker's storage, and the tool would rewrite docker's storage
+/// options at every boot. Done once: a disabled unit is left alone.
+pub fn disable_storage_setup(ctx: &Context) -> Result<()> {
+    if unit_text(ctx, STORAGE_SETUP_UNIT)?.is_some() && is_enabled(ctx, STORAGE_SETUP_UNIT)? {
+        ctx.host.systemd(Systemd::Disable, Some(STORAGE_SETUP_UNIT)).context("disabling docker-storage-setup")?;
+    }
+    Ok(())
 }
 
 /// Whether a directory exists and holds anything.
