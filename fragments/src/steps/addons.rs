@@ -1,4 +1,4 @@
-//! master part-015 addons (master 0 only): cluster DNS and the pod network's manifests, applied through
+//! master part-015 addons (master 0, or every master without an index): cluster DNS and the pod network's manifests, applied through
 //! the API idempotently (Magnum's kube_cluster_deploy on master 0: core-dns-service.sh and
 //! flannel-service.sh or calico-service.sh).
 //!
@@ -7,10 +7,13 @@
 //! - flannel (`--kube-subnet-mgr`, the network JSON in the `kube-flannel-cfg` ConfigMap) or calico (on
 //!   etcd, with the master's etcd client certificate in the `calico-etcd-secrets` Secret, as Magnum did).
 //!
-//! Images come from `runtime.container_infra_prefix`, else Magnum's registries. Only the master with
-//! `node.master_index` 0 runs it; Stein's heat-params carry no `MASTER_INDEX`, so a node configured from
-//! them skips it and says why. The step waits for the API server first (see [`super::health`]), so it also
-//! works on its own (`--only addons`).
+//! Images come from `runtime.container_infra_prefix`, else Magnum's registries. With `node.master_index`
+//! set (the native config), master 0 applies them and the others skip. Without it (Stein's heat-params
+//! carry no `MASTER_INDEX`; Magnum ran these scripts on master 0 through a Heat deployment Hearth does not
+//! have) every master applies them: the objects are the same from each, applying is idempotent, and
+//! masters racing to create the same object converge (see [`crate::kube_api`]), so the cluster gets its
+//! network and DNS whichever master comes up first. The step waits for the API server first (see
+//! [`super::health`]), so it also works on its own (`--only addons`).
 
 use crate::config::{NetworkDriver, Secret};
 use crate::kube_api::KubeApi;
@@ -24,16 +27,8 @@ use std::time::Duration;
 
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let config = ctx.config;
-    match config.node.master_index {
-        Some(0) => {}
-        Some(index) => {
-            return Ok(Done::Skipped(format!("cluster add-ons are applied by master 0; this is master {index}")))
-        }
-        None => {
-            return Ok(Done::Skipped(
-                "cluster add-ons are applied by master 0, and node.master_index (MASTER_INDEX) is not set".into(),
-            ))
-        }
+    if let Some(index @ 1..) = config.node.master_index {
+        return Ok(Done::Skipped(format!("cluster add-ons are applied by master 0; this is master {index}")));
     }
     let api = KubeApi::for_master(config, ctx.host)?;
     // `false`: the host sends nothing to this node's services (a dry run, a rooted run).
