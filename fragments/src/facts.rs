@@ -41,7 +41,7 @@ struct Fedora;
 
 impl OsLayout for Fedora {
     fn ca_anchor(&self) -> &'static Path {
-        Path::new("/etc/pki/ca-trust/source/anchors/openstack-ca.pem")
+        Path::new(crate::paths::MAGNUM_OPENSTACK_CA)
     }
     fn update_ca_trust(&self) -> Cmd {
         Cmd::new("update-ca-trust").arg("extract")

@@ -11,6 +11,9 @@ pub const AGENT: &str = "/usr/local/bin/hearth-agent";
 /// The proxy step's environment file, which the units that go through the proxy read.
 pub const PROXY_ENV_FILE: &str = "/etc/hearth/proxy.env";
 
+/// Where Magnum's own part-001 (atomic-install-openstack-ca.sh) left the OpenStack CA on a Magnum node.
+pub const MAGNUM_OPENSTACK_CA: &str = "/etc/pki/ca-trust/source/anchors/openstack-ca.pem";
+
 /// The Kubernetes components' configuration directory.
 pub const KUBERNETES_DIR: &str = "/etc/kubernetes";
 /// Certificates and keys of the Kubernetes components, as the certs step writes them.

@@ -87,6 +87,7 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<Loaded
     for entry in unknown {
         config.magnum_extra.insert(entry.key.clone(), entry.value.clone());
     }
+    keep_magnums_choices(&mut config);
 
     errors.extend(validate::validate(&config));
     if errors.is_empty() {
@@ -94,6 +95,19 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<Loaded
     } else {
         Err(ConfigErrors { source_name: source_name.to_string(), errors })
     }
+}
+
+/// What a node configured by Magnum's own parameters keeps of Magnum where Hearth's native config chooses
+/// otherwise: the pause image a mirror made for Magnum holds, Magnum's master taints, and the OpenStack CA
+/// where Magnum's part-001 left it (it never reached heat-params).
+fn keep_magnums_choices(config: &mut NodeConfig) {
+    let prefix = match config.runtime.container_infra_prefix.as_str() {
+        "" => crate::kube::MAGNUM_PAUSE_PREFIX,
+        prefix => prefix,
+    };
+    config.kubernetes.pause_image = format!("{prefix}pause:{}", crate::kube::MAGNUM_PAUSE_TAG);
+    config.kubernetes.magnum_master_taints = true;
+    config.openstack.ca_file = crate::paths::MAGNUM_OPENSTACK_CA.to_string();
 }
 
 /// An error about `key`; the value is masked when the key holds a secret.

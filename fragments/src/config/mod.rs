@@ -207,7 +207,9 @@ pub struct Node {
     pub instance_name: String,
     /// CPU architecture (`ARCH`, later releases), e.g. `x86_64`.
     pub arch: String,
-    /// Index of this master in the master group (0 runs the cluster add-ons); Stein never set it.
+    /// Index of this master in the master group: 0 applies the cluster add-ons, others leave them.
+    /// Absent (Stein's heat-params never carry `MASTER_INDEX`): every master applies them, converging on
+    /// the same objects, so a cluster from Magnum's own parameters still gets its network and DNS.
     #[serde(deserialize_with = "optional_index")]
     pub master_index: Option<u32>,
 }
@@ -249,6 +251,13 @@ pub struct OpenStack {
     pub verify_ca: bool,
     /// The OpenStack CA (PEM) to trust; rendered into Magnum's part-001, native config only.
     pub ca_pem: String,
+    /// Where the node already holds the OpenStack CA when `ca_pem` is empty: Magnum put the CA into its
+    /// part-001 by template substitution, never into heat-params, and that script wrote it to
+    /// `/etc/pki/ca-trust/source/anchors/openstack-ca.pem`, which the heat-params reader names here. The
+    /// install-ca step checks it is in the trust store, or says in the signal's data that none was found.
+    /// Omitted from the document when empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_file: String,
     /// Trustee user id (`TRUSTEE_USER_ID`).
     pub trustee_user_id: String,
     /// Trustee user name (`TRUSTEE_USERNAME`; Stein never wrote it for minions).
@@ -280,6 +289,7 @@ impl Default for OpenStack {
             region: String::new(),
             verify_ca: true,
             ca_pem: String::new(),
+            ca_file: String::new(),
             trustee_user_id: String::new(),
             trustee_username: String::new(),
             trustee_domain_id: String::new(),
@@ -348,6 +358,18 @@ pub struct Kubernetes {
     /// Algorithm of the keys the certs step generates for this node's certificates: `ecdsa-p256`
     /// (default), `rsa-2048` or `rsa-4096` (what Magnum's scripts used). Native config only.
     pub key_algorithm: KeyAlgorithm,
+    /// The pod sandbox image, whole (`registry/pause:tag`); empty is `<runtime.container_infra_prefix or
+    /// registry.k8s.io/>pause:<the release's tag>`. The heat-params reader sets Magnum's
+    /// `<CONTAINER_INFRA_PREFIX or gcr.io/google_containers/>pause:3.0`, the image a mirror made for Magnum
+    /// holds. Omitted from the document when empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pause_image: String,
+    /// Masters also register with Magnum's taints, `CriticalAddonsOnly=True:NoSchedule` and
+    /// `dedicated=master:NoSchedule`, besides the release's `node-role.kubernetes.io` ones: workloads and
+    /// add-ons written for a Magnum cluster tolerate those. The heat-params reader sets it. Omitted from
+    /// the document when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub magnum_master_taints: bool,
 }
 
 /// A node key algorithm, as written in the native config.
@@ -431,6 +453,8 @@ DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,Res
             kubeproxy_options: String::new(),
             kubescheduler_options: String::new(),
             key_algorithm: KeyAlgorithm::default(),
+            pause_image: String::new(),
+            magnum_master_taints: false,
         }
     }
 }

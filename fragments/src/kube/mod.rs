@@ -42,6 +42,13 @@ pub const DEFAULT_PREFIX: &str = "docker.io/openstackmagnum/";
 /// `gcr.io/google_containers/` is frozen; registry.k8s.io serves every tag).
 pub const UPSTREAM_PREFIX: &str = "registry.k8s.io/";
 
+/// Magnum's pause image when no prefix is set, `gcr.io/google_containers/pause:3.0` (its kubelets'
+/// `--pod-infra-container-image`): what a mirror made for Magnum holds, so the heat-params path asks for it.
+pub const MAGNUM_PAUSE_PREFIX: &str = "gcr.io/google_containers/";
+pub const MAGNUM_PAUSE_TAG: &str = "3.0";
+/// Magnum's master taints, which workloads written for a Magnum cluster tolerate.
+pub const MAGNUM_MASTER_TAINTS: &[&str] = &["CriticalAddonsOnly=True:NoSchedule", "dedicated=master:NoSchedule"];
+
 /// A file under the certificate directory.
 pub fn cert(name: &str) -> String {
     format!("{}/{name}", crate::paths::KUBE_CERTS)
@@ -106,10 +113,14 @@ pub fn upstream_program(component: Component) -> String {
     format!("/usr/local/bin/{}", component.binary())
 }
 
-/// The pod sandbox image: `<prefix or registry.k8s.io/>pause:<the release's tag>`. The runtime's own
+/// The pod sandbox image: `kubernetes.pause_image`, else `<prefix or registry.k8s.io/>pause:<the release's
+/// tag>`. The runtime's own
 /// sandbox setting (containerd's `sandbox_image`) must name the same image.
 pub fn pause_image(config: &NodeConfig, version: KubeVersion) -> String {
-    prefixed_image(config, UPSTREAM_PREFIX, "pause", version.pause_tag())
+    match config.kubernetes.pause_image.trim() {
+        "" => prefixed_image(config, UPSTREAM_PREFIX, "pause", version.pause_tag()),
+        configured => configured.to_string(),
+    }
 }
 
 /// The container runtime the node's kubelet talks to.
