@@ -108,7 +108,7 @@ fn a_master_gets_server_kubelet_and_service_account_files_that_openssl_accepts()
 
     let ca = node.path("/etc/kubernetes/certs/ca.crt");
     assert_eq!(std::fs::read_to_string(&ca).unwrap(), cloud.ca_pem(), "ca.crt is the cluster CA");
-    for cert in ["server", "kubelet"] {
+    for cert in ["server", "kubelet", "proxy", "controller-manager", "scheduler", "agent", "front-proxy-client"] {
         let crt = node.path(&format!("/etc/kubernetes/certs/{cert}.crt"));
         let verified = openssl(&["verify", "-CAfile", ca.to_str().unwrap(), crt.to_str().unwrap()]);
         assert!(verified.contains(": OK"), "{verified}");
@@ -145,6 +145,20 @@ fn a_master_gets_server_kubelet_and_service_account_files_that_openssl_accepts()
         "TLS Web Server Authentication, TLS Web Client Authentication"
     );
 
+    // The masters' other clients of the API: each its own user, no group, a client only.
+    for (cert, expected) in [
+        ("proxy", "CN = system:kube-proxy, O = system:node-proxier"),
+        ("controller-manager", "CN = system:kube-controller-manager"),
+        ("scheduler", "CN = system:kube-scheduler"),
+        ("agent", "CN = hearth-agent"),
+        ("front-proxy-client", "CN = front-proxy-client"),
+    ] {
+        let text = x509_text(&node, &format!("/etc/kubernetes/certs/{cert}.crt"));
+        assert_eq!(subject(&text), expected);
+        assert_eq!(field(&text, "X509v3 Extended Key Usage"), "TLS Web Client Authentication", "{cert}");
+        assert!(!text.contains("X509v3 Subject Alternative Name"), "{cert}: a client needs no SAN");
+    }
+
     // Modes, and the copies etcd reads.
     for key in ["server.key", "kubelet.key", "service_account.key", "service_account_private.key"] {
         assert_eq!(node.mode(&format!("/etc/kubernetes/certs/{key}")), 0o600, "{key}");
@@ -171,7 +185,8 @@ fn a_master_gets_server_kubelet_and_service_account_files_that_openssl_accepts()
     let derived = openssl(&["pkey", "-pubout", "-in", private.to_str().unwrap()]);
     assert_eq!(derived.trim(), public.trim());
 
-    // What the services saw: one trust-scoped token, one CA fetch, two signing requests, Magnum's headers.
+    // What the services saw: one trust-scoped token, one CA fetch, a signing request per certificate,
+    // Magnum's headers.
     let tokens = cloud.keystone_requests();
     assert_eq!(tokens.len(), 1, "one token per run");
     let body = tokens[0].json();
@@ -181,10 +196,9 @@ fn a_master_gets_server_kubelet_and_service_account_files_that_openssl_accepts()
     let magnum = cloud.magnum_requests();
     let calls: Vec<String> = magnum.iter().map(|r| format!("{} {}", r.method, r.url)).collect();
     let uuid = config["cluster"]["uuid"].as_str().unwrap();
-    assert_eq!(
-        calls,
-        [format!("GET /v1/certificates/{uuid}"), "POST /v1/certificates".into(), "POST /v1/certificates".into()]
-    );
+    let mut expected = vec![format!("GET /v1/certificates/{uuid}")];
+    expected.extend(std::iter::repeat_n("POST /v1/certificates".to_string(), 7));
+    assert_eq!(calls, expected);
     for request in &magnum {
         assert_eq!(request.header("OpenStack-API-Version"), Some("container-infra latest"));
         assert!(request.header("X-Auth-Token").unwrap().starts_with(cloud.token_prefix()));
@@ -199,7 +213,7 @@ fn a_master_gets_server_kubelet_and_service_account_files_that_openssl_accepts()
     let second = node.run(&[]);
     assert_ok(&second);
     assert!(text(&second).contains("certs") && text(&second).contains(" ok "), "{}", text(&second));
-    assert_eq!(signing_requests(&cloud), 2, "the second run asked for a certificate");
+    assert_eq!(signing_requests(&cloud), 7, "the second run asked for a certificate");
     assert_eq!(cloud.keystone_requests().len(), 2, "one token for the second run");
     assert_eq!(snapshot(&node), before);
 

@@ -127,7 +127,7 @@ fn etcd_starts_from_the_agents_config_and_certificates() {
     std::fs::write(root.path().join("etc/hostname"), "k8s-demo-master-0\n").unwrap();
     agent(&config_path, root.path(), "etcd");
     agent(&config_path, root.path(), "certs");
-    assert_eq!(cloud.signed().len(), 2, "server and kubelet certificates");
+    assert_eq!(cloud.signed().len(), 7, "a master's seven certificates (server, kubelet and its API clients)");
 
     let conf = std::fs::read_to_string(root.path().join("etc/etcd/etcd.conf")).unwrap();
     let vars = environment_file(&conf);

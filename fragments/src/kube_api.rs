@@ -2,18 +2,17 @@
 //! health and addons.
 //!
 //! **Where and as whom.** `https://127.0.0.1:<api.port>`, trusting the cluster CA only and presenting the
-//! API server's own certificate (`/etc/kubernetes/certs/{ca.crt,server.crt,server.key}`, `CN=kubernetes`):
-//! nodes never hold an admin (`system:masters`) identity. With TLS disabled, `http://127.0.0.1:<api.port>`,
+//! agent's own certificate (`/etc/kubernetes/certs/{ca.crt,agent.crt,agent.key}`, `CN=hearth-agent`):
+//! nodes never hold an admin (`system:masters`) identity, and the API server's certificate is not this. With TLS disabled, `http://127.0.0.1:<api.port>`,
 //! the port Magnum's apiserver then serves without TLS (`--insecure-port=<KUBE_API_PORT>`). Every request
 //! is a request to the node's own service ([`Destination::NodeService`](crate::http::Destination::NodeService)): a dry run or a rooted run
 //! records it and sends nothing.
 //!
-//! **What the identity needs.** User `kubernetes` (no group) must be allowed, cluster-wide: `get`,
-//! `create`, `patch` on `clusterroles` and `clusterrolebindings` (`rbac.authorization.k8s.io`) with
+//! **What the identity needs.** User `hearth-agent` (no group) must be allowed `get`, `create`, `patch` on
+//! each kind of [`KINDS`] (cluster-scoped ones cluster-wide, namespaced ones in `kube-system` only), with
 //! `escalate` and `bind` on `clusterroles` (the roles applied grant what the user may not hold itself);
-//! `get`, `create`, `patch` on `serviceaccounts`, `configmaps`, `secrets`, `services` and, in the `apps`
-//! group, `deployments` and `daemonsets`, all in `kube-system`; and the non-resource URLs `/healthz`,
-//! `/readyz`, `/version`, which every authenticated user has. The kube-master step grants this.
+//! and the non-resource URLs `/healthz`, `/readyz`, `/version`, which every authenticated user has. The
+//! kube-master step grants exactly the kinds, made from [`KINDS`].
 //!
 //! **Idempotent apply.** `GET` the object; if every field of the manifest already has its value in the
 //! live object (fields the server defaulted do not matter), nothing is written. Otherwise, from Kubernetes
@@ -56,21 +55,49 @@ impl ApplyMethod {
     }
 }
 
-/// The kinds the steps apply: (apiVersion, kind, resource, namespaced). The resource names are the ones
-/// the server's discovery documents list; an unknown kind is refused rather than guessed.
-const KINDS: &[(&str, &str, &str, bool)] = &[
-    ("v1", "Namespace", "namespaces", false),
-    ("v1", "ServiceAccount", "serviceaccounts", true),
-    ("v1", "ConfigMap", "configmaps", true),
-    ("v1", "Secret", "secrets", true),
-    ("v1", "Service", "services", true),
-    ("apps/v1", "Deployment", "deployments", true),
-    ("apps/v1", "DaemonSet", "daemonsets", true),
-    ("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", false),
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", false),
-    ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", true),
+/// A kind the steps apply. The resource names are the ones the server's discovery documents list; an
+/// unknown kind is refused rather than guessed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kind {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub resource: &'static str,
+    pub namespaced: bool,
+}
+
+impl Kind {
+    /// The API group (`""` for the core group), as authorizers name it.
+    pub fn api_group(&self) -> &'static str {
+        self.api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or("")
+    }
+}
+
+const fn kind(api_version: &'static str, kind: &'static str, resource: &'static str, namespaced: bool) -> Kind {
+    Kind { api_version, kind, resource, namespaced }
+}
+
+/// Every kind the steps apply; the agent's authorisation ([`crate::kube::components::authorization_policy`])
+/// is made from this list, so a kind added here is also allowed there.
+pub const KINDS: &[Kind] = &[
+    kind("v1", "Namespace", "namespaces", false),
+    kind("v1", "ServiceAccount", "serviceaccounts", true),
+    kind("v1", "ConfigMap", "configmaps", true),
+    kind("v1", "Secret", "secrets", true),
+    kind("v1", "Service", "services", true),
+    kind("apps/v1", "Deployment", "deployments", true),
+    kind("apps/v1", "DaemonSet", "daemonsets", true),
+    kind("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", false),
+    kind("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", false),
+    kind("rbac.authorization.k8s.io/v1", "Role", "roles", true),
+    kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", true),
 ];
+
+/// The paths [`KubeApi::wait_ready`] and the version probe read.
+pub const PROBED_PATHS: &[&str] = &["/healthz", "/readyz", "/version"];
+
+/// The one namespace the steps put namespaced objects in (Magnum's add-ons all live there); the agent is
+/// allowed no other.
+pub const NAMESPACE: &str = "kube-system";
 
 /// Which object a manifest is, and where it lives in the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,9 +115,9 @@ impl ObjectRef {
         let (api_version, kind) = (text(&object["apiVersion"]), text(&object["kind"]));
         let name = text(&object["metadata"]["name"]);
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
-        let &(_, _, resource, namespaced) = KINDS
+        let &Kind { resource, namespaced, .. } = KINDS
             .iter()
-            .find(|(v, k, _, _)| *v == api_version && *k == kind)
+            .find(|k| k.api_version == api_version && k.kind == kind)
             .ok_or_else(|| anyhow!("{kind} {name:?} ({api_version}) is not a kind Hearth applies"))?;
         for part in std::iter::once(&name).chain(namespace.as_ref()) {
             // Object names are DNS labels or paths with ':' (RBAC); nothing that could change the URL.
@@ -98,6 +125,9 @@ impl ObjectRef {
             if part.is_empty() || !part.chars().all(fine) {
                 bail!("{kind} name or namespace {part:?} is not a Kubernetes object name");
             }
+        }
+        if namespaced && namespace.as_deref().is_some_and(|ns| ns != NAMESPACE) {
+            bail!("{kind} {name} is in namespace {namespace:?}; the agent applies objects in {NAMESPACE} only");
         }
         let group = if api_version.contains('/') { "apis" } else { "api" };
         let collection = match (&namespace, namespaced) {
@@ -145,10 +175,10 @@ impl<'h> KubeApi<'h> {
             Ok(host.read_to_string(&Path::new(KUBE_CERTS).join(name))?.unwrap_or_default())
         };
         let identity = ClientIdentity {
-            source: format!("{KUBE_CERTS}/{{ca.crt,server.crt,server.key}}"),
+            source: format!("{KUBE_CERTS}/{{ca.crt,agent.crt,agent.key}}"),
             ca_pem: read("ca.crt")?,
-            cert_pem: read("server.crt")?,
-            key_pem: crate::config::Secret::new(read("server.key")?),
+            cert_pem: read("agent.crt")?,
+            key_pem: crate::config::Secret::new(read("agent.key")?),
         };
         Ok(KubeApi {
             host,
@@ -193,7 +223,13 @@ impl<'h> KubeApi<'h> {
     /// Makes `object` (a manifest as JSON) exist with every field it sets, and records what it took.
     pub fn apply(&self, object: &Value) -> Result<Outcome> {
         let target = ObjectRef::of(object)?;
-        self.apply_to(&target, object).with_context(|| format!("applying {target}"))
+        let applied = match self.apply_to(&target, object) {
+            // Another master created it between our read and our create (every master applies the same
+            // objects when none has an index): read it again and update it like any live object.
+            Err(e) if e.downcast_ref::<Conflict>().is_some() => self.apply_to(&target, object),
+            other => other,
+        };
+        applied.with_context(|| format!("applying {target}"))
     }
 
     fn apply_to(&self, target: &ObjectRef, object: &Value) -> Result<Outcome> {
@@ -216,6 +252,7 @@ impl<'h> KubeApi<'h> {
     }
 
     /// Creates or updates `target`; `live` is the object as read, `None` when it is absent or was not read.
+    /// A create the server refuses with 409 (the object appeared meanwhile) is a [`Conflict`].
     fn write(&self, target: &ObjectRef, object: &Value, live: Option<&Value>) -> Result<Outcome> {
         let body = object.to_string().into_bytes();
         let request = match (self.method, live) {
@@ -234,6 +271,9 @@ impl<'h> KubeApi<'h> {
         let Some(answer) = self.host.http(&request, &format!("{verb} {target}"))? else {
             return Ok(Outcome::NotRun);
         };
+        if answer.status == 409 && live.is_none() && self.method == ApplyMethod::CreateOrMergePatch {
+            return Err(anyhow::Error::new(Conflict).context(status_error(&answer)));
+        }
         if !(200..300).contains(&answer.status) {
             return Err(status_error(&answer));
         }
@@ -250,6 +290,18 @@ impl<'h> KubeApi<'h> {
         Ok(outcome)
     }
 }
+
+/// A create that found the object already there (HTTP 409 `AlreadyExists`).
+#[derive(Debug)]
+struct Conflict;
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the object was created by someone else meanwhile")
+    }
+}
+
+impl std::error::Error for Conflict {}
 
 /// The error for an answer the API server gave instead of the object: the status and its `Status`
 /// message (`clusterroles.rbac.authorization.k8s.io is forbidden: User "kubernetes" cannot create …`).

@@ -31,6 +31,35 @@ use x509_parser::prelude::FromDer as _;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+/// Who is who in the cluster: the users the certificates name, and what authorises each.
+///
+/// | user | holder | authorised by |
+/// |---|---|---|
+/// | `kubernetes` | kube-apiserver (serving; client of etcd and, as `--kubelet-client-certificate`, of the kubelets) | RBAC: `system:kube-apiserver-to-kubelet` (nodes/proxy, stats, log, spec, metrics), bound by the apiserver-kubelet-rbac step; nothing else |
+/// | `system:kube-controller-manager`, `system:kube-scheduler`, `system:kube-proxy` | the components of those names | Kubernetes' default RBAC bindings of the same names |
+/// | `hearth-agent` | the agent's API steps on masters | the ABAC rules of [`crate::kube::AUTHORIZATION_POLICY`]: exactly the kinds the steps apply, in the namespaces they apply them |
+/// | `front-proxy-client` | kube-apiserver towards aggregated API servers (`--proxy-client-cert-file`) | accepted as request-header proxy (`--requestheader-allowed-names`) and nothing else |
+///
+/// Magnum's masters used the API server's certificate for all of it, and allowed `kubernetes` as a
+/// request-header proxy, so any holder of `server.key` (etcd, calico's pods reach etcd with it) could
+/// act as any user.
+pub mod identities {
+    pub const API_SERVER: &str = "kubernetes";
+    pub const KUBE_PROXY: &str = "system:kube-proxy";
+    pub const KUBE_PROXY_GROUP: &str = "system:node-proxier";
+    pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
+    pub const SCHEDULER: &str = "system:kube-scheduler";
+    pub const AGENT: &str = "hearth-agent";
+    pub const FRONT_PROXY: &str = "front-proxy-client";
+    /// (file stem under the certificate directory, CN) of the masters' other clients of the API.
+    pub const MASTER_CLIENTS: &[(&str, &str)] = &[
+        ("controller-manager", CONTROLLER_MANAGER),
+        ("scheduler", SCHEDULER),
+        ("agent", AGENT),
+        ("front-proxy-client", FRONT_PROXY),
+    ];
+}
+
 /// A certificate is replaced once this close to its end, unless a third of its life is shorter.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 

@@ -1,6 +1,6 @@
 //! The master steps that act through the Kubernetes API (apiserver-kubelet-rbac, health, addons) against
 //! a loopback HTTPS stand-in for the API server ([`KubeApiStandIn`]) that serves with the master's own
-//! `server.crt`, lets in only that certificate as client, and checks every request; health also probes a
+//! `server.crt`, lets in only the agent's `agent.crt` as client, and checks every request; health also probes a
 //! real etcd. Certificates come from the agent's certs step ([`MasterNode`]).
 //!
 //! Checked: the exact requests (verbs, paths, queries, content types, bodies) for server-side apply
@@ -39,7 +39,8 @@ fn cluster(edit: impl FnOnce(&mut Value)) -> Cluster {
         &node.read("/etc/kubernetes/certs/ca.crt"),
         &node.read("/etc/kubernetes/certs/server.crt"),
         &node.read("/etc/kubernetes/certs/server.key"),
-        &node.read("/etc/kubernetes/certs/server.crt"),
+        // The client the steps present: the agent's own identity, not the API server's.
+        &node.read("/etc/kubernetes/certs/agent.crt"),
     )
     .unwrap();
     node.config.api.port = api.port;
@@ -108,7 +109,7 @@ fn rbac_and_addons_are_server_side_applied_with_exact_requests_and_a_second_run_
         expected.push(format!("PATCH {path}{APPLY}"));
     }
     assert_eq!(summaries(&requests), expected, "the example has trustee credentials: the manager is deployed");
-    assert!(requests.iter().all(|r| r.authenticated), "every request showed the master's server.crt");
+    assert!(requests.iter().all(|r| r.authenticated), "every request showed the agent's agent.crt");
     let mut manifests = manifests::apiserver_kubelet_rbac().unwrap();
     assert_eq!(
         manifests[1]["subjects"],

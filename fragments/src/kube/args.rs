@@ -5,10 +5,13 @@
 //! - No insecure port with TLS on (Magnum kept an unauthenticated admin port on 127.0.0.1:8080 for the
 //!   local components, which 1.20 closed anyway): controller-manager, scheduler and kube-proxy use
 //!   kubeconfigs with certificates.
-//! - The masters' own identity, the apiserver's certificate (`CN=kubernetes`, no group), is authorised for
-//!   the whole API by a static ABAC rule read at start ([`super::AUTHORIZATION_POLICY`]): the
-//!   controller-manager, the scheduler, the masters' kube-proxy and the agent's API steps use it. Nodes
-//!   never get `system:masters`, and this identity exists only on masters.
+//! - No superuser. Each client of the API on a master has its own identity ([`crate::pki::identities`]):
+//!   the controller-manager, the scheduler and kube-proxy the users Kubernetes' default RBAC policy
+//!   authorises; the agent's API steps `hearth-agent`, authorised by static ABAC rules for exactly the
+//!   kinds and namespaces they apply ([`super::AUTHORIZATION_POLICY`]; RBAC cannot grant the first RBAC
+//!   write to anyone outside `system:masters`); the API server's own certificate (`CN=kubernetes`), which
+//!   it presents to the kubelets, only the kubelet API through RBAC. Magnum's ABAC-free masters used the
+//!   insecure port; Hearth's earlier rule gave `kubernetes` everything. Nodes never get `system:masters`.
 //! - The master's kubelet uses its own `system:node:<name>` certificate (Magnum gave it the apiserver's),
 //!   so the Node authorizer and NodeRestriction apply to it as to every kubelet.
 //! - `--cloud-provider=external` whenever the cloud config has credentials, on every node (Magnum: only
@@ -24,7 +27,11 @@
 //!   first address, which on a node with more than one network need not be the cluster's.
 //! - Role labels and taints follow the release (see [`KubeVersion::control_plane_taints`],
 //!   [`KubeVersion::kubelet_may_set_role_labels`]); Magnum's `CriticalAddonsOnly`/`dedicated=master`
-//!   taints are replaced by the `node-role.kubernetes.io` ones add-ons tolerate.
+//!   taints come first when `kubernetes.magnum_master_taints` says so (the heat-params path), so workloads
+//!   written for Magnum still fit, and the `node-role.kubernetes.io` ones add-ons tolerate are added.
+//! - Kept from Magnum on both roles and with TLS off too: the kubelet serves on the node's address
+//!   (`--address`), refuses anonymous callers and asks the API server about every request (webhook
+//!   authentication and authorisation).
 
 use super::version::{check_admission_plugins, check_args, Component, KubeVersion};
 use super::{cert, external_cloud_provider, RuntimeKind};
@@ -135,9 +142,11 @@ pub fn apiserver(inputs: &Inputs) -> Result<Vec<String>> {
         if v.apiserver_takes_kubelet_https() {
             args.push(flag("kubelet-https", true));
         }
-        args.push(flag("proxy-client-cert-file", cert("server.crt")));
-        args.push(flag("proxy-client-key-file", cert("server.key")));
-        args.push(flag("requestheader-allowed-names", "front-proxy-client,kube,kubernetes"));
+        args.push(flag("proxy-client-cert-file", cert("front-proxy-client.crt")));
+        args.push(flag("proxy-client-key-file", cert("front-proxy-client.key")));
+        // Only the proxy identity may assert another user in request headers (Magnum also allowed `kube`
+        // and `kubernetes`, so the API server's own certificate could act as anyone).
+        args.push(flag("requestheader-allowed-names", crate::pki::identities::FRONT_PROXY));
         args.push(flag("requestheader-client-ca-file", cert("ca.crt")));
         args.push(flag("requestheader-extra-headers-prefix", "X-Remote-Extra-"));
         args.push(flag("requestheader-group-headers", "X-Remote-Group"));
@@ -214,6 +223,17 @@ pub fn node_labels(inputs: &Inputs) -> Vec<String> {
     labels
 }
 
+/// The taints a master registers with: the release's `node-role.kubernetes.io` ones, after Magnum's when
+/// `kubernetes.magnum_master_taints` (the heat-params path) asks for them.
+pub fn master_taints(config: &NodeConfig, version: KubeVersion) -> Vec<&'static str> {
+    let mut taints = Vec::new();
+    if config.kubernetes.magnum_master_taints {
+        taints.extend_from_slice(super::MAGNUM_MASTER_TAINTS);
+    }
+    taints.extend_from_slice(version.control_plane_taints());
+    taints
+}
+
 /// The kubelet, on both roles.
 pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
     let c = inputs.config;
@@ -225,8 +245,8 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
     }
     args.extend([
         flag("hostname-override", &inputs.node_name),
-        // Masters serve on their fixed IP (Magnum), minions on every address (Magnum).
-        flag("address", if c.role == Role::Master { node_ip.to_string() } else { "0.0.0.0".into() }),
+        // Every kubelet serves on its node's fixed address, as Magnum's kubelet args said on both roles.
+        flag("address", node_ip),
         flag("node-ip", node_ip),
         flag("port", 10250),
         flag("read-only-port", 0),
@@ -239,10 +259,12 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
     if v.kubelet_has_pod_infra_container_image() {
         args.push(flag("pod-infra-container-image", super::pause_image(c, v)));
     }
+    // With TLS off too, as Magnum: the kubelet API (exec, logs) answers no anonymous caller, and every
+    // request is authorised by the API server.
+    args.push(flag("anonymous-auth", false));
+    args.push(flag("authorization-mode", "Webhook"));
+    args.push(flag("authentication-token-webhook", true));
     if inputs.tls() {
-        args.push(flag("anonymous-auth", false));
-        args.push(flag("authorization-mode", "Webhook"));
-        args.push(flag("authentication-token-webhook", true));
         args.push(flag("client-ca-file", cert("ca.crt")));
         args.push(flag("tls-cert-file", cert("kubelet.crt")));
         args.push(flag("tls-private-key-file", cert("kubelet.key")));
@@ -271,7 +293,7 @@ pub fn kubelet(inputs: &Inputs) -> Result<Vec<String>> {
         args.push(flag("cloud-provider", "external"));
     }
     if c.role == Role::Master {
-        args.push(flag("register-with-taints", v.control_plane_taints().join(",")));
+        args.push(flag("register-with-taints", master_taints(c, v).join(",")));
     }
     args.push(flag("node-labels", node_labels(inputs).join(",")));
     finish(Component::Kubelet, inputs, args, "kubelet_options (KUBELET_OPTIONS)", &c.kubernetes.kubelet_options)
@@ -411,6 +433,9 @@ mod tests {
         assert!(has(api, "--service-account-signing-key-file"));
         assert!(!has(api, "--runtime-config"));
         assert_eq!(value(api, "--authorization-mode"), Some("Node,ABAC,Webhook,RBAC"));
+        assert_eq!(value(api, "--requestheader-allowed-names"), Some("front-proxy-client"));
+        assert_eq!(value(api, "--proxy-client-cert-file"), Some("/etc/kubernetes/certs/front-proxy-client.crt"));
+        assert_eq!(value(api, "--kubelet-client-certificate"), Some("/etc/kubernetes/certs/server.crt"));
         let cm = &master.iter().find(|(k, _)| *k == Component::ControllerManager).unwrap().1;
         assert_eq!(value(cm, "--cloud-provider"), Some("external"));
         assert!(has(cm, "--external-cloud-volume-plugin"), "the in-tree Cinder plugin lasted until 1.26");
@@ -423,7 +448,7 @@ mod tests {
         let kubelet = &minion[0].1;
         assert!(!has(kubelet, "--register-with-taints"), "minions carry no taint");
         assert_eq!(value(kubelet, "--node-labels"), Some("magnum.openstack.org/role=worker"));
-        assert_eq!(value(kubelet, "--address"), Some("0.0.0.0"));
+        assert_eq!(value(kubelet, "--address"), Some("10.0.0.4"), "the node's address, as Magnum");
         assert_eq!(value(kubelet, "--node-ip"), Some("10.0.0.4"), "the address kube-apiserver reaches it at");
         assert!(!has(kubelet, "--pod-infra-container-image"), "gone in 1.35: containerd's sandbox_image decides");
         assert_eq!(value(kubelet, "--config"), Some("/etc/kubernetes/kubelet-configuration.yaml"));
@@ -464,6 +489,8 @@ mod tests {
         assert!(!has(&api, "--tls-cert-file") && !has(&api, "--authorization-mode"));
         let kubelet = kubelet(&inputs).unwrap();
         assert!(!has(&kubelet, "--tls-cert-file"));
+        assert_eq!(value(&kubelet, "--anonymous-auth"), Some("false"), "no exec for anonymous callers");
+        assert_eq!(value(&kubelet, "--authorization-mode"), Some("Webhook"));
         c.kubernetes.tag = "v1.20.1".into();
         assert!(Inputs::new(&c, "m".into()).is_err());
     }

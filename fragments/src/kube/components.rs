@@ -21,6 +21,7 @@ use crate::component::{ArgsFrom, Component, Mount};
 use crate::config::{NetworkDriver, Role};
 use crate::host::{FileSpec, Outcome, Systemd};
 use crate::paths::{CNI_BIN_DIR, CNI_CONF_DIR, CNI_DIR, KERNEL_MODULES, KUBELET_VOLUME_PLUGINS, KUBERNETES_DIR};
+use crate::pki::identities;
 use crate::step::Context;
 use anyhow::{bail, Context as _, Result};
 use std::path::Path;
@@ -125,11 +126,12 @@ fn kubeconfig(inputs: &Inputs, kind: Kind) -> Result<Option<FileSpec>> {
     let (path, identity) = match (kind, c.role) {
         (Kind::ApiServer, _) => return Ok(None),
         (Kind::Kubelet, _) => (super::KUBELET_KUBECONFIG, ("kubelet", format!("system:node:{}", inputs.node_name))),
-        (Kind::Proxy, Role::Minion) => (super::PROXY_KUBECONFIG_MINION, ("proxy", "system:kube-proxy".to_string())),
-        // The masters' own identity (see `args`): the apiserver's certificate.
-        (Kind::Proxy, Role::Master) => (super::PROXY_KUBECONFIG_MASTER, ("server", "kubernetes".to_string())),
-        (Kind::ControllerManager, _) => (super::CONTROLLER_MANAGER_KUBECONFIG, ("server", "kubernetes".to_string())),
-        (Kind::Scheduler, _) => (super::SCHEDULER_KUBECONFIG, ("server", "kubernetes".to_string())),
+        (Kind::Proxy, Role::Minion) => (super::PROXY_KUBECONFIG_MINION, ("proxy", identities::KUBE_PROXY.into())),
+        (Kind::Proxy, Role::Master) => (super::PROXY_KUBECONFIG_MASTER, ("proxy", identities::KUBE_PROXY.into())),
+        (Kind::ControllerManager, _) => {
+            (super::CONTROLLER_MANAGER_KUBECONFIG, ("controller-manager", identities::CONTROLLER_MANAGER.into()))
+        }
+        (Kind::Scheduler, _) => (super::SCHEDULER_KUBECONFIG, ("scheduler", identities::SCHEDULER.into())),
     };
     let tls = !c.cluster.tls_disabled;
     let (file, user) = identity;
@@ -147,12 +149,37 @@ fn kubeconfig(inputs: &Inputs, kind: Kind) -> Result<Option<FileSpec>> {
     Ok(Some(config.file(path)))
 }
 
-/// The static ABAC rule: the user `kubernetes` (the masters' apiserver certificate) may do anything. Read
-/// by kube-apiserver at start, before any RBAC object can exist, so the controller-manager, the scheduler
-/// and the agent's API steps work on a fresh cluster.
+/// The static ABAC rules of the agent's API steps (`hearth-agent`): one per kind they apply
+/// ([`crate::kube_api::KINDS`]), in `kube-system` for namespaced kinds. Read by kube-apiserver at start,
+/// before any RBAC object exists: RBAC cannot authorise its own first objects for a user outside
+/// `system:masters`, and the agent never holds that. Nothing else is in the file; every other identity is
+/// authorised by RBAC.
 pub fn authorization_policy() -> FileSpec {
-    let rule = r#"{"apiVersion": "abac.authorization.kubernetes.io/v1beta1", "kind": "Policy", "spec": {"user": "kubernetes", "namespace": "*", "resource": "*", "apiGroup": "*", "nonResourcePath": "*"}}"#;
-    FileSpec::new(super::AUTHORIZATION_POLICY, format!("{rule}\n"), 0o644)
+    let mut text = String::new();
+    for kind in crate::kube_api::KINDS {
+        let (group, resource) = (kind.api_group(), kind.resource);
+        let namespace = if kind.namespaced { crate::kube_api::NAMESPACE } else { "*" };
+        let rule = serde_json::json!({
+            "apiVersion": "abac.authorization.kubernetes.io/v1beta1",
+            "kind": "Policy",
+            "spec": {"user": identities::AGENT, "apiGroup": group, "resource": resource, "namespace": namespace},
+        });
+        text.push_str(&rule.to_string());
+        text.push('\n');
+    }
+    // What the steps probe, read-only: every release's default RBAC allows these too, but not before the
+    // API server has made its default roles, and 1.11–1.15 have no /readyz for RBAC to name (the 404 the
+    // health wait expects there needs the request authorised first).
+    for path in crate::kube_api::PROBED_PATHS {
+        let rule = serde_json::json!({
+            "apiVersion": "abac.authorization.kubernetes.io/v1beta1",
+            "kind": "Policy",
+            "spec": {"user": identities::AGENT, "nonResourcePath": path, "readonly": true},
+        });
+        text.push_str(&rule.to_string());
+        text.push('\n');
+    }
+    FileSpec::new(super::AUTHORIZATION_POLICY, text, 0o644)
 }
 
 /// Magnum's webhook kubeconfig for k8s-keystone-auth, which serves on the master's loopback with a
@@ -224,15 +251,19 @@ pub fn component(inputs: &Inputs, kind: Kind, images: Images, extra: Vec<FileSpe
     let tls = !inputs.config.cluster.tls_disabled;
     let system_container_user_files: Vec<String> = match kind {
         _ if !tls => Vec::new(),
-        Kind::ApiServer => ["server.key", "service_account.key", "service_account_private.key"].map(cert).to_vec(),
+        Kind::ApiServer => {
+            ["server.key", "front-proxy-client.key", "service_account.key", "service_account_private.key"]
+                .map(cert)
+                .to_vec()
+        }
         Kind::ControllerManager => {
-            let mut keys = ["server.key", "service_account_private.key"].map(cert).to_vec();
+            let mut keys = ["controller-manager.key", "service_account_private.key"].map(cert).to_vec();
             if inputs.config.kubernetes.cert_manager_api {
                 keys.push(super::CA_KEY.to_string());
             }
             keys
         }
-        Kind::Scheduler => vec![cert("server.key")],
+        Kind::Scheduler => vec![cert("scheduler.key")],
         Kind::Kubelet | Kind::Proxy => Vec::new(),
     };
     let (image, args, args_from) = match (images, kind) {
@@ -329,9 +360,19 @@ mod tests {
             String::from_utf8(component.files.iter().find(|f| f.path.to_str() == Some(path)).unwrap().contents.clone())
                 .unwrap()
         };
-        assert!(text(&master[1], super::super::CONTROLLER_MANAGER_KUBECONFIG).contains("certs/server.crt"));
+        let cm = text(&master[1], super::super::CONTROLLER_MANAGER_KUBECONFIG);
+        assert!(cm.contains("certs/controller-manager.crt") && cm.contains("system:kube-controller-manager"));
+        assert!(text(&master[2], super::super::SCHEDULER_KUBECONFIG).contains("certs/scheduler.crt"));
         assert!(text(&master[3], super::super::KUBELET_KUBECONFIG).contains("\"system:node:m-0\""));
-        assert!(text(&master[0], super::super::AUTHORIZATION_POLICY).contains("\"user\": \"kubernetes\""));
+        assert!(text(&master[4], super::super::PROXY_KUBECONFIG_MASTER).contains("certs/proxy.crt"));
+        let policy = text(&master[0], super::super::AUTHORIZATION_POLICY);
+        for line in policy.lines() {
+            let rule: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(rule["spec"]["user"], "hearth-agent", "{line}");
+            assert!(rule["spec"]["resource"] != "*" && rule["spec"]["nonResourcePath"] != "*", "{line}");
+        }
+        assert!(policy.contains(r#""namespace":"kube-system","resource":"daemonsets""#), "{policy}");
+        assert!(!policy.contains("\"kubernetes\""), "no rule for the API server's certificate: {policy}");
 
         c.role = Role::Minion;
         let minion_of = |c: &NodeConfig| minion(&Inputs::new(c, "n-0".into()).unwrap(), Images::Upstream);

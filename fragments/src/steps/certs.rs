@@ -5,7 +5,15 @@
 //! |---|---|---|---|---|
 //! | master | `server` (+ copy in `/etc/etcd/certs`) | `CN=kubernetes` | node IP, node public IP, API public/private addresses, etcd LB VIP, 127.0.0.1 (and ::1 on IPv6 nodes), the service IP, `kubernetes`, `kubernetes.default`, `kubernetes.default.svc`, `kubernetes.default.svc.<cluster domain>`, node name | serverAuth, clientAuth |
 //! | both | `kubelet` | `CN=system:node:<node name>, O=system:nodes` | node IP, node name | clientAuth, serverAuth |
-//! | minion | `proxy` | `CN=system:kube-proxy, O=system:node-proxier` | — | clientAuth |
+//! | both | `proxy` | `CN=system:kube-proxy, O=system:node-proxier` | — | clientAuth |
+//! | master | `controller-manager` | `CN=system:kube-controller-manager` | — | clientAuth |
+//! | master | `scheduler` | `CN=system:kube-scheduler` | — | clientAuth |
+//! | master | `agent` | `CN=hearth-agent` (the agent's own API steps) | — | clientAuth |
+//! | master | `front-proxy-client` | `CN=front-proxy-client` (the API server towards aggregated APIs) | — | clientAuth |
+//!
+//! Magnum's masters had `server` and `kubelet` only, and every master client of the API used `server`
+//! with an insecure port or a superuser rule; here each has the identity Kubernetes' default RBAC policy
+//! authorises for exactly its job (see [`crate::pki::identities`]).
 //!
 //! plus `ca.crt` (both directories on masters) and, on masters, `service_account.key` (the public key, as
 //! kube-apiserver's `--service-account-key-file` wants it) and `service_account_private.key`.
@@ -41,7 +49,7 @@ use crate::host::FileSpec;
 use crate::openstack::keystone::{Credentials, Session};
 use crate::openstack::magnum::Magnum;
 use crate::paths::{ETCD_CERTS, KUBE_CERTS};
-use crate::pki::{self, CertSpec, Certificate, ExtendedUsage, NodeKey, San, Subject};
+use crate::pki::{self, identities, CertSpec, Certificate, ExtendedUsage, NodeKey, San, Subject};
 use crate::step::{Context, Done, CHECKED_HOSTNAME};
 use anyhow::{bail, Context as _, Result};
 use ipnet::IpNet;
@@ -82,35 +90,47 @@ pub fn wanted(config: &NodeConfig, node_name: &str) -> Result<Vec<Wanted>> {
         },
         dirs: &[KUBE_CERTS],
     };
-    Ok(match config.role {
-        Role::Master => vec![
-            Wanted {
-                name: "server",
-                spec: CertSpec {
-                    subject: Subject { common_name: "kubernetes".into(), organization: None },
-                    sans: server_sans(config, node_ip, node_name)?,
-                    extended_usages: vec![ExtendedUsage::ServerAuth, ExtendedUsage::ClientAuth],
-                },
-                // etcd serves with the API server's certificate and the API server is its client with it.
-                dirs: &[KUBE_CERTS, ETCD_CERTS],
+    let proxy = Wanted {
+        name: "proxy",
+        spec: CertSpec {
+            subject: Subject {
+                common_name: identities::KUBE_PROXY.into(),
+                organization: Some(identities::KUBE_PROXY_GROUP.into()),
             },
-            kubelet,
-        ],
-        Role::Minion => vec![
-            kubelet,
-            Wanted {
-                name: "proxy",
-                spec: CertSpec {
-                    subject: Subject {
-                        common_name: "system:kube-proxy".into(),
-                        organization: Some("system:node-proxier".into()),
+            sans: Vec::new(),
+            extended_usages: vec![ExtendedUsage::ClientAuth],
+        },
+        dirs: &[KUBE_CERTS],
+    };
+    Ok(match config.role {
+        Role::Master => {
+            let mut certs = vec![
+                Wanted {
+                    name: "server",
+                    spec: CertSpec {
+                        subject: Subject { common_name: identities::API_SERVER.into(), organization: None },
+                        sans: server_sans(config, node_ip, node_name)?,
+                        extended_usages: vec![ExtendedUsage::ServerAuth, ExtendedUsage::ClientAuth],
                     },
+                    // etcd serves with the API server's certificate and the API server is its client with it.
+                    dirs: &[KUBE_CERTS, ETCD_CERTS],
+                },
+                kubelet,
+                proxy,
+            ];
+            // The master's clients of the API, each its own user (see `identities`).
+            certs.extend(identities::MASTER_CLIENTS.iter().map(|&(name, common_name)| Wanted {
+                name,
+                spec: CertSpec {
+                    subject: Subject { common_name: common_name.into(), organization: None },
                     sans: Vec::new(),
                     extended_usages: vec![ExtendedUsage::ClientAuth],
                 },
                 dirs: &[KUBE_CERTS],
-            },
-        ],
+            }));
+            certs
+        }
+        Role::Minion => vec![kubelet, proxy],
     })
 }
 

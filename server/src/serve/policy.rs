@@ -8,11 +8,16 @@
 //! | `system:node:<name>` (name: a lower-case DNS subdomain, as Kubernetes node names are) | exactly `system:nodes` | serverAuth, clientAuth |
 //! | `system:kube-proxy` | none, or `system:node-proxier` (Magnum's) | clientAuth |
 //! | `kubernetes` (the API server; etcd uses the same certificate, as in Magnum) | none | serverAuth, clientAuth |
+//! | `system:kube-controller-manager`, `system:kube-scheduler`, `hearth-agent` (the agent's API steps), `front-proxy-client` (the API server towards aggregated APIs) | none | clientAuth |
 //!
 //! Decisions, and why:
 //! - `O=system:masters` is refused for every CN: it is cluster-admin, and no node needs it.
 //! - `CN=kubernetes` carries no O at all. Magnum's API-server request has none, and the API server's
 //!   identity already gets `system:kubelet-api-admin` through RBAC; any group would add to that.
+//! - The masters' other clients each have their own user, with no O: the controller-manager and the
+//!   scheduler the users Kubernetes' default RBAC authorises, the agent the rules of its masters' ABAC
+//!   file, the front proxy only what `--requestheader-allowed-names` gives it. Magnum's masters used the
+//!   API server's certificate for all of these.
 //! - Besides CN and O, the subject may hold OU, C, ST and L (Magnum's node requests carry
 //!   `OU=OpenStack/Magnum, C=US, ST=TX, L=Austin`); Kubernetes ignores them. Each attribute type at most
 //!   once and one per RDN: a second CN or O would be read differently by different verifiers.
@@ -45,13 +50,23 @@ pub const NODE_PREFIX: &str = "system:node:";
 pub const KUBE_PROXY_USER: &str = "system:kube-proxy";
 pub const KUBE_PROXY_GROUP: &str = "system:node-proxier";
 pub const API_SERVER_USER: &str = "kubernetes";
+/// The masters' clients of the API that are neither nodes nor the API server (Hearth's agent names them
+/// the same, `hearth_fragments::pki::identities`).
+pub const MASTER_CLIENT_USERS: &[&str] =
+    &["system:kube-controller-manager", "system:kube-scheduler", "hearth-agent", "front-proxy-client"];
 
 /// The identity a granted certificate carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
-    Node { name: String },
+    Node {
+        name: String,
+    },
     KubeProxy,
     ApiServer,
+    /// One of [`MASTER_CLIENT_USERS`].
+    MasterClient {
+        user: &'static str,
+    },
 }
 
 impl fmt::Display for Identity {
@@ -60,6 +75,7 @@ impl fmt::Display for Identity {
             Identity::Node { name } => write!(f, "node {name}"),
             Identity::KubeProxy => f.write_str("kube-proxy"),
             Identity::ApiServer => f.write_str("API server"),
+            Identity::MasterClient { user } => write!(f, "master client {user}"),
         }
     }
 }
@@ -157,10 +173,15 @@ fn identity(csr: &Csr) -> Result<Identity, Refusal> {
         }
         (API_SERVER_USER, None) => Ok(Identity::ApiServer),
         (API_SERVER_USER, Some(o)) => Err(Refusal(format!("CN={API_SERVER_USER} is issued without any O, not O={o}"))),
-        _ => Err(Refusal(format!(
-            "CN={cn} is not a node identity; a trustee may obtain CN={NODE_PREFIX}<name> with O={NODES_GROUP}, \
-             CN={KUBE_PROXY_USER} or CN={API_SERVER_USER}"
-        ))),
+        (cn, organization) => match (MASTER_CLIENT_USERS.iter().find(|user| **user == cn), organization) {
+            (Some(user), None) => Ok(Identity::MasterClient { user }),
+            (Some(user), Some(o)) => Err(Refusal(format!("CN={user} is issued without any O, not O={o}"))),
+            (None, _) => Err(Refusal(format!(
+                "CN={cn} is not a node identity; a trustee may obtain CN={NODE_PREFIX}<name> with O={NODES_GROUP}, \
+                 CN={KUBE_PROXY_USER}, CN={API_SERVER_USER} or CN={}",
+                MASTER_CLIENT_USERS.join(", CN=")
+            ))),
+        },
     }
 }
 
@@ -259,7 +280,7 @@ fn key_usages(csr: &Csr, dropped: &mut Vec<String>) -> Result<Vec<KeyUsagePurpos
 fn extended_key_usages(csr: &Csr, identity: &Identity) -> Result<Vec<ExtendedKeyUsagePurpose>, Refusal> {
     let Some(requested) = &csr.extended_key_usage else {
         return Ok(match identity {
-            Identity::KubeProxy => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Identity::KubeProxy | Identity::MasterClient { .. } => vec![ExtendedKeyUsagePurpose::ClientAuth],
             Identity::Node { .. } | Identity::ApiServer => {
                 vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
             }
@@ -359,6 +380,13 @@ mod tests {
         let mut server = params(&[(DnType::CommonName, "kubernetes")]);
         server.subject_alt_names = vec![SanType::DnsName("kubernetes.default.svc.cluster.local".try_into().unwrap())];
         assert_eq!(judge(&server).unwrap().identity, Identity::ApiServer);
+
+        for user in MASTER_CLIENT_USERS {
+            let client = params(&[(DnType::CommonName, user)]);
+            let grant = judge(&client).unwrap();
+            assert_eq!(grant.identity, Identity::MasterClient { user });
+            assert_eq!(grant.extended_key_usages, [ExtendedKeyUsagePurpose::ClientAuth], "{user}: a client only");
+        }
     }
 
     #[test]
@@ -377,7 +405,11 @@ mod tests {
         crl.key_usages = vec![KeyUsagePurpose::CrlSign];
         assert!(refusal(&crl).contains("cRLSign"));
         for (subject, hint) in [
-            (params(&[(DnType::CommonName, "system:kube-controller-manager")]), "not a node identity"),
+            (params(&[(DnType::CommonName, "system:kube-controller")]), "not a node identity"),
+            (
+                params(&[(DnType::CommonName, "hearth-agent"), (DnType::OrganizationName, "system:nodes")]),
+                "without any O",
+            ),
             (params(&[(DnType::CommonName, "system:node:k8s-minion-0")]), "must come with O=system:nodes"),
             (
                 params(&[(DnType::CommonName, "system:node:Minion_0"), (DnType::OrganizationName, "system:nodes")]),
