@@ -18,13 +18,7 @@ use std::path::{Path, PathBuf};
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let layout = ctx.facts.os.layout();
     let given = ctx.config.openstack.ca_pem.trim();
-    let (pem, written) = if !given.is_empty() {
-        if !given.contains("-----BEGIN CERTIFICATE-----") {
-            bail!("openstack.ca_pem is not a PEM certificate");
-        }
-        let anchor = FileSpec::new(layout.ca_anchor(), format!("{given}\n"), 0o644);
-        (given.to_string(), ctx.host.write_file(&anchor)?)
-    } else {
+    let (pem, written) = if given.is_empty() {
         match on_node(ctx)? {
             Found::NotLooked => return Ok(Done::Skipped("no OpenStack CA in the config".into())),
             Found::Missing(why) => return Ok(Done::Degraded(why)),
@@ -35,6 +29,12 @@ pub(super) fn run(ctx: &Context) -> Result<Done> {
                 (pem, written)
             }
         }
+    } else {
+        if !given.contains("-----BEGIN CERTIFICATE-----") {
+            bail!("openstack.ca_pem is not a PEM certificate");
+        }
+        let anchor = FileSpec::new(layout.ca_anchor(), format!("{given}\n"), 0o644);
+        (given.to_string(), ctx.host.write_file(&anchor)?)
     };
     let pem = pem.trim();
     // Also rebuild when an earlier run wrote the anchor but died before the bundle was rebuilt.
