@@ -20,7 +20,7 @@ pub fn signal_deadline(config: &NodeConfig) -> Duration {
 /// The node's client, retrying until `deadline`.
 pub fn for_node(config: &NodeConfig, deadline: Duration) -> Result<Client, HttpError> {
     let settings = HttpSettings {
-        extra_ca_pem: config.openstack.ca_pem.clone(),
+        extra_ca_pem: config.openstack.trusted_ca_pem().to_string(),
         verify_tls: config.openstack.verify_ca,
         http_proxy: config.proxy.http_proxy.clone(),
         https_proxy: config.proxy.https_proxy.clone(),

@@ -162,7 +162,10 @@ fn load_for_run(input: &InputArgs, signal_on_failure: bool) -> Result<NodeConfig
             for warning in &loaded.warnings {
                 tracing::warn!("{}", warning);
             }
-            Ok(loaded.config)
+            let mut config = loaded.config;
+            // Magnum's part-001 left the OpenStack CA on the node: trust it from the first request on.
+            config.openstack.find_ca(root_of(input));
+            Ok(config)
         }
         Err(e) => {
             if signal_on_failure {

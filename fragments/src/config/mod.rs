@@ -258,6 +258,10 @@ pub struct OpenStack {
     /// Omitted from the document when empty.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ca_file: String,
+    /// What the agent found at `ca_file` when it loaded the config (not part of the document), so that
+    /// its own requests trust that CA from the first one on.
+    #[serde(skip)]
+    pub ca_found_pem: String,
     /// Trustee user id (`TRUSTEE_USER_ID`).
     pub trustee_user_id: String,
     /// Trustee user name (`TRUSTEE_USERNAME`; Stein never wrote it for minions).
@@ -290,6 +294,7 @@ impl Default for OpenStack {
             verify_ca: true,
             ca_pem: String::new(),
             ca_file: String::new(),
+            ca_found_pem: String::new(),
             trustee_user_id: String::new(),
             trustee_username: String::new(),
             trustee_domain_id: String::new(),
@@ -611,6 +616,32 @@ impl Default for Registry {
     }
 }
 
+impl OpenStack {
+    /// The CA the agent's own requests trust besides the system's: `ca_pem`, else the one found at
+    /// `ca_file`.
+    pub fn trusted_ca_pem(&self) -> &str {
+        if self.ca_pem.trim().is_empty() {
+            &self.ca_found_pem
+        } else {
+            &self.ca_pem
+        }
+    }
+
+    /// Reads the CA at `ca_file` under `root` into `ca_found_pem` when `ca_pem` is empty (a file that
+    /// holds no certificate is left to the install-ca step to report).
+    pub fn find_ca(&mut self, root: &std::path::Path) {
+        let file = self.ca_file.trim();
+        if !self.ca_pem.trim().is_empty() || file.is_empty() {
+            return;
+        }
+        if let Ok(text) = std::fs::read_to_string(root.join(file.trim_start_matches('/'))) {
+            if text.contains("-----BEGIN CERTIFICATE-----") {
+                self.ca_found_pem = text;
+            }
+        }
+    }
+}
+
 /// Proxy settings for the runtime, kubelet, etcd, login shells and the agent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -864,6 +895,25 @@ mod tests {
         let err = serde_json::from_str::<KeyAlgorithm>("\"rsa-1024\"").unwrap_err().to_string();
         assert!(err.contains("rsa-1024") && err.contains("ecdsa-p256"), "{err}");
         assert!("rsa4096".parse::<KeyAlgorithm>().unwrap_err().contains("ecdsa-p256, rsa-2048, rsa-4096"));
+    }
+
+    #[test]
+    fn the_ca_magnum_left_on_the_node_is_trusted_unless_the_config_has_one() {
+        let root = tempfile::tempdir().unwrap();
+        let mut os = OpenStack { ca_file: "/etc/pki/anchor.pem".into(), ..OpenStack::default() };
+        os.find_ca(root.path());
+        assert_eq!(os.trusted_ca_pem(), "", "no file, nothing trusted");
+        std::fs::create_dir_all(root.path().join("etc/pki")).unwrap();
+        std::fs::write(root.path().join("etc/pki/anchor.pem"), "not a certificate").unwrap();
+        os.find_ca(root.path());
+        assert_eq!(os.trusted_ca_pem(), "");
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(root.path().join("etc/pki/anchor.pem"), pem).unwrap();
+        os.find_ca(root.path());
+        assert_eq!(os.trusted_ca_pem(), pem);
+        assert!(!serde_json::to_string(&os).unwrap().contains("MIIB"), "found, not part of the document");
+        os.ca_pem = "-----BEGIN CERTIFICATE-----\nCONFIGURED\n-----END CERTIFICATE-----".into();
+        assert!(os.trusted_ca_pem().contains("CONFIGURED"));
     }
 
     #[test]
