@@ -180,9 +180,11 @@ fn forbidden_and_malformed_requests_are_refused_with_the_reason() {
     let signer =
         openssl_csr(dir.path(), "signer", "ec", "/CN=kubernetes", &["keyUsage=critical,digitalSignature,keyCertSign"]);
     refused(&signer, 403, "keyCertSign");
-    // Identities that are not a node's.
-    let controller = openssl_csr(dir.path(), "kcm", "ec", "/CN=system:kube-controller-manager", &[]);
-    refused(&controller, 403, "not a node identity");
+    // Identities that are neither a node's nor a master client's; a master client with a group.
+    let cloud_controller = openssl_csr(dir.path(), "ccm", "ec", "/CN=system:cloud-controller-manager", &[]);
+    refused(&cloud_controller, 403, "not a node identity");
+    let grouped = openssl_csr(dir.path(), "kcm", "ec", "/CN=system:kube-controller-manager/O=system:nodes", &[]);
+    refused(&grouped, 403, "without any O");
     let groupless = openssl_csr(dir.path(), "groupless", "ec", "/CN=system:node:x", &[]);
     refused(&groupless, 403, "O=system:nodes");
     let weak = openssl_csr(dir.path(), "weak", "rsa:1024", "/CN=system:kube-proxy", &[]);
