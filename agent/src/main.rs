@@ -259,6 +259,14 @@ fn status(root: &Path, json: bool) -> Result<ExitCode> {
         for line in hearth_agent::report::status_lines(&status, &state.how_it_went(&status)) {
             hearth_agent::say!("{line}");
         }
+        if let Some(partial) = state.later_partial(&status) {
+            let steps: Vec<String> = partial.steps.iter().map(|s| format!("part-{:03} {}", s.part, s.name)).collect();
+            hearth_agent::say!(
+                "since then, a partial run (--only/--from) of {}: {} (partial.json)",
+                steps.join(", "),
+                state.how_it_went(&partial)
+            );
+        }
     }
     Ok(if status.state == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -52,6 +52,8 @@ struct Run<'a> {
     config: &'a NodeConfig,
     options: &'a RunOptions,
     state: Option<StateDir>,
+    /// Every step and the signal, not `--only`/`--from`: the run whose record is the node's.
+    full: bool,
     started: Instant,
     status: Status,
 }
@@ -72,7 +74,8 @@ impl Run<'_> {
     fn save(&mut self) {
         self.status.duration_ms = self.started.elapsed().as_millis() as u64;
         if let Some(state) = &self.state {
-            if let Err(e) = state.write_status(&self.status) {
+            let written = if self.full { state.write_status(&self.status) } else { state.write_partial(&self.status) };
+            if let Err(e) = written {
                 tracing::warn!("could not write the status file: {e:#}");
             }
         }
@@ -88,6 +91,7 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
     let mut run = Run {
         config,
         options,
+        full: options.only.is_none() && options.from.is_none(),
         state: (!dry_run).then(|| StateDir::under(host.root())),
         started: Instant::now(),
         status: Status {
@@ -105,8 +109,9 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
         },
     };
     let _lock = run.state.as_ref().map(StateDir::lock).transpose()?;
-    if let Some(state) = &run.state {
-        // A run in progress or failed is not converged, whatever an earlier run said.
+    if let Some(state) = run.state.as_ref().filter(|_| run.full) {
+        // A full run in progress or failed is not converged, whatever an earlier run said. A partial run
+        // leaves the full run's record and the marker alone.
         state.clear_done()?;
     }
 
@@ -144,9 +149,12 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
     if signal_selected && !dry_run {
         send_signal(&mut run, &summary);
     }
-    if run.status.state == RunState::Succeeded && signal_selected {
-        if let Some(state) = &run.state {
-            state.mark_done(&summary)?;
+    if let Some(state) = &run.state {
+        match (run.status.state, run.full) {
+            (RunState::Succeeded, true) => state.mark_done(&summary)?,
+            // A step that fails now leaves the node unconverged, whatever the last full run said.
+            (RunState::Failed, false) => state.clear_done()?,
+            _ => {}
         }
     }
     run.event(json!({"event": "run-end", "state": run.status.state, "summary": summary,

@@ -1,5 +1,6 @@
 //! The agent's own records under `/var/lib/hearth` (under the root of a rooted run): `status.json` (the
-//! last run, step by step, and its signal), `events.jsonl` (every event of every run, appended) and the
+//! last full run, step by step, and its signal), `partial.json` (the last `--only`/`--from` run, which
+//! never replaces the record of a full one), `events.jsonl` (every event of every run, appended) and the
 //! `done` marker that the agent's unit checks so a converged node is not re-run at boot.
 
 use crate::report::StepRecord;
@@ -14,6 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const STATE_DIR: &str = "var/lib/hearth";
+
+fn write_json(path: &Path, status: &Status) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(status)?;
+    text.push(b'\n');
+    write_state_file(path, &text, 0o600)
+}
 
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -80,14 +87,28 @@ impl StateDir {
         self.0.join("status.json")
     }
 
+    fn partial_path(&self) -> PathBuf {
+        self.0.join("partial.json")
+    }
+
     fn done_path(&self) -> PathBuf {
         self.0.join("done")
     }
 
+    /// Records a full run (every step and the signal) in `status.json`.
     pub fn write_status(&self, status: &Status) -> Result<()> {
-        let mut text = serde_json::to_vec_pretty(status)?;
-        text.push(b'\n');
-        write_state_file(&self.status_path(), &text, 0o600).context("writing the status file")
+        write_json(&self.status_path(), status).context("writing the status file")
+    }
+
+    /// Records a run of some steps (`--only`, `--from`) in `partial.json`, beside the full run's record.
+    pub fn write_partial(&self, status: &Status) -> Result<()> {
+        write_json(&self.partial_path(), status).context("writing the partial run's status file")
+    }
+
+    /// The last partial run, when one ran after the last full run began.
+    pub fn later_partial(&self, full: &Status) -> Option<Status> {
+        let partial: Status = serde_json::from_slice(&std::fs::read(self.partial_path()).ok()?).ok()?;
+        (partial.started_at >= full.started_at).then_some(partial)
     }
 
     pub fn read_status(&self) -> Result<Status> {

@@ -218,7 +218,7 @@ fn a_master_gets_server_kubelet_and_service_account_files_that_openssl_accepts()
     assert_eq!(snapshot(&node), before);
 
     // Nothing the services handed out reached the agent's output or state.
-    let state = std::fs::read_to_string(node.path("/var/lib/hearth/status.json")).unwrap()
+    let state = std::fs::read_to_string(node.path("/var/lib/hearth/partial.json")).unwrap()
         + &std::fs::read_to_string(node.path("/var/lib/hearth/events.jsonl")).unwrap();
     for shown in [text(&first), text(&second), state] {
         assert!(!shown.contains(cloud.token_prefix()), "a token leaked:\n{shown}");
@@ -325,7 +325,7 @@ fn a_refusal_names_the_certificate_and_the_signers_reason() {
     assert_eq!(signing_requests(&cloud), 1, "a 4xx is an answer, not retried");
     assert!(!all.contains(cloud.token_prefix()));
     assert!(!node.path("/etc/kubernetes/certs/kubelet.key").exists(), "no key without its certificate");
-    let status = std::fs::read_to_string(node.path("/var/lib/hearth/status.json")).unwrap();
+    let status = std::fs::read_to_string(node.path("/var/lib/hearth/partial.json")).unwrap();
     assert!(status.contains("Magnum answered 403"), "{status}");
 }
 
@@ -372,7 +372,7 @@ fn server_errors_are_retried() {
     assert_ok(&output);
     assert!(text(&output).contains("attempt 2 failed (HTTP 502"), "retries are logged:\n{}", text(&output));
     assert_eq!(cloud.magnum_requests().len(), 2 + 3, "two failures, then the CA and two signatures");
-    let status = std::fs::read_to_string(node.path("/var/lib/hearth/status.json")).unwrap();
+    let status = std::fs::read_to_string(node.path("/var/lib/hearth/partial.json")).unwrap();
     assert!(status.contains("HTTP 200 after 3 attempts"), "{status}");
 
     // Until the deadline: then the step fails with the last answer.
@@ -396,7 +396,7 @@ fn an_expiring_certificate_or_a_new_ca_gets_new_certificates() {
     assert_ok(&output);
     assert_eq!(signing_requests(&cloud), 4, "both certificates replaced");
     assert_ne!(node.read("/etc/kubernetes/certs/kubelet.key"), old_key, "with a new key");
-    let status = std::fs::read_to_string(node.path("/var/lib/hearth/status.json")).unwrap();
+    let status = std::fs::read_to_string(node.path("/var/lib/hearth/partial.json")).unwrap();
     assert!(status.contains("because it expires"), "the reason is recorded:\n{status}");
 
     assert_ok(&node.run(&[]));

@@ -166,7 +166,7 @@ fn master_and_minion_certificates_from_serve_with_a_real_keystone() {
                 "{role} {name}"
             );
         }
-        let status = std::fs::read_to_string(node.path("/var/lib/hearth/status.json")).unwrap();
+        let status = std::fs::read_to_string(node.path("/var/lib/hearth/partial.json")).unwrap();
         let signing = format!("\"POST {url}/certificates\"");
         assert!(!status.contains(&signing), "{role}: the second run requested a signature:\n{status}");
         assert!(status.contains(&format!("\"GET {url}/certificates/{}\"", world.uuid)), "{role}: {status}");

@@ -80,7 +80,7 @@ fn assert_ok(output: &Output) {
 /// The tree under `root` but the agent's status, events (they carry timestamps) and run lock (its pid).
 fn snapshot(root: &Path) -> Snapshot {
     let mut tree = golden::snapshot(root);
-    let own = ["/var/lib/hearth/status.json", "/var/lib/hearth/events.jsonl", "/var/lib/hearth/run.lock"];
+    let own = ["/var/lib/hearth/partial.json", "/var/lib/hearth/events.jsonl", "/var/lib/hearth/run.lock"];
     tree.retain(|path, _| !own.contains(&path.as_str()));
     tree
 }
@@ -88,7 +88,7 @@ fn snapshot(root: &Path) -> Snapshot {
 /// The step's record in the status file.
 fn step_record(root: &Path) -> serde_json::Value {
     let status: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("var/lib/hearth/status.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(root.join("var/lib/hearth/partial.json")).unwrap()).unwrap();
     status["steps"][0].clone()
 }
 

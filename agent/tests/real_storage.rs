@@ -87,7 +87,7 @@ fn containerd_storage_on_a_real_volume_then_containerd_with_the_agents_config() 
         second.contains("unchanged") && !second.contains(" changed "),
         "the second run changed something:\n{second}"
     );
-    let status = machine.read("/var/lib/hearth/status.json");
+    let status = machine.read("/var/lib/hearth/partial.json");
     assert!(!status.contains("\"kind\": \"command\""), "the second run ran a command:\n{status}");
     assert_eq!(machine.read("/etc/fstab"), fstab);
     machine.ok(&["test", "-e", "/var/lib/containerd/hearth-test-marker"]);
@@ -154,7 +154,7 @@ fn a_volume_that_never_appears_fails_within_the_bounded_wait() {
     assert!(said.contains(&format!("Cinder volume {VOLUME_ID} did not appear within 3 s")), "{said}");
     assert!(said.contains(&format!("/dev/disk/by-id/virtio-{}", &VOLUME_ID[..20])), "{said}");
     assert!(said.contains("/dev/disk/by-id holds nothing"), "{said}");
-    let status = machine.read("/var/lib/hearth/status.json");
+    let status = machine.read("/var/lib/hearth/partial.json");
     assert!(status.contains("did not appear within 3 s"), "{status}");
 }
 
@@ -180,7 +180,7 @@ fn devicemapper_makes_the_volume_group_for_real_and_stops_at_the_thin_pool() {
         assert!(said.contains("docker-storage-setup"), "{said}");
         let pvs = machine.ok(&["pvs", "--noheadings", "--options", "pv_name,vg_name"]);
         assert_eq!(pvs.split_whitespace().collect::<Vec<_>>(), [disk_path, "docker"], "{pvs}");
-        let status = machine.read("/var/lib/hearth/status.json");
+        let status = machine.read("/var/lib/hearth/partial.json");
         let made_vg = status.contains("vgcreate docker");
         assert_eq!(made_vg, run == "first", "vgcreate in the {run} run:\n{status}");
     }

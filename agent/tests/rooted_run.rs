@@ -450,3 +450,37 @@ fn readme_quick_start_works_without_any_cloud_service() {
         }
     }
 }
+
+/// `--only` on a converged node keeps the full run's record and the `done` marker (the next boot must
+/// not re-run everything because an operator re-ran one step); its own record goes to partial.json and
+/// `status` names it. A partial run that fails leaves the node unconverged.
+#[test]
+fn a_partial_run_never_replaces_the_record_of_a_full_run() {
+    let tree = node_tree("k8s-demo-minion-0");
+    let example = example("minion");
+    assert_ok(&run_example(&example, tree.path(), &[]));
+    let state = tree.path().join("var/lib/hearth");
+    let full = std::fs::read(state.join("status.json")).unwrap();
+    assert!(state.join("done").exists());
+
+    assert_ok(&run_example(&example, tree.path(), &["--only", "node-config"]));
+    assert_eq!(std::fs::read(state.join("status.json")).unwrap(), full, "--only replaced status.json");
+    assert!(state.join("done").exists(), "--only removed the done marker");
+    let partial: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("partial.json")).unwrap()).unwrap();
+    assert_eq!(partial["state"], "succeeded");
+    assert_eq!(partial["steps"].as_array().unwrap().len(), 1);
+    let shown = stdout(&agent(&["status", "--root", tree.path().to_str().unwrap()]));
+    assert!(shown.contains("since then, a partial run (--only/--from) of part-003 node-config: Succeeded"), "{shown}");
+
+    // A failing partial run: the stand-in cloud's Magnum is gone, so certs cannot be fetched.
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&example.config).unwrap()).unwrap();
+    config["openstack"]["magnum_url"] = serde_json::json!("http://127.0.0.1:9/v1");
+    config["openstack"]["api_deadline_secs"] = serde_json::json!(1);
+    std::fs::write(&example.config, config.to_string()).unwrap();
+    std::fs::remove_dir_all(tree.path().join("etc/kubernetes/certs")).unwrap();
+    let failed = run_example(&example, tree.path(), &["--only", "certs"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    assert_eq!(std::fs::read(state.join("status.json")).unwrap(), full);
+    assert!(!state.join("done").exists(), "a failed step leaves the node unconverged");
+}

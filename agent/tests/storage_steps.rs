@@ -245,7 +245,7 @@ fn run_step(root: &Path, config: &Path, step: &str) -> (bool, String, Vec<String
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let status: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("var/lib/hearth/status.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(root.join("var/lib/hearth/partial.json")).unwrap()).unwrap();
     let actions = status["steps"][0]["actions"]
         .as_array()
         .map(|list| {
