@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod cidr;
 pub mod inputs;
+pub mod kubeconfig;
 pub mod labels;
 pub mod model;
 pub mod params;

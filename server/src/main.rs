@@ -61,6 +61,43 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// A running cluster's life (Magnum's `coe cluster …`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Write a kubeconfig for a person, signed by the cluster's CA: short-lived (no revocation exists for
+    /// client certificates but expiry and a new CA), logged, and listed in clusters/<uuid>/kubeconfigs.jsonl.
+    Config(ClusterConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClusterConfigArgs {
+    /// The cluster's UUID.
+    #[arg(long, value_name = "UUID")]
+    cluster: String,
+    /// The state directory serve and `ca init` use (it holds the cluster's CA).
+    #[arg(long = "state", value_name = "DIR")]
+    state: PathBuf,
+    /// Where to write the kubeconfig (0600).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The API's URL as you reach it, e.g. https://203.0.113.10:6443 (the stack's api_address output).
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// The user Kubernetes sees and audits.
+    #[arg(long, default_value = "admin")]
+    user: String,
+    /// The user's group (one); system:masters makes a cluster administrator.
+    #[arg(long = "group", value_name = "GROUP", default_value = "system:masters")]
+    groups: Vec<String>,
+    /// How long the certificate is valid.
+    #[arg(long, default_value_t = 24)]
+    hours: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +248,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_command(*args),
         Command::Ca { command: CaCommand::Init(args) } => ca_init(&args),
         Command::Node { command } => node_command(&command),
+        Command::Cluster { command: ClusterCommand::Config(args) } => cluster_config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -408,5 +446,25 @@ fn node_command(command: &NodeCommand) -> Result<(), Failure> {
             }
         }
     }
+    Ok(())
+}
+
+fn cluster_config(args: &ClusterConfigArgs) -> Result<(), Failure> {
+    let request = hearth_server::kubeconfig::Request {
+        user: args.user.clone(),
+        groups: args.groups.clone(),
+        validity: time::Duration::hours(i64::from(args.hours)),
+        server: args.server.clone(),
+    };
+    let written =
+        hearth_server::kubeconfig::write(&args.state, &args.cluster, &request, &args.out).map_err(Failure::Input)?;
+    println!(
+        "wrote {} for {} ({}), certificate {} valid until {}",
+        args.out.display(),
+        args.user,
+        args.groups.join(","),
+        written.serial,
+        written.not_after
+    );
     Ok(())
 }

@@ -92,3 +92,71 @@ fn validate_with_settings_refuses_what_the_nodes_would_refuse() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("kubernetes.kubeapi_options (KUBEAPI_OPTIONS)") && !text.contains("valid\n"), "{text}");
 }
+
+/// `cluster config`: a kubeconfig (0600) whose certificate the cluster's CA signed for the named user and
+/// groups, client use only, short-lived; every issuance listed; bad requests exit 2 naming the flag.
+#[test]
+fn cluster_config_writes_a_short_lived_kubeconfig_signed_by_the_clusters_ca() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let uuid = "5d12f6fd-a196-4bf0-ae4c-1f639a523a52";
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("admin.kubeconfig");
+    let config = |extra: &[&str]| {
+        Command::new(SERVER)
+            .args(["cluster", "config", "--cluster", uuid, "--server", "https://127.0.0.1:6443"])
+            .arg("--state")
+            .arg(&state)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let unregistered = config(&[]);
+    assert_eq!(unregistered.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unregistered.stderr).contains("is not registered"));
+    assert!(!out.exists());
+
+    let init =
+        Command::new(SERVER).args(["ca", "init", "--cluster", uuid]).arg("--state").arg(&state).output().unwrap();
+    assert!(init.status.success());
+    let made = config(&["--user", "alice", "--group", "ops", "--hours", "2"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let kubeconfig: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let data = |v: &serde_yaml::Value| {
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.as_str().unwrap()).unwrap()
+    };
+    assert_eq!(kubeconfig["clusters"][0]["cluster"]["server"].as_str(), Some("https://127.0.0.1:6443"));
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, data(&kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])).unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, data(&kubeconfig["users"][0]["user"]["client-certificate-data"])).unwrap();
+    let verify = Command::new("openssl").arg("verify").arg("-CAfile").arg(&ca).arg(&cert).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let shown = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-ext", "extendedKeyUsage", "-checkend", "7000", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("CN = alice, O = ops") || text.contains("CN=alice, O=ops"), "{text}");
+    assert!(text.contains("TLS Web Client Authentication") && !text.contains("Server"), "{text}");
+    let later =
+        Command::new("openssl").args(["x509", "-noout", "-checkend", "7300", "-in"]).arg(&cert).output().unwrap();
+    assert!(!later.status.success(), "a 2-hour certificate is still valid in 7,300 s");
+    let listed = std::fs::read_to_string(state.join("clusters").join(uuid).join("kubeconfigs.jsonl")).unwrap();
+    assert!(listed.contains("\"user\":\"alice\"") && listed.contains("\"ops\""), "{listed}");
+
+    for bad in [
+        &["--user", "system:node:x"][..],
+        &["--group", "system:nodes"],
+        &["--group", "a", "--group", "b"],
+        &["--hours", "0"],
+    ] {
+        let (flag, refused) = (bad[0], config(bad));
+        assert_eq!(refused.status.code(), Some(2), "{bad:?}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains(flag), "{bad:?}");
+    }
+}

@@ -112,6 +112,9 @@ pub fn image_drop_ins() -> Vec<TreeFile> {
 /// Run before containerd: the node's network sysctls (the CNI plugins enable `ip_forward`, kube-proxy
 /// sets `route_localnet` and conntrack's) belong to its own network namespace, writable on a VM; nspawn
 /// shows all of `/proc/sys` read-only, so `/proc/sys/net` alone is made writable again.
+/// Where a master holds the test's administrator kubeconfig (made by `hearth-server cluster config`).
+pub const ADMIN_KUBECONFIG: &str = "/root/hearth-e2e-admin.kubeconfig";
+
 pub const NET_SYSCTLS_PATH: &str = "/usr/local/libexec/hearth-tests/net-sysctls";
 pub const NET_SYSCTLS: &str = r#"#!/bin/sh
 # hearth-tests image: /proc/sys/net writable, as the node's own network namespace's is on a VM (see
@@ -286,6 +289,22 @@ pub fn sha256_of(path: &Path) -> Result<String> {
     Ok(text.split_whitespace().next().context("sha256sum printed nothing")?.to_string())
 }
 
+/// The operator's kubeconfig for this cluster, as `hearth-server cluster config` makes it, for a master
+/// to use against its own API server.
+fn admin_kubeconfig(state: &Path, uuid: &str, port: u16) -> Result<TreeFile> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("admin.kubeconfig");
+    let request = hearth_server::kubeconfig::Request {
+        user: "hearth-e2e".into(),
+        groups: vec!["system:masters".into()],
+        validity: time::Duration::hours(4),
+        server: format!("https://127.0.0.1:{port}"),
+    };
+    hearth_server::kubeconfig::write(state, uuid, &request, &out)
+        .context("the administrator's kubeconfig (hearth-server cluster config)")?;
+    Ok(TreeFile { path: ADMIN_KUBECONFIG.into(), contents: std::fs::read(&out)?, mode: 0o600 })
+}
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
@@ -378,12 +397,12 @@ impl ClusterNode {
         units
     }
 
-    /// `kubectl ARGS` on the node, as the masters' own identity (the controller-manager's kubeconfig:
-    /// the apiserver's certificate, which the ABAC rule lets do anything); its stdout, or an error with
-    /// its stderr.
+    /// `kubectl ARGS` on the node as the cluster's administrator, with the kubeconfig
+    /// `hearth-server cluster config` wrote for the test ([`ADMIN_KUBECONFIG`], masters only: no identity
+    /// on a node may do all this); its stdout, or an error with its stderr.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         let kubectl = format!("{KUBERNETES_DIR}/kubectl");
-        let kubeconfig = format!("--kubeconfig={}", hearth_fragments::kube::CONTROLLER_MANAGER_KUBECONFIG);
+        let kubeconfig = format!("--kubeconfig={ADMIN_KUBECONFIG}");
         let mut argv = vec![kubectl.as_str(), kubeconfig.as_str(), "--request-timeout=20s"];
         argv.extend(args);
         self.node().run_ok(&argv)
@@ -691,6 +710,10 @@ impl Cluster {
             self.load_balancers.push(LoadBalancer::start(&self.network, vip, port, &members)?);
         }
         for member in &mut self.nodes {
+            let admin = match member.role() {
+                Role::Master => vec![admin_kubeconfig(self.serve_state.path(), &self.uuid, member.config.api.port)?],
+                Role::Minion => Vec::new(),
+            };
             let options = NodeOptions {
                 files: [TreeFile {
                     path: ETCD_DROP_IN_PATH.into(),
@@ -707,6 +730,7 @@ impl Cluster {
                     contents: format!("nameserver {}\n", self.network.gateway()).into_bytes(),
                     mode: 0o644,
                 }])
+                .chain(admin)
                 .collect(),
                 containers: true,
                 read_only: vec![(self.kubernetes.dir.clone(), KUBERNETES_DIR.into())],

@@ -170,6 +170,11 @@ impl ClusterCa {
     /// Signs what the policy granted: valid from a day ago for `validity_days`, but never past the CA's
     /// own end (a certificate its CA no longer vouches for is no use to anyone).
     pub fn sign(&self, grant: &Grant, validity_days: u32) -> Result<Issued> {
+        self.sign_for(grant, Duration::days(i64::from(validity_days)))
+    }
+
+    /// [`ClusterCa::sign`] for a validity of any length (an operator's short-lived kubeconfig).
+    pub fn sign_for(&self, grant: &Grant, validity: Duration) -> Result<Issued> {
         let public_key = SubjectPublicKeyInfo::from_der(&grant.spki_der).context("reading the CSR's public key")?;
         let mut params = CertificateParams::default();
         params.distinguished_name = grant.subject.clone();
@@ -180,7 +185,7 @@ impl ClusterCa {
         params.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
         params.not_before = now - BACKDATE;
-        params.not_after = (now + Duration::days(i64::from(validity_days))).min(self.not_after);
+        params.not_after = (now + validity).min(self.not_after);
         let serial = random_serial()?;
         let serial_hex = serial.as_ref().iter().map(|b| format!("{b:02X}")).collect::<String>();
         params.serial_number = Some(serial);

@@ -67,6 +67,11 @@ pub enum Identity {
     MasterClient {
         user: &'static str,
     },
+    /// A person, through `hearth-server cluster config` (never granted by [`decide`]: only who holds
+    /// the state directory, and with it the CA key, can ask).
+    Operator {
+        user: String,
+    },
 }
 
 impl fmt::Display for Identity {
@@ -76,6 +81,7 @@ impl fmt::Display for Identity {
             Identity::KubeProxy => f.write_str("kube-proxy"),
             Identity::ApiServer => f.write_str("API server"),
             Identity::MasterClient { user } => write!(f, "master client {user}"),
+            Identity::Operator { user } => write!(f, "operator {user}"),
         }
     }
 }
@@ -280,7 +286,9 @@ fn key_usages(csr: &Csr, dropped: &mut Vec<String>) -> Result<Vec<KeyUsagePurpos
 fn extended_key_usages(csr: &Csr, identity: &Identity) -> Result<Vec<ExtendedKeyUsagePurpose>, Refusal> {
     let Some(requested) = &csr.extended_key_usage else {
         return Ok(match identity {
-            Identity::KubeProxy | Identity::MasterClient { .. } => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Identity::KubeProxy | Identity::MasterClient { .. } | Identity::Operator { .. } => {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
+            }
             Identity::Node { .. } | Identity::ApiServer => {
                 vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
             }
