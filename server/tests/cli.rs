@@ -27,6 +27,21 @@ fn version_help_and_usage_errors() {
     assert!(String::from_utf8_lossy(&unreadable.stderr).contains("/nonexistent/t.yaml"));
 }
 
+/// `hearth-server validate` of `template` with the example cluster and `settings`.
+fn validate_with(template: &std::path::Path, settings: &std::path::Path) -> std::process::Output {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    Command::new(SERVER)
+        .arg("validate")
+        .arg("--cluster-template")
+        .arg(template)
+        .arg("--cluster")
+        .arg(examples.join("cluster.yaml"))
+        .arg("--settings")
+        .arg(settings)
+        .output()
+        .unwrap()
+}
+
 /// A label typo is refused with the name it most likely meant, instead of silently becoming Stein's
 /// default; a name the operator lists as pass-through is let through.
 #[test]
@@ -37,18 +52,7 @@ fn a_label_typo_is_refused_with_the_name_it_meant() {
     let typo = template.replace("  kube_tag: v1.24.17\n", "  kube_tga: v1.24.17\n  team_owner: storage\n");
     assert_ne!(typo, template, "the example's kube_tag line moved");
     std::fs::write(dir.path().join("template.yaml"), typo).unwrap();
-    let validate = |settings: &std::path::Path| {
-        Command::new(SERVER)
-            .arg("validate")
-            .arg("--cluster-template")
-            .arg(dir.path().join("template.yaml"))
-            .arg("--cluster")
-            .arg(examples.join("cluster.yaml"))
-            .arg("--settings")
-            .arg(settings)
-            .output()
-            .unwrap()
-    };
+    let validate = |settings: &std::path::Path| validate_with(&dir.path().join("template.yaml"), settings);
     let out = validate(&examples.join("settings.yaml"));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(2), "{text}");
@@ -78,16 +82,7 @@ fn validate_with_settings_refuses_what_the_nodes_would_refuse() {
     let quoted =
         template.replace("labels:\n", "labels:\n  kubeapi_options: '--audit-log-path=/var/log/kube \"audit\".log'\n");
     std::fs::write(dir.path().join("template.yaml"), quoted).unwrap();
-    let out = Command::new(SERVER)
-        .arg("validate")
-        .arg("--cluster-template")
-        .arg(dir.path().join("template.yaml"))
-        .arg("--cluster")
-        .arg(examples.join("cluster.yaml"))
-        .arg("--settings")
-        .arg(examples.join("settings.yaml"))
-        .output()
-        .unwrap();
+    let out = validate_with(&dir.path().join("template.yaml"), &examples.join("settings.yaml"));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("kubernetes.kubeapi_options (KUBEAPI_OPTIONS)") && !text.contains("valid\n"), "{text}");
