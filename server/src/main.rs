@@ -235,7 +235,12 @@ struct Inputs {
 
 impl Inputs {
     fn load(&self) -> Result<(ClusterTemplate, Cluster)> {
-        Ok((model::load(&self.cluster_template)?, model::load(&self.cluster)?))
+        let (template, template_note) = model::load_export(&self.cluster_template)?;
+        let (cluster, cluster_note) = model::load_export(&self.cluster)?;
+        for note in [template_note, cluster_note].into_iter().flatten() {
+            eprintln!("note: {note}");
+        }
+        Ok((template, cluster))
     }
 }
 

@@ -36,8 +36,33 @@ impl fmt::Display for LabelValue {
 /// Labels as Magnum stores them: every value a string.
 pub type Labels = BTreeMap<String, String>;
 
-fn labels_as_text(raw: BTreeMap<String, LabelValue>) -> Labels {
-    raw.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+/// Labels as a map, or as the Magnum CLI's `--labels` text (`k=v,k=v`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelsInput {
+    Map(BTreeMap<String, LabelValue>),
+    Text(String),
+}
+
+fn labels_as_text<E: serde::de::Error>(raw: LabelsInput) -> Result<Labels, E> {
+    match raw {
+        LabelsInput::Map(map) => Ok(map.into_iter().map(|(k, v)| (k, v.to_string())).collect()),
+        LabelsInput::Text(text) => parse_label_text(&text).map_err(E::custom),
+    }
+}
+
+/// `k=v,k=v`, as `openstack coe cluster template create --labels` takes them; an empty text is no label.
+pub fn parse_label_text(text: &str) -> Result<Labels, String> {
+    let mut labels = Labels::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                labels.insert(key.trim().to_string(), value.trim().to_string());
+            }
+            _ => return Err(format!("labels {text:?}: {pair:?} is not key=value")),
+        }
+    }
+    Ok(labels)
 }
 
 /// Magnum's ClusterTemplate (`POST /v1/clustertemplates`).
@@ -45,6 +70,8 @@ fn labels_as_text(raw: BTreeMap<String, LabelValue>) -> Labels {
 #[serde(deny_unknown_fields)]
 pub struct ClusterTemplate {
     pub name: Option<String>,
+    /// Magnum's id of the template (in its exports), which a cluster's `cluster_template_id` may name.
+    pub uuid: Option<String>,
     /// Only `kubernetes` is rendered by Hearth; Magnum's other COEs are recognised and refused.
     pub coe: Option<String>,
     pub image_id: Option<String>,
@@ -97,9 +124,12 @@ pub struct Cluster {
     pub node_count: Option<i64>,
     pub master_count: Option<i64>,
     pub docker_volume_size: Option<i64>,
-    /// When given, replaces the template's labels whole (Magnum does not merge them).
+    /// When given, replaces the template's labels whole, unless `merge_labels` (Magnum since Train).
     #[serde(default, deserialize_with = "optional_labels")]
     pub labels: Option<Labels>,
+    /// The cluster's labels go over the template's instead of replacing them.
+    #[serde(default)]
+    pub merge_labels: bool,
     pub master_flavor_id: Option<String>,
     pub flavor_id: Option<String>,
     /// Minutes; 0 or absent means the default (60).
@@ -113,17 +143,72 @@ fn yes() -> bool {
 }
 
 fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
-    Ok(labels_as_text(BTreeMap::deserialize(d)?))
+    labels_as_text(LabelsInput::deserialize(d)?)
 }
 
 fn optional_labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Labels>, D::Error> {
-    Ok(Option::<BTreeMap<String, LabelValue>>::deserialize(d)?.map(labels_as_text))
+    Option::<LabelsInput>::deserialize(d)?.map(labels_as_text).transpose()
 }
 
 /// Reads a YAML (or JSON) document, naming the file in any error.
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// A Magnum object as its API shows it (`openstack coe cluster template show -f json`, `… cluster show`).
+pub trait MagnumExport: serde::de::DeserializeOwned {
+    /// Fields Magnum's API shows but sets itself: they describe Magnum's object, not what to create.
+    const READ_ONLY: &'static [&'static str];
+}
+
+impl MagnumExport for ClusterTemplate {
+    const READ_ONLY: &'static [&'static str] =
+        &["created_at", "updated_at", "links", "project_id", "user_id", "tags", "driver"];
+}
+
+impl MagnumExport for Cluster {
+    const READ_ONLY: &'static [&'static str] = &[
+        "status",
+        "status_reason",
+        "health_status",
+        "health_status_reason",
+        "stack_id",
+        "created_at",
+        "updated_at",
+        "coe_version",
+        "container_version",
+        "node_addresses",
+        "master_addresses",
+        "api_address",
+        "faults",
+        "labels_added",
+        "labels_overridden",
+        "labels_skipped",
+        "user_id",
+        "links",
+    ];
+}
+
+/// [`load`] for a template or cluster written by hand or exported from Magnum: Magnum's read-only fields
+/// are dropped and named in the returned note; any other unknown field is still refused.
+pub fn load_export<T: MagnumExport>(path: &Path) -> Result<(T, Option<String>)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut value: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut ignored = Vec::new();
+    if let Some(map) = value.as_mapping_mut() {
+        for field in T::READ_ONLY {
+            if map.remove(*field).is_some() {
+                ignored.push(*field);
+            }
+        }
+    }
+    let loaded = serde_yaml::from_value(value).with_context(|| format!("parsing {}", path.display()))?;
+    let note = (!ignored.is_empty()).then(|| {
+        format!("{}: ignored Magnum's read-only fields {} (Magnum sets them)", path.display(), ignored.join(", "))
+    });
+    Ok((loaded, note))
 }
 
 /// What the cluster gets after Magnum's API fills its gaps from the template (inventory §7.2).
@@ -155,7 +240,11 @@ impl Effective {
             master_flavor_id: cluster.master_flavor_id.clone().or_else(|| template.master_flavor_id.clone()),
             flavor_id: cluster.flavor_id.clone().or_else(|| template.flavor_id.clone()),
             docker_volume_size,
-            labels: cluster.labels.clone().unwrap_or_else(|| template.labels.clone()),
+            labels: match &cluster.labels {
+                Some(own) if cluster.merge_labels => effective_labels(&template.labels, own),
+                Some(own) => own.clone(),
+                None => template.labels.clone(),
+            },
             node_count: cluster.node_count.unwrap_or(1),
             master_count: cluster.master_count.unwrap_or(1),
             create_timeout,
@@ -184,6 +273,28 @@ mod tests {
             .collect();
         assert_eq!(t.labels, want);
         assert!(t.floating_ip_enabled, "Magnum's default");
+    }
+
+    #[test]
+    fn labels_may_be_the_clis_text_and_merge_over_the_templates() {
+        let c: Cluster =
+            serde_yaml::from_str("labels: 'kube_tag=v1.25.16, flannel_backend=host-gw'\nmerge_labels: true").unwrap();
+        let template = ClusterTemplate {
+            labels: [("kube_tag", "v1.24.17"), ("cgroup_driver", "systemd")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let merged = Effective::of(&template, &c, 60).labels;
+        assert_eq!(merged["kube_tag"], "v1.25.16");
+        assert_eq!(merged["flannel_backend"], "host-gw");
+        assert_eq!(merged["cgroup_driver"], "systemd", "merge_labels keeps the template's");
+        let replaced = Effective::of(&template, &Cluster { merge_labels: false, ..c }, 60).labels;
+        assert!(!replaced.contains_key("cgroup_driver"), "without merge_labels Magnum replaces them whole");
+        assert!(parse_label_text("").unwrap().is_empty());
+        let err = serde_yaml::from_str::<Cluster>("labels: 'kube_tag'").unwrap_err().to_string();
+        assert!(err.contains("\"kube_tag\" is not key=value"), "{err}");
     }
 
     #[test]

@@ -155,3 +155,76 @@ fn cluster_config_writes_a_short_lived_kubeconfig_signed_by_the_clusters_ca() {
         assert!(String::from_utf8_lossy(&refused.stderr).contains(flag), "{bad:?}");
     }
 }
+
+/// What `openstack coe cluster template show -f json` and `openstack coe cluster show -f json` print is
+/// accepted: Magnum's read-only fields are dropped with a note naming them, the cluster may name its
+/// template by UUID, labels may be the CLI's `k=v,k=v` text, and `merge_labels` keeps the template's
+/// labels under the cluster's. An unknown field is still refused.
+#[test]
+fn magnum_exports_and_cli_labels_are_accepted() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let dir = tempfile::tempdir().unwrap();
+    let template_uuid = "0c4a5f3e-9d1b-4a6e-8f2c-7b3d9e1a5c60";
+    let template = serde_json::json!({
+        "insecure_registry": null, "labels": {"kube_tag": "v1.24.17", "container_runtime": "containerd",
+            "cgroup_driver": "systemd", "cloud_provider_enabled": "true", "availability_zone": "nova"},
+        "updated_at": null, "floating_ip_enabled": true, "fixed_subnet": null, "master_flavor_id": "m1.large",
+        "uuid": template_uuid, "no_proxy": null, "https_proxy": null, "tls_disabled": false, "keypair_id": "demo-key",
+        "public": false, "http_proxy": null, "docker_volume_size": 20, "server_type": "vm",
+        "external_network_id": "public", "cluster_distro": "debian", "image_id": "debian-12-genericcloud",
+        "volume_driver": "cinder", "registry_enabled": false, "docker_storage_driver": "overlay2",
+        "apiserver_port": null, "name": "k8s-debian", "created_at": "2026-11-30T10:00:00+00:00",
+        "network_driver": "flannel", "fixed_network": null, "coe": "kubernetes", "flavor_id": "m1.medium",
+        "master_lb_enabled": false, "dns_nameserver": "8.8.8.8", "hidden": false, "tags": null,
+        "project_id": "a1b2c3d4e5f60718293a4b5c6d7e8f90", "user_id": "f0e1d2c3b4a5968778695a4b3c2d1e0f",
+        "links": [{"href": "http://127.0.0.1:9511/v1/clustertemplates/x", "rel": "self"}],
+    });
+    let cluster = serde_json::json!({
+        "status": "CREATE_COMPLETE", "health_status": null, "cluster_template_id": template_uuid,
+        "node_addresses": [], "uuid": "5d12f6fd-a196-4bf0-ae4c-1f639a523a52", "stack_id": null,
+        "status_reason": null, "created_at": "2026-11-30T10:05:00+00:00", "updated_at": null,
+        "coe_version": null, "labels": "kube_tag=v1.25.16,flannel_backend=host-gw", "merge_labels": true,
+        "labels_overridden": {}, "labels_skipped": {}, "labels_added": {}, "faults": {}, "keypair": "demo-key",
+        "api_address": null, "master_addresses": [], "create_timeout": 60, "node_count": 2,
+        "discovery_url": null, "master_count": 1, "container_version": null, "name": "demo",
+        "project_id": "a1b2c3d4e5f60718293a4b5c6d7e8f90", "user_id": "f0e1d2c3b4a5968778695a4b3c2d1e0f",
+        "links": [], "health_status_reason": {},
+    });
+    let (t, c) = (dir.path().join("template.json"), dir.path().join("cluster.json"));
+    std::fs::write(&t, template.to_string()).unwrap();
+    std::fs::write(&c, cluster.to_string()).unwrap();
+    let render = |cluster: &std::path::Path| {
+        Command::new(SERVER)
+            .args(["render", "--cluster-template"])
+            .arg(&t)
+            .arg("--cluster")
+            .arg(cluster)
+            .arg("--settings")
+            .arg(examples.join("settings.yaml"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap()
+    };
+    let out = render(&c);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ignored Magnum's read-only fields created_at, updated_at, links, project_id, user_id, tags"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("status, status_reason, health_status"), "{stderr}");
+    let environment = std::fs::read_to_string(dir.path().join("out/environment.yaml")).unwrap();
+    let master = std::fs::read_to_string(dir.path().join("out/stack.json")).unwrap();
+    // The cluster's own labels reach the nodes (merge_labels itself: model.rs's unit tests).
+    for wanted in ["v1.25.16", "host-gw"] {
+        assert!(environment.contains(wanted) || master.contains(wanted), "{wanted} missing from the render");
+    }
+
+    let mut typo = cluster.clone();
+    typo["node_cuont"] = serde_json::json!(3);
+    std::fs::write(&c, typo.to_string()).unwrap();
+    let out = render(&c);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node_cuont"));
+}
