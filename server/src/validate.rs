@@ -48,11 +48,11 @@ pub struct Report {
 impl Report {
     fn fail(&mut self, field: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) {
         let field = field.into();
-        let shown = if SECRET_LABELS.iter().any(|s| field.ends_with(s)) || field.ends_with("password") {
-            hearth_fragments::config::secret::MASK.to_string()
-        } else {
-            value.to_string()
-        };
+        let value = value.to_string();
+        // An empty secret is shown empty: "not set" is what the operator must see, and it reveals nothing.
+        let secret = SECRET_LABELS.iter().any(|s| field.ends_with(s)) || field.ends_with("password");
+        let shown =
+            if secret && !value.is_empty() { hearth_fragments::config::secret::MASK.to_string() } else { value };
         self.errors.push(FieldError { field, value: shown, reason: reason.into() });
     }
 

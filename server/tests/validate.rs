@@ -181,7 +181,7 @@ fn each_rule_reports_its_field_and_value() {
                 s.settings.agent.path = "relative".into();
             }),
         ),
-        ("settings.trustee.password", "********", Box::new(|_, _, s| s.settings.trustee.password = Default::default())),
+        ("settings.trustee.password", "", Box::new(|_, _, s| s.settings.trustee.password = Default::default())),
         (
             "settings.nodes_affinity_policy",
             "spread",
