@@ -29,8 +29,58 @@ pub const SUITE: &str = "bookworm";
 pub const VARIANT: &str = "minbase";
 /// Packages added to the variant's (`--include`).
 pub const INCLUDE: &[&str] = &["ca-certificates", "openssl"];
-/// Where the packages come from.
-pub const MIRROR: &str = "http://deb.debian.org/debian";
+/// Where the packages come from when this machine's apt names no mirror for [`SUITE`].
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// Where the packages come from: the mirror this machine's apt uses for [`SUITE`] (its deb822
+/// `*.sources` or one-line `*.list` files), so the trees build wherever apt works; else
+/// [`DEFAULT_MIRROR`].
+pub fn mirror() -> String {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir("/etc/apt/sources.list.d").into_iter().flatten().flatten().map(|e| e.path()).collect();
+    files.sort();
+    let mut texts: Vec<(PathBuf, String)> =
+        files.into_iter().filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t))).collect();
+    if let Ok(text) = std::fs::read_to_string("/etc/apt/sources.list") {
+        texts.push(("/etc/apt/sources.list".into(), text));
+    }
+    texts
+        .iter()
+        .find_map(|(path, text)| match path.extension().and_then(|e| e.to_str()) {
+            Some("sources") => mirror_in_deb822(text),
+            Some("list") => mirror_in_one_line(text),
+            _ => None,
+        })
+        .unwrap_or_else(|| DEFAULT_MIRROR.to_string())
+}
+
+/// The first `URIs:` of a `Types: deb` stanza whose `Suites:` has [`SUITE`].
+fn mirror_in_deb822(text: &str) -> Option<String> {
+    text.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim)).unwrap_or_default()
+        };
+        let serves = field("Types").split_whitespace().any(|t| t == "deb")
+            && field("Suites").split_whitespace().any(|s| s == SUITE)
+            && field("Enabled") != "no";
+        serves.then(|| field("URIs").split_whitespace().next().map(str::to_string)).flatten()
+    })
+}
+
+/// The URI of the first `deb [options] URI SUITE …` line.
+fn mirror_in_one_line(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        if words.next()? != "deb" {
+            return None;
+        }
+        let mut uri = words.next()?;
+        if uri.starts_with('[') {
+            uri = words.by_ref().find(|w| !w.starts_with('[') && !w.ends_with(']') && !w.contains('='))?;
+        }
+        (words.next()? == SUITE).then(|| uri.to_string())
+    })
+}
 /// Bump when the way a tree is made changes without the inputs above changing (e.g. the clean-up after
 /// debootstrap), so old caches are not reused.
 const LAYOUT: u32 = 1;
@@ -82,8 +132,9 @@ impl Flavour<'_> {
         let mut include: Vec<&str> = self.include().to_vec();
         include.sort_unstable();
         let mut key = format!(
-            "layout={LAYOUT}\nsuite={SUITE}\nvariant={VARIANT}\ninclude={}\nmirror={MIRROR}\narch={}\n",
+            "layout={LAYOUT}\nsuite={SUITE}\nvariant={VARIANT}\ninclude={}\nmirror={}\narch={}\n",
             include.join(","),
+            mirror(),
             std::env::consts::ARCH
         );
         let label = match self {
@@ -332,7 +383,7 @@ fn build(debootstrap: &Path, building: &Path, flavour: Flavour) -> Result<()> {
         .arg(format!("--include={include}"))
         .arg(SUITE)
         .arg(&root)
-        .arg(MIRROR)
+        .arg(mirror())
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null())
@@ -361,7 +412,7 @@ fn build(debootstrap: &Path, building: &Path, flavour: Flavour) -> Result<()> {
         (variant.prepare)(&root).with_context(|| format!("preparing the {} tree", variant.label))?;
     }
     let description =
-        format!("debootstrap --variant={VARIANT} --include={include} {SUITE} {MIRROR}\nbuilt in {seconds:.1} s\n");
+        format!("debootstrap --variant={VARIANT} --include={include} {SUITE} {}\nbuilt in {seconds:.1} s\n", mirror());
     std::fs::write(building.join(COMPLETE_MARKER), description)?;
     eprintln!("hearth-tests: built the Debian test tree in {seconds:.1} s");
     Ok(())
@@ -397,6 +448,20 @@ fn tail(path: &Path, max: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mirror_is_the_one_apt_uses_for_the_suite() {
+        let deb822 = "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n\
+            Types: deb\n# a comment\nURIs: http://mirror.example/debian http://second.example/debian\n\
+            Suites: bookworm bookworm-updates\nComponents: main\n\n\
+            Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n";
+        assert_eq!(mirror_in_deb822(deb822).as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(mirror_in_deb822("Types: deb\nURIs: http://x/debian\nSuites: trixie\n"), None);
+        let one_line = "# deb http://old.example/debian bookworm main\n\
+            deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian bookworm main\n";
+        assert_eq!(mirror_in_one_line(one_line).as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(mirror_in_one_line("deb http://m.example/debian trixie main\n"), None);
+    }
 
     #[test]
     fn the_entry_name_is_stable_and_names_its_inputs() {
