@@ -145,6 +145,9 @@ fn a_trustee_gets_its_ca_and_node_certificates_that_openssl_accepts() {
         assert!(!log.contains(secret), "the log holds a secret");
     }
     assert!(!log.contains("PRIVATE KEY"));
+    // A trust id is a secret to the agent (with the trustee's password it is a token): masked here too.
+    assert!(!log.contains(&world.clusters[0].trust), "the log holds the trust id");
+    assert!(log.contains("trust=********"), "{log}");
 }
 
 #[test]

@@ -3,8 +3,11 @@
 //!
 //! A decision line holds `key=value` pairs; values that come from callers (CSR subjects, SANs) are
 //! quoted with Rust's escaping, so a CN holding a newline cannot forge a second line. Tokens, passwords
-//! and keys are never part of a line: nothing here is given them.
+//! and keys are never part of a line: nothing here is given them. A trust id is a [`Secret`], as in the
+//! agent's node config (with the trustee's password it is a token), so the line says only that a trust
+//! was used: `trust=********`.
 
+use hearth_fragments::config::secret::Secret;
 use std::fmt;
 
 /// One request's outcome.
@@ -16,7 +19,8 @@ pub struct Decision {
     pub cluster: Option<String>,
     /// The authenticated caller (a trust-scoped token's trustee).
     pub user: Option<String>,
-    pub trust: Option<String>,
+    /// Shown masked.
+    pub trust: Option<Secret>,
     pub admin: bool,
     pub cn: Option<String>,
     pub o: Vec<String>,
@@ -89,5 +93,18 @@ mod tests {
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.starts_with("refused request=req-1 POST \"/v1/certificates\" cluster=c user=u cn=\"evil\\n"));
         assert!(line.ends_with("status=403 reason=\"because\""), "{line}");
+    }
+
+    #[test]
+    fn a_trust_id_is_masked_as_the_agent_masks_it() {
+        let d = Decision {
+            user: Some("trustee".into()),
+            trust: Some(Secret::new("0f3c5c1d7e2a4b6f8a9b0c1d2e3f4a5b")),
+            decision: "served",
+            ..Decision::default()
+        };
+        let line = d.to_string();
+        assert!(line.contains(&format!(" user=trustee trust={} ", hearth_fragments::config::secret::MASK)), "{line}");
+        assert!(!line.contains("0f3c5c1d"), "{line}");
     }
 }

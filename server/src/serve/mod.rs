@@ -31,6 +31,7 @@ use api::ApiError;
 use audit::Decision;
 use ca::CaStore;
 use cluster::{ClusterRecord, ClusterUuid, StateDir};
+use hearth_fragments::config::secret::Secret;
 use keystone::{AuthError, Caller, Keystone};
 use policy::Identity;
 use ring::rand::SecureRandom as _;
@@ -362,7 +363,7 @@ impl Service {
             .with_log_detail(e.to_string()),
         })?;
         decision.user = Some(caller.user_id.clone());
-        decision.trust = caller.trust_id.clone();
+        decision.trust = caller.trust_id.as_deref().map(Secret::new);
         decision.admin = caller.is_admin(&self.admin_role);
         Ok(caller)
     }
