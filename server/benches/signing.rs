@@ -11,7 +11,9 @@
 //! but that every request got its certificate.
 
 use hearth_fragments::config::secret::Secret;
-use hearth_server::serve::settings::{KeystoneSettings, ProjectRef, ServiceUser, Settings, SigningSettings, UserRef};
+use hearth_server::serve::settings::{
+    ConnectionSettings, KeystoneSettings, ProjectRef, ServiceUser, Settings, SigningSettings, UserRef,
+};
 use hearth_server::serve::Server;
 use hearth_tests::loopback::{Loopback, Reply};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
@@ -67,6 +69,7 @@ fn main() {
                     },
                 },
                 signing: SigningSettings::default(),
+                connections: ConnectionSettings::default(),
             };
             let server = Server::bind(&settings).unwrap().spawn();
             let url = format!("http://{}/v1/certificates", server.local_addr());

@@ -245,8 +245,12 @@ impl Inputs {
 }
 
 fn main() -> ExitCode {
-    hearth_fragments::log::init();
     let cli = Cli::parse();
+    // serve runs for days: its lines carry their time (unless journald records it).
+    match cli.command {
+        Command::Serve(_) => hearth_fragments::log::init_service(),
+        _ => hearth_fragments::log::init(),
+    }
     let result = match cli.command {
         Command::Validate { inputs, settings } => validate_command(&inputs, settings),
         Command::Render { inputs, settings, out, state } => render_command(&inputs, &settings, &out, state.as_deref()),

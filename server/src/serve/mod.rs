@@ -13,64 +13,85 @@
 //! The server speaks plain HTTP: put it behind a TLS-terminating proxy, as Magnum's API usually is,
 //! and give `public_url` so the `links` name the proxy.
 //!
-//! Threads: tiny_http reads each connection on a thread of its own; `workers` threads take the parsed
-//! requests and answer them.
+//! Also `GET /healthz` (200 while serve runs; public, says nothing else) and, with `--agent`, the agent
+//! binary at [`AGENT_PATH`].
+//!
+//! Runtime: tokio and hyper ([`connections`]: the connection bound, timeouts, `TCP_NODELAY`, graceful
+//! stop on SIGTERM/SIGINT). The reactor runs on one thread per core; each request's own work —
+//! validating the token (a blocking call to Keystone when it is not cached), reading the cluster's
+//! files, verifying the CSR and signing — runs on a pool of at most `workers` blocking threads, so
+//! neither a slow Keystone nor the signatures' CPU time stalls the connections.
 
 pub mod api;
 pub mod audit;
 pub mod ca;
 pub mod cluster;
+pub mod connections;
 pub mod csr;
 pub mod deny;
 pub mod keystone;
 pub mod policy;
 pub mod settings;
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 use api::ApiError;
 use audit::Decision;
+use bytes::Bytes;
 use ca::CaStore;
 use cluster::{ClusterRecord, ClusterUuid, StateDir};
 use hearth_fragments::config::secret::Secret;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode};
 use keystone::{AuthError, Caller, Keystone};
 use policy::Identity;
 use ring::rand::SecureRandom as _;
 use serde_json::Value;
-use settings::{Settings, SigningSettings};
-use std::io::Read as _;
+use settings::{ConnectionSettings, Settings, SigningSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Bodies are a CSR in JSON: a few KiB even for RSA 4096 with many SANs.
-const MAX_BODY: u64 = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024;
 /// How long a node should wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: u32 = 2;
+/// Blocking work left over after the graceful stop's bound is not waited for much longer.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// A bound, not yet serving, server.
 pub struct Server {
-    http: Arc<tiny_http::Server>,
+    listener: std::net::TcpListener,
     service: Arc<Service>,
     workers: usize,
+    connections: ConnectionSettings,
     local_addr: SocketAddr,
 }
 
-/// A server answering on background threads; [`Running::stop`] ends it.
+/// A server answering on background threads; [`Running::stop`] ends it (and so does dropping it,
+/// without waiting).
 pub struct Running {
-    http: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("local_addr", &self.local_addr).field("workers", &self.workers).finish()
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("workers", &self.workers)
+            .field("connections", &self.connections)
+            .finish()
     }
 }
 
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").field("local_addr", &self.local_addr).field("workers", &self.threads.len()).finish()
+        f.debug_struct("Running").field("local_addr", &self.local_addr).finish_non_exhaustive()
     }
 }
 
@@ -80,9 +101,11 @@ impl Server {
         let state = StateDir::new(&settings.state_dir);
         std::fs::create_dir_all(state.root()).with_context(|| format!("creating {}", state.root().display()))?;
         let keystone = Keystone::new(&settings.keystone).context("setting up the Keystone client")?;
-        let http =
-            tiny_http::Server::http(settings.listen).map_err(|e| anyhow!("listening on {}: {e}", settings.listen))?;
-        let local_addr = http.server_addr().to_ip().context("the server listens on an IP address")?;
+        connections::make_room_for(settings.connections.max)?;
+        let listener = std::net::TcpListener::bind(settings.listen)
+            .with_context(|| format!("listening on {}", settings.listen))?;
+        listener.set_nonblocking(true).with_context(|| format!("listening on {}", settings.listen))?;
+        let local_addr = listener.local_addr().context("the server listens on an IP address")?;
         let agent = match &settings.agent_file {
             None => None,
             Some(path) => {
@@ -93,7 +116,7 @@ impl Server {
                     path.display(),
                     bytes.len()
                 );
-                Some(Agent { bytes, sha256 })
+                Some(Agent { bytes: Bytes::from(bytes), sha256 })
             }
         };
         let service = Service {
@@ -105,41 +128,93 @@ impl Server {
             admin_role: settings.keystone.admin_role.clone(),
             public_url: settings.public_url.clone(),
             signing: settings.signing,
+            body_timeout: settings.connections.body_timeout,
             local_addr,
         };
-        Ok(Server { http: Arc::new(http), service: Arc::new(service), workers: settings.workers, local_addr })
+        Ok(Server {
+            listener,
+            service: Arc::new(service),
+            workers: settings.workers,
+            connections: settings.connections,
+            local_addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Answers requests on `workers` threads until the process ends.
+    /// Answers requests until SIGTERM or SIGINT, then stops gracefully (see [`connections`]).
     pub fn run(self) -> Result<()> {
-        let running = self.spawn();
-        for thread in running.threads {
-            thread.join().map_err(|_| anyhow!("a request worker panicked"))?;
-        }
+        let runtime = self.runtime()?;
+        let stop = {
+            let _entered = runtime.enter();
+            stop_signals().context("handling SIGTERM and SIGINT")?
+        };
+        let Server { listener, service, connections, .. } = self;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).context("listening")?;
+            connections::serve(listener, connections, service, stop).await;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
         Ok(())
     }
 
-    /// Answers requests on `workers` background threads.
+    /// Answers requests on background threads until [`Running::stop`].
     pub fn spawn(self) -> Running {
-        let threads = (0..self.workers)
-            .map(|n| {
-                let (http, service) = (self.http.clone(), self.service.clone());
-                std::thread::Builder::new()
-                    .name(format!("serve-{n}"))
-                    .spawn(move || {
-                        while let Ok(request) = http.recv() {
-                            service.answer(request);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let local_addr = self.local_addr;
+        let thread = std::thread::Builder::new()
+            .name("serve".into())
+            .spawn(move || {
+                let runtime = match self.runtime() {
+                    Ok(runtime) => runtime,
+                    Err(e) => return tracing::error!("hearth-server: {e:#}"),
+                };
+                let Server { listener, service, connections, .. } = self;
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            // A dropped `Running` stops the server too.
+                            let stop = async move {
+                                let _ = stopped.await;
+                                "stop requested"
+                            };
+                            connections::serve(listener, connections, service, stop).await;
                         }
-                    })
-                    .expect("spawning a worker thread")
+                        Err(e) => tracing::error!("hearth-server: listening on {local_addr}: {e}"),
+                    }
+                });
+                runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
             })
-            .collect();
-        Running { http: self.http, threads, local_addr: self.local_addr }
+            .expect("spawning the server thread");
+        Running { stop: Some(stop), thread: Some(thread), local_addr }
     }
+
+    /// A reactor thread per core, and `workers` threads at most for requests' blocking work.
+    fn runtime(&self) -> Result<tokio::runtime::Runtime> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .max_blocking_threads(self.workers)
+            .thread_name("serve")
+            .enable_all()
+            .build()
+            .context("starting the server's runtime")
+    }
+}
+
+/// Completes at the first SIGTERM (systemd's stop) or SIGINT (Ctrl-C), with the signal's name.
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
 }
 
 impl Running {
@@ -147,14 +222,20 @@ impl Running {
         self.local_addr
     }
 
-    /// Lets every worker finish its request and return.
-    pub fn stop(self) {
-        for _ in &self.threads {
-            self.http.unblock();
-        }
-        for thread in self.threads {
+    /// Stops accepting, lets requests in flight finish (within `connections.shutdown_timeout`) and
+    /// returns when the server has stopped.
+    pub fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Dropping the sender is the stop signal; the thread ends on its own.
+        drop(self.stop.take());
     }
 }
 
@@ -163,7 +244,7 @@ pub const AGENT_PATH: &str = "/agent/hearth-agent";
 
 /// The agent binary `serve` hands out, read once at start.
 struct Agent {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     sha256: String,
 }
 
@@ -184,8 +265,12 @@ struct Service {
     admin_role: String,
     public_url: Option<String>,
     signing: SigningSettings,
+    body_timeout: Duration,
     local_addr: SocketAddr,
 }
+
+/// Where load balancers and supervisors ask whether serve is up.
+pub const HEALTH_PATH: &str = "/healthz";
 
 /// A JSON answer.
 struct Answer {
@@ -207,80 +292,123 @@ enum Route {
     NotFound,
 }
 
-fn route(method: &tiny_http::Method, url: &str) -> Route {
-    use tiny_http::Method;
+fn route(method: &Method, url: &str) -> Route {
     let path = url.split(['?', '#']).next().unwrap_or_default();
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     if path == "/v1/certificates" {
-        return match method {
-            Method::Post => Route::Sign,
+        return match *method {
+            Method::POST => Route::Sign,
             _ => Route::MethodNotAllowed("POST"),
         };
     }
     match path.strip_prefix("/v1/certificates/") {
-        Some(ident) if !ident.contains('/') => match method {
-            Method::Get => Route::GetCa(ident.to_string()),
+        Some(ident) if !ident.contains('/') => match *method {
+            Method::GET => Route::GetCa(ident.to_string()),
             _ => Route::MethodNotAllowed("GET"),
         },
         _ => Route::NotFound,
     }
 }
 
-impl Service {
-    fn answer(&self, request: tiny_http::Request) {
-        let path = request.url().split(['?', '#']).next().unwrap_or_default();
-        if path == AGENT_PATH && matches!(request.method(), tiny_http::Method::Get | tiny_http::Method::Head) {
-            return self.serve_agent(request);
+impl connections::Handler for Service {
+    async fn respond(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let fetch = matches!(parts.method, Method::GET | Method::HEAD);
+        match parts.uri.path() {
+            HEALTH_PATH if fetch => return health(),
+            AGENT_PATH if fetch => return self.serve_agent(&parts),
+            _ => {}
         }
-        self.answer_api(request);
+        let route = route(&parts.method, &url(&parts));
+        // Read here, on the reactor, bounded in size and time; the rest is blocking work.
+        let body = match route {
+            Route::Sign => Some(read_body(body, self.body_timeout).await),
+            _ => None,
+        };
+        let service = self.clone();
+        match tokio::task::spawn_blocking(move || service.answer_api(&parts, route, body)).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!("hearth-server: a request's handler failed: {e}");
+                response(500, [("Content-Type", "text/plain".to_string())], "the request's handler failed\n")
+            }
+        }
     }
+}
 
+/// `GET /healthz`: the process is up and answering.
+fn health() -> Response<Full<Bytes>> {
+    response(200, [("Content-Type", "application/json".to_string())], r#"{"status":"ok"}"#)
+}
+
+/// An answer of `status` with `headers` (ones that are not valid HTTP are left out) and `body`, in one
+/// buffer so hyper writes it at once.
+fn response(
+    status: u16,
+    headers: impl IntoIterator<Item = (&'static str, String)>,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// The request's path and query, as sent.
+fn url(parts: &Parts) -> String {
+    parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), ToString::to_string)
+}
+
+impl Service {
     /// The agent binary: public (the node has no credentials yet), checked by its SHA-256 on the node.
-    fn serve_agent(&self, request: tiny_http::Request) {
+    fn serve_agent(&self, parts: &Parts) -> Response<Full<Bytes>> {
         let request_id = request_id();
         let mut decision = Decision {
             request_id: request_id.clone(),
-            method: request.method().to_string(),
+            method: parts.method.to_string(),
             path: AGENT_PATH.into(),
             ..Decision::default()
         };
-        let response = match &self.agent {
+        let answer = match &self.agent {
             Some(agent) => {
                 decision.decision = "served";
                 decision.status = 200;
-                let mut response = tiny_http::Response::from_data(agent.bytes.clone());
-                for (name, value) in [
-                    ("Content-Type", "application/octet-stream".to_string()),
-                    ("X-Checksum-Sha256", agent.sha256.clone()),
-                    (api::REQUEST_ID_HEADER, request_id),
-                ] {
-                    if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                        response.add_header(header);
-                    }
-                }
-                response
+                response(
+                    200,
+                    [
+                        ("Content-Type", "application/octet-stream".to_string()),
+                        ("X-Checksum-Sha256", agent.sha256.clone()),
+                        (api::REQUEST_ID_HEADER, request_id),
+                    ],
+                    // Shared, not copied: a boot storm downloads the same megabytes a thousand times.
+                    agent.bytes.clone(),
+                )
             }
             None => {
                 decision.decision = "refused";
                 decision.status = 404;
                 decision.reason = "no agent file configured (serve --agent FILE)".into();
-                tiny_http::Response::from_data(b"no agent file is configured\n".to_vec()).with_status_code(404)
+                response(404, [], "no agent file is configured\n")
             }
         };
         audit::decision(&decision);
-        let _ = request.respond(response);
+        answer
     }
 
-    fn answer_api(&self, mut request: tiny_http::Request) {
+    fn answer_api(&self, parts: &Parts, route: Route, body: Option<Result<Bytes, ApiError>>) -> Response<Full<Bytes>> {
         let request_id = request_id();
         let mut decision = Decision {
             request_id: request_id.clone(),
-            method: request.method().to_string(),
-            path: request.url().chars().take(200).collect(),
+            method: parts.method.to_string(),
+            path: url(parts).chars().take(200).collect(),
             ..Decision::default()
         };
         let mut version = api::MIN_VERSION;
-        let answer = match self.handle(&mut request, &mut decision, &mut version) {
+        let answer = match self.handle(parts, route, body, &mut decision, &mut version) {
             Ok(answer) => answer,
             Err(error) => {
                 decision.reason = error.log_detail.clone().unwrap_or_else(|| error.detail.clone());
@@ -294,6 +422,10 @@ impl Service {
                 if error.status == 503 {
                     answer.headers.push(("Retry-After", RETRY_AFTER_SECONDS.to_string()));
                 }
+                if error.status == 408 {
+                    // The rest of the body may still come; it is not the start of another request.
+                    answer.headers.push(("Connection", "close".to_string()));
+                }
                 answer
             }
         };
@@ -301,57 +433,48 @@ impl Service {
         audit::decision(&decision);
 
         let body = serde_json::to_vec(&answer.body).expect("JSON values serialise");
-        let mut response = tiny_http::Response::from_data(body).with_status_code(answer.status);
         let headers = answer
             .headers
             .into_iter()
             .chain(api::version_headers(version))
             .chain([("Content-Type", "application/json".to_string()), (api::REQUEST_ID_HEADER, request_id)]);
-        for (name, value) in headers {
-            if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                response.add_header(header);
-            }
-        }
-        // The caller may have gone; nothing to do about it.
-        let _ = request.respond(response);
+        response(answer.status, headers, body)
     }
 
     fn handle(
         &self,
-        request: &mut tiny_http::Request,
+        parts: &Parts,
+        route: Route,
+        body: Option<Result<Bytes, ApiError>>,
         decision: &mut Decision,
         version: &mut (u32, u32),
     ) -> Result<Answer, ApiError> {
-        let route = route(request.method(), request.url());
         if let Route::NotFound = route {
             return Err(ApiError::new(404, "Not Found", "The resource could not be found."));
         }
         // Read before authenticating (bounded), so even a 401 or 503 names the cluster in the log.
-        let body = match route {
-            Route::Sign => Some(read_body(request)?),
-            _ => None,
-        };
+        let body = body.transpose()?;
         decision.cluster = match (&route, &body) {
             (Route::GetCa(ident), _) => ClusterUuid::parse(ident).ok().map(|uuid| uuid.to_string()),
             (_, Some(body)) => claimed_cluster(body),
             _ => None,
         };
-        let caller = self.authenticate(request, decision)?;
-        *version = api::negotiate(header(request, api::VERSION_HEADER))?;
+        let caller = self.authenticate(&parts.headers, decision)?;
+        *version = api::negotiate(header(&parts.headers, api::VERSION_HEADER))?;
         match route {
-            Route::GetCa(ident) => self.get_ca(request, &ident, &caller, decision),
-            Route::Sign => self.sign(request, body.as_deref().unwrap_or_default(), &caller, decision),
+            Route::GetCa(ident) => self.get_ca(&parts.headers, &ident, &caller, decision),
+            Route::Sign => self.sign(&parts.headers, body.as_deref().unwrap_or_default(), &caller, decision),
             Route::MethodNotAllowed(allowed) => Err(ApiError::new(
                 405,
                 "Method Not Allowed",
-                format!("{} is not allowed here; this resource answers {allowed}", request.method()),
+                format!("{} is not allowed here; this resource answers {allowed}", parts.method),
             )),
             Route::NotFound => unreachable!("answered above"),
         }
     }
 
-    fn authenticate(&self, request: &tiny_http::Request, decision: &mut Decision) -> Result<Arc<Caller>, ApiError> {
-        let caller = self.keystone.validate(header(request, "X-Auth-Token")).map_err(|e| match e {
+    fn authenticate(&self, headers: &HeaderMap, decision: &mut Decision) -> Result<Arc<Caller>, ApiError> {
+        let caller = self.keystone.validate(header(headers, "X-Auth-Token")).map_err(|e| match e {
             AuthError::Missing | AuthError::Invalid => {
                 ApiError::new(401, "Unauthorized", format!("The request you have made requires authentication: {e}."))
             }
@@ -400,7 +523,7 @@ impl Service {
 
     fn get_ca(
         &self,
-        request: &tiny_http::Request,
+        headers: &HeaderMap,
         ident: &str,
         caller: &Caller,
         decision: &mut Decision,
@@ -415,14 +538,14 @@ impl Service {
                 cluster_uuid: uuid.to_string(),
                 bay_uuid: uuid.to_string(),
                 pem: ca.cert_pem().to_string(),
-                links: api::links(&self.base_url(request), uuid.as_str()),
+                links: api::links(&self.base_url(headers), uuid.as_str()),
             },
         ))
     }
 
     fn sign(
         &self,
-        request: &tiny_http::Request,
+        headers: &HeaderMap,
         body: &[u8],
         caller: &Caller,
         decision: &mut Decision,
@@ -480,34 +603,37 @@ impl Service {
                 bay_uuid: uuid.to_string(),
                 csr: csr_pem.to_string(),
                 pem: issued.pem,
-                links: api::links(&self.base_url(request), uuid.as_str()),
+                links: api::links(&self.base_url(headers), uuid.as_str()),
             },
         ))
     }
 
     /// What the `links` start with: the configured public URL, else `http://` and the request's `Host`
     /// (pecan's `host_url`), else the listen address.
-    fn base_url(&self, request: &tiny_http::Request) -> String {
+    fn base_url(&self, headers: &HeaderMap) -> String {
         if let Some(url) = &self.public_url {
             return url.clone();
         }
-        let host = header(request, "Host")
+        let host = header(headers, "Host")
             .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
         format!("http://{}", host.map(str::to_string).unwrap_or_else(|| self.local_addr.to_string()))
     }
 }
 
-fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::new(400, "Bad Request", format!("reading the body: {e}")))?;
-    if body.len() as u64 > MAX_BODY {
-        return Err(ApiError::new(413, "Request Entity Too Large", format!("the body exceeds {MAX_BODY} bytes")));
+/// The body, at most [`MAX_BODY`] bytes (413 past it), within `timeout` (408 after it).
+async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect()).await {
+        Err(_) => Err(ApiError::new(
+            408,
+            "Request Timeout",
+            format!("the body did not arrive within {} s", timeout.as_secs()),
+        )),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            Err(ApiError::new(413, "Request Entity Too Large", format!("the body exceeds {MAX_BODY} bytes")))
+        }
+        Ok(Err(e)) => Err(ApiError::new(400, "Bad Request", format!("reading the body: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
-    Ok(body)
 }
 
 /// The cluster a sign request names, for the log only (nothing is decided on it before the checks).
@@ -517,8 +643,8 @@ fn claimed_cluster(body: &[u8]) -> Option<String> {
     ClusterUuid::parse(named).ok().map(|uuid| uuid.to_string())
 }
 
-fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
-    request.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
 }
 
 /// A 500 whose detail stays in the log: file paths and internals are not the caller's business.
@@ -564,17 +690,16 @@ pub fn ca_init(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tiny_http::Method;
 
     #[test]
     fn routes_are_magnums() {
-        assert!(matches!(route(&Method::Post, "/v1/certificates"), Route::Sign));
-        assert!(matches!(route(&Method::Post, "/v1/certificates/"), Route::Sign));
-        assert!(matches!(route(&Method::Get, "/v1/certificates/abc?x=1"), Route::GetCa(id) if id == "abc"));
-        assert!(matches!(route(&Method::Get, "/v1/certificates"), Route::MethodNotAllowed("POST")));
-        assert!(matches!(route(&Method::Patch, "/v1/certificates/abc"), Route::MethodNotAllowed("GET")));
+        assert!(matches!(route(&Method::POST, "/v1/certificates"), Route::Sign));
+        assert!(matches!(route(&Method::POST, "/v1/certificates/"), Route::Sign));
+        assert!(matches!(route(&Method::GET, "/v1/certificates/abc?x=1"), Route::GetCa(id) if id == "abc"));
+        assert!(matches!(route(&Method::GET, "/v1/certificates"), Route::MethodNotAllowed("POST")));
+        assert!(matches!(route(&Method::PATCH, "/v1/certificates/abc"), Route::MethodNotAllowed("GET")));
         for path in ["/", "/v1", "/v1/certificates/a/b", "/v2/certificates", "/certificates/abc"] {
-            assert!(matches!(route(&Method::Get, path), Route::NotFound), "{path}");
+            assert!(matches!(route(&Method::GET, path), Route::NotFound), "{path}");
         }
     }
 

@@ -21,6 +21,12 @@
 //! signing:
 //!   validity_days: 1825
 //!   ca_validity_days: 3650
+//! connections:
+//!   max: 1024                    # open at once; more wait in the listen backlog until one closes
+//!   header_timeout_seconds: 10   # from a request's first byte to the end of its headers
+//!   idle_timeout_seconds: 60     # a kept-alive connection with nothing to read or write is closed
+//!   body_timeout_seconds: 30     # reading a request body, once its headers are in
+//!   shutdown_timeout_seconds: 20 # on SIGTERM/SIGINT, how long in-flight requests may take to finish
 //! ```
 
 use anyhow::{bail, Context as _, Result};
@@ -43,10 +49,25 @@ pub const DEFAULT_CA_VALIDITY_DAYS: u32 = 3650;
 /// expiry). keystonemiddleware's default is 300 s; a shorter cache notices a revoked token sooner and still
 /// spares Keystone when a whole cluster's nodes ask at once.
 pub const DEFAULT_TOKEN_CACHE_SECONDS: u64 = 60;
-/// Request handlers. Each blocks on Keystone while validating an uncached token, so there are more
-/// than cores; signing itself (one ECDSA signature) takes well under a millisecond.
+/// Threads for requests' blocking work (Keystone validation of an uncached token, the cluster's files,
+/// CSR verification and signing); connections themselves cost no thread. Each may wait on Keystone, so
+/// there are more than cores; signing itself (one ECDSA signature) takes well under a millisecond.
 pub const DEFAULT_WORKERS: usize = 32;
 pub const DEFAULT_ADMIN_ROLE: &str = "admin";
+/// Open connections: a whole cluster's nodes booting at once, each with one kept-alive connection, fit
+/// with room to spare; a connection costs a task and a few KiB, not a thread.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The upper bound of `connections.max` (each connection is a file descriptor).
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+/// A node sends its headers in one packet; ten seconds is generous and still stops a slow-header client.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Nodes make their few requests in a row; a connection quiet for a minute is not coming back soon.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bodies are a few KiB (at most 64 KiB): thirty seconds is slow links' worth.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shorter than systemd's default stop timeout (90 s) and longer than a Keystone validation may take
+/// (its retry deadline is 5 s).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Everything `serve` needs, validated.
 #[derive(Clone, Debug)]
@@ -61,6 +82,37 @@ pub struct Settings {
     pub signing: SigningSettings,
     /// The `hearth-agent` binary served at [`super::AGENT_PATH`] for the nodes' bootstrap to download.
     pub agent_file: Option<PathBuf>,
+    pub connections: ConnectionSettings,
+}
+
+/// What one client may hold: how many connections are open at once, and for how long each may
+/// stay quiet in each phase of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// Open connections at most; the next one is accepted when one closes (until then it waits in
+    /// the kernel's listen backlog).
+    pub max: usize,
+    /// From the first byte of a request to the end of its headers.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and nothing read or written for this long is closed
+    /// (kept-alive connections between requests, and connections that never send anything).
+    pub idle_timeout: Duration,
+    /// Reading a request's body, once its headers are in (408 after).
+    pub body_timeout: Duration,
+    /// On SIGTERM or SIGINT: how long in-flight requests may take to finish before serve exits anyway.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            max: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -121,6 +173,8 @@ pub struct SettingsFile {
     pub keystone: KeystoneFile,
     #[serde(default)]
     pub signing: SigningFile,
+    #[serde(default)]
+    pub connections: ConnectionsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +225,43 @@ pub struct SigningFile {
     pub ca_validity_days: Option<u32>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsFile {
+    pub max: Option<usize>,
+    pub header_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub body_timeout_seconds: Option<u64>,
+    pub shutdown_timeout_seconds: Option<u64>,
+}
+
+impl ConnectionsFile {
+    fn resolve(&self) -> Result<ConnectionSettings> {
+        let defaults = ConnectionSettings::default();
+        let max = self.max.unwrap_or(defaults.max);
+        if !(1..=MAX_MAX_CONNECTIONS).contains(&max) {
+            bail!("connections.max must be from 1 to {MAX_MAX_CONNECTIONS}, not {max}");
+        }
+        let seconds = |field: &str, value: Option<u64>, default: Duration| match value {
+            None => Ok(default),
+            // Zero would close every connection at once; a day is longer than any node waits.
+            Some(value @ 1..=86_400) => Ok(Duration::from_secs(value)),
+            Some(value) => bail!("connections.{field} must be from 1 to 86400 seconds, not {value}"),
+        };
+        Ok(ConnectionSettings {
+            max,
+            header_timeout: seconds("header_timeout_seconds", self.header_timeout_seconds, defaults.header_timeout)?,
+            idle_timeout: seconds("idle_timeout_seconds", self.idle_timeout_seconds, defaults.idle_timeout)?,
+            body_timeout: seconds("body_timeout_seconds", self.body_timeout_seconds, defaults.body_timeout)?,
+            shutdown_timeout: seconds(
+                "shutdown_timeout_seconds",
+                self.shutdown_timeout_seconds,
+                defaults.shutdown_timeout,
+            )?,
+        })
+    }
+}
+
 impl SettingsFile {
     pub fn load(path: &Path) -> Result<SettingsFile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -199,8 +290,18 @@ impl SettingsFile {
         if signing.validity_days == 0 || signing.ca_validity_days == 0 {
             bail!("validity_days and ca_validity_days must be at least 1");
         }
+        let connections = self.connections.resolve()?;
         let keystone = self.keystone.resolve(password_env)?;
-        Ok(Settings { listen, state_dir, public_url, workers, keystone, signing, agent_file: self.agent_file })
+        Ok(Settings {
+            listen,
+            state_dir,
+            public_url,
+            workers,
+            keystone,
+            signing,
+            agent_file: self.agent_file,
+            connections,
+        })
     }
 }
 
@@ -296,6 +397,9 @@ mod tests {
         assert!(s.keystone.verify_tls);
         assert_eq!(s.signing, SigningSettings { validity_days: 1825, ca_validity_days: 3650 });
         assert_eq!(s.workers, DEFAULT_WORKERS);
+        assert_eq!(s.connections, ConnectionSettings::default());
+        assert_eq!(s.connections.max, 1024);
+        assert_eq!(s.connections.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.keystone.service_user.user, UserRef::Name { name: "hearth".into(), domain: "Default".into() });
         assert_eq!(
             s.keystone.service_user.project,
@@ -327,5 +431,41 @@ mod tests {
         assert!(err(&MINIMAL.replace("name: hearth", "name: hearth, id: abc"), None).contains("not both"));
         assert!(err(&MINIMAL.replace("127.0.0.1:9511", "localhost"), None).contains("IP:PORT"));
         assert!(serde_yaml::from_str::<SettingsFile>("listen: x\nlisten_typo: y\n").is_err());
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_refused_out_of_range_with_the_field_and_value() {
+        let with = |connections: &str| format!("{MINIMAL}connections: {{{connections}}}\n");
+        let s = file(&with(
+            "max: 3, header_timeout_seconds: 2, idle_timeout_seconds: 4, body_timeout_seconds: 5, \
+                             shutdown_timeout_seconds: 6",
+        ))
+        .resolve(None)
+        .unwrap();
+        assert_eq!(
+            s.connections,
+            ConnectionSettings {
+                max: 3,
+                header_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(4),
+                body_timeout: Duration::from_secs(5),
+                shutdown_timeout: Duration::from_secs(6),
+            }
+        );
+        for (connections, says) in [
+            ("max: 0", "connections.max must be from 1 to 1000000, not 0"),
+            ("max: 2000000", "connections.max must be from 1 to 1000000, not 2000000"),
+            ("idle_timeout_seconds: 0", "connections.idle_timeout_seconds must be from 1 to 86400 seconds, not 0"),
+            ("header_timeout_seconds: 0", "connections.header_timeout_seconds must be from 1 to 86400 seconds, not 0"),
+            (
+                "body_timeout_seconds: 90000",
+                "connections.body_timeout_seconds must be from 1 to 86400 seconds, not 90000",
+            ),
+            ("shutdown_timeout_seconds: 0", "connections.shutdown_timeout_seconds must be from 1"),
+        ] {
+            let error = file(&with(connections)).resolve(None).map(|_| ()).unwrap_err().to_string();
+            assert!(error.contains(says), "{connections}: {error}");
+        }
+        assert!(serde_yaml::from_str::<SettingsFile>("connections: {idle_seconds: 1}\n").is_err());
     }
 }

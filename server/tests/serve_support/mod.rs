@@ -86,6 +86,21 @@ impl World {
     }
 }
 
+/// A log line without the timestamp serve starts it with off journald (`2026-12-03T17:50:28.123Z `).
+pub fn message(line: &str) -> &str {
+    match line.split_once(' ') {
+        Some((time, rest)) if is_timestamp(time) => rest,
+        _ => line,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, UTC to the millisecond.
+pub fn is_timestamp(word: &str) -> bool {
+    let shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+    word.len() == shape.len()
+        && word.bytes().zip(shape.bytes()).all(|(c, s)| if s == b'd' { c.is_ascii_digit() } else { c == s })
+}
+
 /// A random (version 4) UUID, as Magnum gives clusters.
 pub fn new_uuid() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap().trim().to_string()
@@ -153,7 +168,7 @@ impl Serve {
         let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("hearth-server: listening on ") {
+                if let Some(rest) = message(&line).strip_prefix("hearth-server: listening on ") {
                     let _ = found.send(rest.split_whitespace().next().unwrap_or_default().to_string());
                 }
                 lines.lock().unwrap().push(line);
@@ -167,8 +182,13 @@ impl Serve {
         Serve { child, url, log, agent, _password_dir: password_dir }
     }
 
-    /// Everything serve wrote on stderr so far.
+    /// Everything serve wrote on stderr so far, each line without its timestamp.
     pub fn log(&self) -> Vec<String> {
+        self.raw_log().iter().map(|line| message(line).to_string()).collect()
+    }
+
+    /// Everything serve wrote on stderr so far, as written.
+    pub fn raw_log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 
