@@ -17,7 +17,10 @@
 //! `openssl speed -seconds 3 ecdsap256` run in the same process and the load average.
 //!
 //! Run: `cargo bench -p hearth-server --bench boot_storm`. Not a test: nothing is asserted; errors are
-//! counted and printed. The bench raises its own file descriptor limit (soft to hard) for 1,000
+//! counted and printed. `BOOT_STORM_SERVER=PATH` measures another serve binary (an older build, for a
+//! before and after under the same load); `BOOT_STORM_LEVELS=200,1000` picks the concurrency levels and
+//! `BOOT_STORM_SIGNS=N` the sign-only phase's signs per level (a serve that answers a kept-alive
+//! connection every 40 ms needs fewer). The bench raises its own file descriptor limit (soft to hard) for 1,000
 //! connections; serve raises its own.
 
 use bytes::Bytes;
@@ -28,21 +31,33 @@ use hyper_util::rt::TokioIo;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_hearth-server");
+/// The serve under test: this build's, or another (`BOOT_STORM_SERVER=path`, e.g. main's for a
+/// before-and-after in the same conditions).
+fn server() -> String {
+    std::env::var("BOOT_STORM_SERVER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hearth-server").to_string())
+}
 const NODES: usize = 1000;
-const LEVELS: [usize; 4] = [1, 10, 200, 1000];
+const LEVELS: &str = "1,10,200,1000";
 /// One in ten nodes is a master (4 CSRs), the rest minions (2).
 const MASTER_EVERY: usize = 10;
 const AGENT_BYTES: usize = 6_115_472;
 /// Signs per level in the sign-only phase.
 const SIGN_ONLY_TOTAL: usize = 20_000;
+
+fn levels() -> Vec<usize> {
+    let levels = std::env::var("BOOT_STORM_LEVELS").unwrap_or_else(|_| LEVELS.to_string());
+    levels.split(',').map(|level| level.trim().parse().expect("BOOT_STORM_LEVELS: numbers")).collect()
+}
+
+fn sign_only_total() -> usize {
+    std::env::var("BOOT_STORM_SIGNS").map_or(SIGN_ONLY_TOTAL, |n| n.parse().expect("BOOT_STORM_SIGNS: a number"))
+}
 const CLUSTER: &str = "5d12f6fd-a196-4bf0-ae4c-1f639a523a52";
 const TRUSTEE: &str = "4fa830f3a5f84c6e9f2a1d3e5b7c9d0e";
 const TRUSTEE_PASSWORD: &str = "trustee-password";
@@ -54,7 +69,7 @@ const SERVICE_TOKEN: &str = "gAAAAABservice-token-of-hearth";
 fn main() {
     raise_fd_limit();
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    println!("boot storm: {NODES} nodes against the hearth-server serve binary on loopback, {cores} cores");
+    println!("boot storm: {NODES} nodes against {} serve on loopback, {cores} cores", server());
     println!("load average before: {}", loadavg());
     println!("openssl speed -seconds 3 ecdsap256 (one core): {}", openssl_speed());
 
@@ -87,7 +102,7 @@ fn main() {
         "errors",
         "CPU ms/rq"
     );
-    for clients in LEVELS {
+    for &clients in &levels() {
         let cpu_before = serve.cpu_seconds();
         let started = Instant::now();
         let outcome = runtime.block_on(storm(serve.addr, keystone_addr, nodes.clone(), clients));
@@ -110,15 +125,16 @@ fn main() {
     }
 
     println!();
-    println!("sign only ({SIGN_ONLY_TOTAL} POST /v1/certificates per row, kept-alive connections, tokens cached)");
+    let total = sign_only_total();
+    println!("sign only ({total} POST /v1/certificates per row, kept-alive connections, tokens cached)");
     println!(
         "{:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
         "clients", "wall s", "signs/s", "p50 ms", "p99 ms", "max ms", "errors", "CPU us/sg"
     );
-    for clients in LEVELS {
+    for &clients in &levels() {
         let cpu_before = serve.cpu_seconds();
         let started = Instant::now();
-        let outcome = runtime.block_on(sign_only(serve.addr, keystone_addr, nodes.clone(), clients));
+        let outcome = runtime.block_on(sign_only(serve.addr, keystone_addr, nodes.clone(), clients, total));
         let wall = started.elapsed().as_secs_f64();
         let cpu = serve.cpu_seconds() - cpu_before;
         println!(
@@ -255,9 +271,15 @@ async fn boot(serve: SocketAddr, keystone: SocketAddr, node: &Node, outcome: &mu
     Ok(())
 }
 
-/// `clients` nodes each POSTing their first CSR in a loop until `SIGN_ONLY_TOTAL` are signed.
-async fn sign_only(serve: SocketAddr, keystone: SocketAddr, nodes: Arc<Vec<Node>>, clients: usize) -> Outcome {
-    let left = Arc::new(AtomicUsize::new(SIGN_ONLY_TOTAL));
+/// `clients` nodes each POSTing their first CSR in a loop until `total` are signed.
+async fn sign_only(
+    serve: SocketAddr,
+    keystone: SocketAddr,
+    nodes: Arc<Vec<Node>>,
+    clients: usize,
+    total: usize,
+) -> Outcome {
+    let left = Arc::new(AtomicUsize::new(total));
     let workers = (0..clients)
         .map(|n| {
             let (nodes, left) = (nodes.clone(), left.clone());
@@ -501,9 +523,9 @@ struct Serve {
 
 impl Serve {
     fn start(keystone_url: &str, state: &std::path::Path, agent: &std::path::Path) -> Serve {
-        // serve logs a line per decision: to a file, as journald would take them.
+        // serve logs a line per decision: straight to a file, so no reader of ours sits in its way.
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(SERVER)
+        let child = Command::new(server())
             .args(["serve", "--listen", "127.0.0.1:0", "--keystone-url", keystone_url])
             .args(["--service-user-id", "hearth", "--service-project", "service", "--state"])
             .arg(state)
@@ -513,20 +535,19 @@ impl Serve {
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let started = Instant::now();
         let addr = loop {
-            let mut line = String::new();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "serve ended before listening");
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on http://".len()..];
+            let text = std::fs::read_to_string(log.path()).unwrap();
+            if let Some(at) = text.find("listening on http://") {
+                let rest = &text[at + "listening on http://".len()..];
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
+            assert!(started.elapsed() < Duration::from_secs(20), "serve did not start: {text}");
+            std::thread::sleep(Duration::from_millis(20));
         };
-        let mut sink = log.reopen().unwrap();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut sink));
         Serve { child, addr, _log: log }
     }
 
