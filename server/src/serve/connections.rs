@@ -42,6 +42,24 @@ pub trait Handler: Send + Sync + 'static {
 /// loop does not spin while nothing can be accepted.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// Connections the kernel completes and queues for accept: those over `connections.max` and a burst
+/// arriving faster than the accept loop. std's `TcpListener::bind` queues 128; past the queue the
+/// kernel drops a SYN and the client retries it a second (then three) later. The kernel caps it at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr` (address reuse on, as std sets it, so a restart can bind at once),
+/// queueing [`LISTEN_BACKLOG`] connections; non-blocking, for tokio.
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// File descriptors besides the connections: the listener, Keystone connections, state files, stdio.
 const SPARE_FDS: u64 = 64;
 
@@ -313,6 +331,23 @@ mod tests {
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn connections_beyond_std_s_backlog_of_128_are_queued_not_dropped() {
+        let somaxconn: i32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
+        if somaxconn <= 300 {
+            eprintln!("skipped: net.core.somaxconn is {somaxconn}, which caps any backlog below what this checks");
+            return;
+        }
+        // Nothing accepts: every connection below must be completed and queued by the kernel alone.
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connected = (0..300)
+            .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)))
+            .collect::<Vec<_>>();
+        let failed = connected.iter().filter(|c| c.is_err()).count();
+        assert_eq!(failed, 0, "{failed} of 300 connections were not queued");
     }
 
     #[test]

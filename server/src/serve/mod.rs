@@ -102,9 +102,8 @@ impl Server {
         std::fs::create_dir_all(state.root()).with_context(|| format!("creating {}", state.root().display()))?;
         let keystone = Keystone::new(&settings.keystone).context("setting up the Keystone client")?;
         connections::make_room_for(settings.connections.max)?;
-        let listener = std::net::TcpListener::bind(settings.listen)
-            .with_context(|| format!("listening on {}", settings.listen))?;
-        listener.set_nonblocking(true).with_context(|| format!("listening on {}", settings.listen))?;
+        let listener =
+            connections::listen(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;
         let local_addr = listener.local_addr().context("the server listens on an IP address")?;
         let agent = match &settings.agent_file {
             None => None,

@@ -90,7 +90,7 @@ pub struct Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionSettings {
     /// Open connections at most; the next one is accepted when one closes (until then it waits in
-    /// the kernel's listen backlog).
+    /// the kernel's listen backlog, [`super::connections::LISTEN_BACKLOG`] deep).
     pub max: usize,
     /// From the first byte of a request to the end of its headers.
     pub header_timeout: Duration,
