@@ -38,8 +38,8 @@ pub trait Handler: Send + Sync + 'static {
     fn respond(self: Arc<Self>, request: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
-/// After an accept error (out of file descriptors, say), wait this long before the next accept, so the
-/// loop does not spin while nothing can be accepted.
+/// After an accept fails for want of resources (out of file descriptors, say), wait this long before the
+/// next accept, so the loop does not spin while nothing can be accepted.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Connections the kernel completes and queues for accept: those over `connections.max` and a burst
@@ -113,7 +113,9 @@ pub async fn serve<H: Handler>(
             }
             Err(e) => {
                 tracing::warn!("hearth-server: accepting a connection: {e}");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                if out_of_resources(&e) {
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
             }
         }
     };
@@ -136,6 +138,15 @@ pub async fn serve<H: Handler>(
             limits.shutdown_timeout.as_secs()
         );
     }
+}
+
+/// Whether an accept failed for want of descriptors or memory (the next one would fail the same way
+/// at once), rather than for a client that went away.
+fn out_of_resources(error: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+        .iter()
+        .any(|errno| error.raw_os_error() == Some(errno.raw_os_error()))
 }
 
 /// The next connection, with `TCP_NODELAY` set: an answer leaves in one write, and without it Nagle's
@@ -359,6 +370,13 @@ mod tests {
             let accepted = accept(&listener).await.unwrap();
             assert!(accepted.nodelay().unwrap());
         });
+    }
+
+    #[test]
+    fn only_a_want_of_resources_pauses_the_accept_loop() {
+        assert!(out_of_resources(&io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error())));
+        assert!(!out_of_resources(&io::Error::from_raw_os_error(rustix::io::Errno::CONNABORTED.raw_os_error())));
+        assert!(!out_of_resources(&io::Error::other("nodelay")));
     }
 
     #[test]
