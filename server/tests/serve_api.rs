@@ -311,8 +311,17 @@ fn concurrent_first_requests_share_one_new_ca() {
     });
     assert!(pems.iter().all(|a| a.status == 200), "{:?}", pems.iter().map(|a| a.status).collect::<Vec<_>>());
     assert!(pems.iter().all(|a| a.body["pem"] == pems[0].body["pem"]), "one CA for everyone");
-    let created = serve.log().iter().filter(|l| l.contains("reason=\"CA created and returned\"")).count();
-    assert_eq!(created, 1, "{:#?}", serve.log());
+    // serve's stderr reaches the test through a reader thread: wait for all 24 decision lines.
+    let mut log = serve.log();
+    for _ in 0..100 {
+        if log.iter().filter(|l| l.contains(&format!("cluster={cluster}"))).count() >= 24 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        log = serve.log();
+    }
+    let created = log.iter().filter(|l| l.contains("reason=\"CA created and returned\"")).count();
+    assert_eq!(created, 1, "{log:#?}");
 }
 
 #[test]
