@@ -6,12 +6,12 @@ mod serve_support;
 
 use hearth_tests::loopback::{Loopback, Reply};
 use serde_json::json;
-use serve_support::{is_timestamp, message, SERVER};
+use serve_support::{is_timestamp, SERVER};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CLUSTER: &str = "5d12f6fd-a196-4bf0-ae4c-1f639a523a52";
@@ -46,24 +46,8 @@ impl Serving {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (found, listening) = mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let text = message(line.strip_prefix("<6>").unwrap_or(&line));
-                if let Some(rest) = text.strip_prefix("hearth-server: listening on http://") {
-                    let _ = found.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = listening.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("serve did not start: {:?}", log.lock().unwrap())
-        });
+        let (child, url, log) = serve_support::spawn_logged(&mut command);
+        let addr = url.trim_start_matches("http://").to_string();
         Serving { child, addr, log, _dir: dir }
     }
 

@@ -143,12 +143,38 @@ impl Answer {
     }
 }
 
+/// Starts serve from `command` with its stderr collected line by line, and waits for it to listen;
+/// returns the child, the URL it listens on and the lines so far (growing as serve writes).
+pub fn spawn_logged(command: &mut Command) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (found, listening) = mpsc::channel();
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Under journald serve prefixes its lines with a priority instead of a timestamp.
+            let text = message(line.strip_prefix("<6>").unwrap_or(&line));
+            if let Some(rest) = text.strip_prefix("hearth-server: listening on ") {
+                let _ = found.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let url = listening.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+        let _ = child.kill();
+        panic!("serve did not start: {:?}", log.lock().unwrap())
+    });
+    (child, url, log)
+}
+
 impl Serve {
     pub fn start(keystone_url: &str, service: &User, project: &str, state: &Path, extra: &[&str]) -> Serve {
         let password_dir = tempfile::tempdir().unwrap();
         let password_file = password_dir.path().join("password");
         std::fs::write(&password_file, format!("{}\n", service.password)).unwrap();
-        let mut child = Command::new(SERVER)
+        let mut command = Command::new(SERVER);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--keystone-url", keystone_url])
             .args(["--service-user", &service.name, "--service-project", project])
             .arg("--service-password-file")
@@ -156,28 +182,8 @@ impl Serve {
             .arg("--state")
             .arg(state)
             .args(extra)
-            .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (found, listening) = mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = message(&line).strip_prefix("hearth-server: listening on ") {
-                    let _ = found.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let url = listening.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("serve did not start: {:?}", log.lock().unwrap())
-        });
+            .env_remove("JOURNAL_STREAM");
+        let (child, url, log) = spawn_logged(&mut command);
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
         Serve { child, url, log, agent, _password_dir: password_dir }
     }
