@@ -22,7 +22,26 @@ pub(super) fn file_matches(path: &Path, contents: &[u8], mode: u32) -> Result<bo
     if !meta.is_file() || mode_of(&meta) != mode || meta.len() != contents.len() as u64 {
         return Ok(false);
     }
-    Ok(fs::read(path).with_context(|| format!("reading {}", path.display()))? == contents)
+    same_bytes(path, contents).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Whether the file holds exactly `contents`, read a block at a time: comparing the agent's own 6 MB
+/// binary must not hold a second copy of it in memory.
+fn same_bytes(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    use std::io::Read as _;
+    let mut file = fs::File::open(path)?;
+    let mut block = vec![0u8; 64 * 1024];
+    let mut rest = contents;
+    loop {
+        let n = file.read(&mut block)?;
+        if n == 0 {
+            return Ok(rest.is_empty());
+        }
+        if n > rest.len() || block[..n] != rest[..n] {
+            return Ok(false);
+        }
+        rest = &rest[n..];
+    }
 }
 
 pub(super) fn dir_matches(path: &Path, mode: u32) -> Result<bool> {
@@ -128,6 +147,23 @@ pub fn write_state_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_compared_block_by_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let contents: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&path, &contents).unwrap();
+        assert!(same_bytes(&path, &contents).unwrap());
+        let mut last_differs = contents.clone();
+        *last_differs.last_mut().unwrap() ^= 1;
+        assert!(!same_bytes(&path, &last_differs).unwrap());
+        assert!(!same_bytes(&path, &contents[..contents.len() - 1]).unwrap());
+        let mut longer = contents.clone();
+        longer.push(0);
+        assert!(!same_bytes(&path, &longer).unwrap());
+        assert!(same_bytes(&dir.path().join("none"), b"").is_err());
+    }
 
     #[test]
     fn a_write_removes_the_temp_files_of_dead_writers_only() {
