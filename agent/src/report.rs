@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub enum StepResult {
     Changed,
+    /// A dry run's step that would have changed something (and changed nothing).
+    WouldChange,
     Unchanged,
     Skipped,
     Failed,
@@ -18,6 +20,7 @@ impl StepResult {
     fn word(self) -> &'static str {
         match self {
             StepResult::Changed => "changed",
+            StepResult::WouldChange => "would change",
             StepResult::Unchanged => "ok",
             StepResult::Skipped => "skipped",
             StepResult::Failed => "FAILED",
@@ -49,8 +52,12 @@ impl StepRecord {
     /// The result a finished step earns from what its host did. Requests do not count: they change
     /// nothing on the node, what the step did with the answers does.
     pub fn result_from(actions: &[Action]) -> StepResult {
-        let changed = actions.iter().any(|a| a.kind != ActionKind::Http && a.outcome != Outcome::Unchanged);
-        if changed {
+        let node_actions = || actions.iter().filter(|a| a.kind != ActionKind::Http);
+        let only_would = node_actions().any(|a| a.outcome == Outcome::WouldChange)
+            && node_actions().all(|a| matches!(a.outcome, Outcome::WouldChange | Outcome::NotRun | Outcome::Unchanged));
+        if only_would {
+            StepResult::WouldChange
+        } else if node_actions().any(|a| a.outcome != Outcome::Unchanged) {
             StepResult::Changed
         } else {
             StepResult::Unchanged
@@ -100,7 +107,7 @@ impl StepRecord {
         let width = total.to_string().len();
         let name = format!("{} ", self.label());
         let line = format!(
-            "[{index:>width$}/{total}] {name:.<34} {:<8} {:>5.1}s  {}",
+            "[{index:>width$}/{total}] {name:.<34} {:<12} {:>5.1}s  {}",
             self.result.word(),
             self.duration_ms as f64 / 1000.0,
             self.detail()
@@ -122,6 +129,10 @@ pub fn summary(steps: &[StepRecord], duration_ms: u64) -> String {
         count(StepResult::Unchanged),
         count(StepResult::Skipped),
     );
+    let would = count(StepResult::WouldChange);
+    if would > 0 {
+        text.push_str(&format!(", {would} would change"));
+    }
     for step in steps {
         if let Some(degraded) = &step.degraded {
             text.push_str(&format!("; degraded: {}: {degraded}", step.label()));
@@ -171,7 +182,10 @@ mod tests {
                 outcome: Outcome::Changed,
             }],
         };
-        assert_eq!(record.progress_line(6, 13), "[ 6/13] part-006 certs ................... changed    1.2s  (1 file)");
+        assert_eq!(
+            record.progress_line(6, 13),
+            "[ 6/13] part-006 certs ................... changed        1.2s  (1 file)"
+        );
         let degraded = StepRecord { degraded: Some("no CA found".into()), ..record };
         assert!(degraded.progress_line(6, 13).ends_with("(1 file, degraded: no CA found)"));
         let summary = summary(&[degraded], 1000);

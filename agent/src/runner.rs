@@ -211,9 +211,9 @@ fn run_steps(run: &mut Run, entries: &[&Entry], ctx: &Context) {
             if dry_run {
                 for action in &record.actions {
                     crate::say!(
-                        "          {:?} {:<10} {} {}",
-                        action.kind,
-                        format!("{:?}", action.outcome),
+                        "          {:<7} {:<12} {} {}",
+                        action.kind.word(),
+                        action.outcome.words(),
                         action.target,
                         action.detail
                     );

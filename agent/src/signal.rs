@@ -24,6 +24,16 @@ pub enum Status {
     Failure,
 }
 
+impl Status {
+    /// As Heat writes it: `SUCCESS`, `FAILURE`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Success => "SUCCESS",
+            Status::Failure => "FAILURE",
+        }
+    }
+}
+
 /// The signal as Heat reads it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignalBody {
@@ -156,7 +166,7 @@ pub fn deliver(config: &NodeConfig, endpoint: &str, token: &str, body: SignalBod
         .and_then(|client| send(&client, endpoint, token, &body).map_err(anyhow::Error::from));
     let (sent, error) = match result {
         Ok(sent) => {
-            tracing::info!("signalled {:?} to Heat", body.status);
+            tracing::info!("signalled {} to Heat", body.status.word());
             (Some(sent), None)
         }
         Err(e) => {

@@ -209,7 +209,8 @@ impl StateDir {
                     format!("interrupted{step}: the run that wrote this is gone; `hearth-agent run` converges again")
                 }
             }
-            other => format!("{other:?} in {:.1}s", status.duration_ms as f64 / 1000.0),
+            RunState::Succeeded => format!("succeeded in {:.1}s", status.duration_ms as f64 / 1000.0),
+            RunState::Failed => format!("failed after {:.1}s", status.duration_ms as f64 / 1000.0),
         }
     }
 

@@ -471,7 +471,7 @@ fn a_plan_sends_nothing_and_says_what_it_would_request() {
     assert!(cloud.keystone_requests().is_empty() && cloud.magnum_requests().is_empty(), "a plan sent a request");
     let shown = text(&plan);
     for expected in [
-        "Http NotRun     POST http://127.0.0.1:",
+        "request not run      POST http://127.0.0.1:",
         "trust-scoped token for trustee 2b7fa6c8d26e4b4e8a8e35a3a0e8ef5e",
         "fetching the CA of cluster 5d12f6fd-a196-4bf0-ae4c-1f639a523a52 -> /etc/kubernetes/certs/ca.crt, /etc/etcd/certs/ca.crt",
         "signing server certificate (CN=kubernetes; SANs: IP:10.0.0.4",

@@ -211,6 +211,13 @@ fn dry_run_and_plan_change_nothing_and_list_every_action() {
     }
     assert!(plan_text.contains("/etc/selinux/config"), "{plan_text}");
     assert!(plan_text.contains("update-ca-certificates"), "{plan_text}");
+    // In the conditional and in words: a plan changes nothing, so no step "changed".
+    assert!(
+        plan_text.contains(" would change ") && plan_text.contains("file    would change /etc/selinux/config"),
+        "{plan_text}"
+    );
+    assert!(!plan_text.lines().any(|l| l.starts_with('[') && l.contains(" changed ")), "{plan_text}");
+    assert!(!plan_text.contains("WouldChange") && !plan_text.contains("NotRun"), "{plan_text}");
 }
 
 #[test]
@@ -444,7 +451,7 @@ fn readme_quick_start_works_without_any_cloud_service() {
             assert!(root.path().join("etc/kubernetes/cloud-config").exists(), "{out}");
         } else {
             assert!(
-                out.contains("Http NotRun     POST http://127.0.0.1:9511/v1/certificates signing kubelet"),
+                out.contains("request not run      POST http://127.0.0.1:9511/v1/certificates signing kubelet"),
                 "{out}"
             );
         }
@@ -471,7 +478,10 @@ fn a_partial_run_never_replaces_the_record_of_a_full_run() {
     assert_eq!(partial["state"], "succeeded");
     assert_eq!(partial["steps"].as_array().unwrap().len(), 1);
     let shown = stdout(&agent(&["status", "--root", tree.path().to_str().unwrap()]));
-    assert!(shown.contains("since then, a partial run (--only/--from) of part-003 node-config: Succeeded"), "{shown}");
+    assert!(
+        shown.contains("since then, a partial run (--only/--from) of part-003 node-config: succeeded in"),
+        "{shown}"
+    );
 
     // A failing partial run: the stand-in cloud's Magnum is gone, so certs cannot be fetched.
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&example.config).unwrap()).unwrap();

@@ -20,6 +20,20 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The outcome as a person reads it: `would change`, `not run`.
+    pub fn words(self) -> &'static str {
+        match self {
+            Outcome::Changed => "changed",
+            Outcome::Unchanged => "unchanged",
+            Outcome::WouldChange => "would change",
+            Outcome::NotRun => "not run",
+            Outcome::Sent => "sent",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionKind {
@@ -31,6 +45,20 @@ pub enum ActionKind {
     Http,
     /// State a service keeps for the cluster (a Kubernetes object, an etcd key), as the service answered.
     Remote,
+}
+
+impl ActionKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            ActionKind::File => "file",
+            ActionKind::Dir => "dir",
+            ActionKind::Symlink => "symlink",
+            ActionKind::Remove => "remove",
+            ActionKind::Command => "command",
+            ActionKind::Http => "request",
+            ActionKind::Remote => "object",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
