@@ -384,6 +384,23 @@ fn server_errors_are_retried() {
     assert!(all.contains("gave up after") && all.contains("HTTP 503") && all.contains("down for maintenance"), "{all}");
 }
 
+/// A Keystone that never answers: the failure names its cause once (it used to follow
+/// "getting a Keystone token" twice).
+#[test]
+fn a_failure_says_its_cause_once() {
+    let (node, _cloud) = new_node("minion", |c| c["openstack"]["api_deadline_secs"] = json!(1));
+    // After the stand-in cloud pointed the config at itself: a port where nothing listens.
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&node.config).unwrap()).unwrap();
+    config["openstack"]["auth_url"] = json!("http://127.0.0.1:9/v3");
+    std::fs::write(&node.config, config.to_string()).unwrap();
+    let output = node.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    let all = text(&output);
+    let failure = all.lines().find(|l| l.starts_with("error: run failed")).unwrap_or_else(|| panic!("{all}"));
+    assert!(failure.contains("getting a Keystone token: POST http://127.0.0.1:9/v3/auth/tokens: gave up"), "{failure}");
+    assert_eq!(failure.matches("gave up after").count(), 1, "{failure}");
+}
+
 #[test]
 fn an_expiring_certificate_or_a_new_ca_gets_new_certificates() {
     let (node, cloud) = new_node("minion", |_| {});

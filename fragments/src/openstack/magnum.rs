@@ -16,7 +16,8 @@ use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MagnumError {
-    #[error("getting a Keystone token: {0}")]
+    // The cause follows in the error chain (`{:#}`), once.
+    #[error("getting a Keystone token")]
     Keystone(#[from] KeystoneError),
     /// 401 to a token Keystone had just issued: the trustee is not allowed, or Keystone and Magnum
     /// disagree about it.
