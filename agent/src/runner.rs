@@ -141,7 +141,16 @@ pub fn run(config: &NodeConfig, options: &RunOptions, entries: &[&'static Entry]
     let summary = report::summary(&run.status.steps, run.status.duration_ms);
     match &run.status.failure {
         Some(reason) => tracing::error!("run failed: {reason}"),
-        None if !options.json => crate::say!("{} {}: {summary}", config.role, run.status.node),
+        None if !options.json => {
+            // Under --root the operator must see which tree the run wrote (or would write).
+            let under = match &options.mode {
+                Mode::Rooted(root) | Mode::DryRun { root } if root != std::path::Path::new("/") => {
+                    format!(" (under {})", root.display())
+                }
+                _ => String::new(),
+            };
+            crate::say!("{} {}: {summary}{under}", config.role, run.status.node);
+        }
         None => {}
     }
 

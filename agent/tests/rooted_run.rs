@@ -336,7 +336,10 @@ fn a_run_refuses_while_another_holds_the_node() {
     assert!(!tree.path().join("var/lib/hearth/status.json").exists(), "the refused run wrote a status");
     assert!(!tree.path().join("etc/kubernetes").exists(), "the refused run wrote files");
     drop(held);
-    assert_ok(&run());
+    let ran = run();
+    assert_ok(&ran);
+    let last = stdout(&ran).lines().last().unwrap_or_default().to_string();
+    assert!(last.ends_with(&format!(" (under {})", tree.path().display())), "the run must say which tree: {last}");
     assert!(std::fs::read_to_string(&lock_path).unwrap().trim().parse::<u32>().is_ok(), "the lock names its holder");
 }
 
