@@ -214,6 +214,15 @@ impl Outcome {
     }
 }
 
+/// Every worker's outcome, added up.
+async fn gather(workers: Vec<tokio::task::JoinHandle<Outcome>>) -> Outcome {
+    let mut total = Outcome::default();
+    for worker in workers {
+        total.merge(worker.await.unwrap());
+    }
+    total
+}
+
 /// All nodes, `clients` at a time.
 async fn storm(serve: SocketAddr, keystone: SocketAddr, nodes: Arc<Vec<Node>>, clients: usize) -> Outcome {
     let next = Arc::new(AtomicUsize::new(0));
@@ -234,11 +243,7 @@ async fn storm(serve: SocketAddr, keystone: SocketAddr, nodes: Arc<Vec<Node>>, c
             })
         })
         .collect::<Vec<_>>();
-    let mut total = Outcome::default();
-    for worker in workers {
-        total.merge(worker.await.unwrap());
-    }
-    total
+    gather(workers).await
 }
 
 /// One node's boot: token, CA, CSRs, agent.
@@ -313,11 +318,7 @@ async fn sign_only(
             })
         })
         .collect::<Vec<_>>();
-    let mut total = Outcome::default();
-    for worker in workers {
-        total.merge(worker.await.unwrap());
-    }
-    total
+    gather(workers).await
 }
 
 /// A kept-alive HTTP/1.1 connection.

@@ -47,14 +47,15 @@ pub fn write(state_dir: &Path, cluster: &str, request: &Request, out: &Path) -> 
     check(request)?;
     let uuid = ClusterUuid::parse(cluster).map_err(|e| anyhow::anyhow!("--cluster {cluster:?}: {e}"))?;
     let state = StateDir::new(state_dir);
-    if state.cluster(&uuid)?.is_none() && !CaStore::new(state.clone(), 3650).cert_path(&uuid).exists() {
+    let store = CaStore::new(state.clone(), crate::serve::settings::DEFAULT_CA_VALIDITY_DAYS);
+    if state.cluster(&uuid)?.is_none() && !store.cert_path(&uuid).exists() {
         bail!(
             "cluster {uuid} is not registered under {}: `render --state` or `ca init` registers it",
             state_dir.display()
         );
     }
     // Created here when no node has asked serve for it yet, as serve would: the nodes get the same CA.
-    let (ca, _) = CaStore::new(state.clone(), crate::serve::settings::DEFAULT_CA_VALIDITY_DAYS).get_or_create(&uuid)?;
+    let (ca, _) = store.get_or_create(&uuid)?;
     let key = KeyPair::generate().context("making the kubeconfig's key")?;
     let mut subject = DistinguishedName::new();
     subject.push(DnType::CommonName, request.user.as_str());

@@ -287,20 +287,29 @@ enum Failure {
     Invalid(Vec<FieldError>),
 }
 
-fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<(), Failure> {
-    let (template, cluster) = inputs.load().map_err(Failure::Run)?;
-    let settings = settings.map(|path| Loaded::load(&path)).transpose().map_err(Failure::Run)?;
-    let report = validate::validate(&template, &cluster, settings.as_ref());
-    if !report.is_ok() {
-        return Err(Failure::Invalid(report.errors));
-    }
-    if let Some(settings) = &settings {
-        // With settings, valid means renders: the node configs, what the nodes would refuse of them and
-        // the user-data sizes are checked by rendering (nothing is written).
-        bundle::render(&template, &cluster, settings).map_err(|e| match e {
+impl From<RenderError> for Failure {
+    fn from(e: RenderError) -> Failure {
+        match e {
             RenderError::Invalid(errors) => Failure::Invalid(errors),
             RenderError::Other(e) => Failure::Run(e),
-        })?;
+        }
+    }
+}
+
+fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<(), Failure> {
+    let (template, cluster) = inputs.load().map_err(Failure::Run)?;
+    match settings.map(|path| Loaded::load(&path)).transpose().map_err(Failure::Run)? {
+        // With settings, valid means renders: render applies every rule validate does, then checks the
+        // node configs, what the nodes would refuse of them and the user-data sizes (nothing is written).
+        Some(settings) => {
+            bundle::render(&template, &cluster, &settings)?;
+        }
+        None => {
+            let report = validate::validate(&template, &cluster, None);
+            if !report.is_ok() {
+                return Err(Failure::Invalid(report.errors));
+            }
+        }
     }
     println!("valid");
     Ok(())
@@ -314,10 +323,7 @@ fn render_command(
 ) -> Result<(), Failure> {
     let (template, cluster) = inputs.load().map_err(Failure::Run)?;
     let settings = Loaded::load(settings).map_err(Failure::Run)?;
-    let bundle = bundle::render(&template, &cluster, &settings).map_err(|e| match e {
-        RenderError::Invalid(errors) => Failure::Invalid(errors),
-        RenderError::Other(e) => Failure::Run(e),
-    })?;
+    let bundle = bundle::render(&template, &cluster, &settings)?;
     bundle.write(out).map_err(Failure::Run)?;
     print!("{}", bundle.summary(out));
     if let Some(state) = state {

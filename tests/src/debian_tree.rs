@@ -36,6 +36,12 @@ pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// `*.sources` or one-line `*.list` files), so the trees build wherever apt works; else
 /// [`DEFAULT_MIRROR`].
 pub fn mirror() -> String {
+    static MIRROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MIRROR.get_or_init(apt_mirror).clone()
+}
+
+/// [`mirror`], read from /etc/apt.
+fn apt_mirror() -> String {
     let mut files: Vec<PathBuf> =
         std::fs::read_dir("/etc/apt/sources.list.d").into_iter().flatten().flatten().map(|e| e.path()).collect();
     files.sort();
