@@ -294,34 +294,80 @@ type RetryHook = Arc<dyn Fn(&RetryNotice<'_>) + Send + Sync>;
 /// The project's HTTP client. Cheap to clone; clones share connection pools.
 #[derive(Clone)]
 pub struct Client {
-    direct: ureq::Agent,
-    // ureq gives an agent one proxy, so there is one agent per route and `send` picks per URL.
-    via_http_proxy: Option<ureq::Agent>,
-    via_https_proxy: Option<ureq::Agent>,
-    /// The proxies of those routes, and the settings, for the agents built for requests with their own
-    /// TLS identity.
-    http_proxy: Option<ureq::Proxy>,
-    https_proxy: Option<ureq::Proxy>,
+    inner: reqwest::blocking::Client,
+    proxies: Proxies,
     settings: HttpSettings,
-    no_proxy: String,
     policy: RetryPolicy,
     on_retry: Option<RetryHook>,
 }
 
-/// How a request leaves: directly or through one of the proxies.
-#[derive(Clone, Copy, Debug)]
-enum Route {
-    Direct,
-    HttpProxy,
-    HttpsProxy,
+/// The proxy of each scheme and the hosts that skip them: one rule, which every client built for a request
+/// with its own TLS identity shares.
+#[derive(Clone, Debug, Default)]
+struct Proxies {
+    http: Option<reqwest::Url>,
+    https: Option<reqwest::Url>,
+    no_proxy: String,
+}
+
+impl Proxies {
+    fn new(settings: &HttpSettings) -> Result<Proxies, HttpError> {
+        let parse = |which: &str, url: &str| -> Result<Option<reqwest::Url>, HttpError> {
+            let url = url.trim();
+            if url.is_empty() {
+                return Ok(None);
+            }
+            match reqwest::Url::parse(url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+                    Ok(Some(parsed))
+                }
+                _ => Err(HttpError::Config(format!(
+                    "{which} {} is not a usable proxy URL (expected http://host:port or https://host:port)",
+                    mask_url_credentials(url)
+                ))),
+            }
+        };
+        Ok(Proxies {
+            http: parse("http_proxy", &settings.http_proxy)?,
+            https: parse("https_proxy", &settings.https_proxy)?,
+            no_proxy: settings.no_proxy.clone(),
+        })
+    }
+
+    /// One reqwest proxy per scheme, each taking the URLs of its scheme that `no_proxy` does not exempt,
+    /// with its own credentials (reqwest sends a custom proxy's only when given apart from its URL).
+    fn each(&self) -> Vec<reqwest::Proxy> {
+        let per_scheme = [("http", &self.http), ("https", &self.https)];
+        per_scheme
+            .into_iter()
+            .filter_map(|(scheme, proxy)| {
+                let mut bare = proxy.clone()?;
+                let credentials = (!bare.username().is_empty() || bare.password().is_some()).then(|| {
+                    let decode =
+                        |part: &str| percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned();
+                    (decode(bare.username()), decode(bare.password().unwrap_or("")))
+                });
+                let _ = (bare.set_username(""), bare.set_password(None));
+                let no_proxy = self.no_proxy.clone();
+                let proxy = reqwest::Proxy::custom(move |url| {
+                    let host = url.host_str()?;
+                    (url.scheme() == scheme && !bypass_proxy(host, &no_proxy)).then(|| bare.clone())
+                });
+                Some(match credentials {
+                    Some((user, password)) => proxy.basic_auth(&user, &password),
+                    None => proxy,
+                })
+            })
+            .collect()
+    }
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("via_http_proxy", &self.via_http_proxy.is_some())
-            .field("via_https_proxy", &self.via_https_proxy.is_some())
-            .field("no_proxy", &self.no_proxy)
+            .field("via_http_proxy", &self.proxies.http.is_some())
+            .field("via_https_proxy", &self.proxies.https.is_some())
+            .field("no_proxy", &self.proxies.no_proxy)
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
@@ -334,31 +380,15 @@ enum Attempt {
     Fatal(HttpError),
 }
 
+/// The least time an attempt is given, even when less than that is left before the deadline: an attempt
+/// that could not even connect would only turn a slow answer into a certain failure.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+
 impl Client {
     pub fn new(settings: &HttpSettings, policy: RetryPolicy) -> Result<Client, HttpError> {
-        let tls = tls::tls_config(settings)?;
-        let proxy = |which: &str, url: &str| -> Result<Option<ureq::Proxy>, HttpError> {
-            if url.trim().is_empty() {
-                return Ok(None);
-            }
-            ureq::Proxy::new(url.trim()).map(Some).map_err(|_| {
-                HttpError::Config(format!("{which} {} is not a usable proxy URL", mask_url_credentials(url)))
-            })
-        };
-        let http_proxy = proxy("http_proxy", &settings.http_proxy)?;
-        let https_proxy = proxy("https_proxy", &settings.https_proxy)?;
-        let via = |proxy: &Option<ureq::Proxy>| proxy.clone().map(|p| build_agent(settings, tls.clone(), Some(p)));
-        Ok(Client {
-            via_http_proxy: via(&http_proxy),
-            via_https_proxy: via(&https_proxy),
-            direct: build_agent(settings, tls.clone(), None),
-            http_proxy,
-            https_proxy,
-            settings: settings.clone(),
-            no_proxy: settings.no_proxy.clone(),
-            policy,
-            on_retry: None,
-        })
+        let proxies = Proxies::new(settings)?;
+        let inner = build_client(settings, tls::tls_config(settings)?, &proxies)?;
+        Ok(Client { inner, proxies, settings: settings.clone(), policy, on_retry: None })
     }
 
     /// Calls `hook` before each wait between attempts, e.g. to log progress of a long retry.
@@ -373,24 +403,33 @@ impl Client {
 
     /// Sends `req`, retrying transport errors, 5xx and 429 per the policy (with the request's own deadline
     /// when it has one). Any other status is `Ok`: whether a 4xx is an error is the caller's call (see
-    /// [`Response::error_for_status`]).
+    /// [`Response::error_for_status`]). Each attempt's timeout ends at the deadline (but is never under
+    /// [`MIN_ATTEMPT`]), so a server that accepts and never answers cannot hold a caller past it.
     pub fn send(&self, req: &Request) -> Result<Response, HttpError> {
         let shown_url = mask_url_credentials(&req.url);
         let invalid =
             |reason: String| HttpError::InvalidRequest { method: req.method.clone(), url: shown_url.clone(), reason };
         check_headers(&req.headers).map_err(&invalid)?;
-        let route = self.route(req).map_err(invalid)?;
-        let own_agent = match &req.identity {
-            Some(identity) => Some(build_agent(&self.settings, identity.tls_config()?, self.proxy(route))),
+        let url = reqwest::Url::parse(&req.url).map_err(|e| invalid(format!("not a valid URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(format!("unsupported scheme {:?}", url.scheme())));
+        }
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| invalid(format!("{:?} is not an HTTP method", req.method)))?;
+        let own_client = match &req.identity {
+            Some(identity) => Some(build_client(&self.settings, identity.tls_config()?, &self.proxies)?),
             None => None,
         };
-        let agent = own_agent.as_ref().unwrap_or_else(|| self.agent(route));
+        let client = own_client.as_ref().unwrap_or(&self.inner);
         let policy = RetryPolicy { deadline: req.deadline.unwrap_or(self.policy.deadline), ..self.policy };
+        let timeout = req.attempt_timeout.unwrap_or(self.settings.request_timeout);
 
         let started = Instant::now();
         let mut failed = 0;
         loop {
-            let (last, retry_after) = match attempt(agent, req, &shown_url) {
+            let remaining = policy.deadline.saturating_sub(started.elapsed());
+            let call = Call { client, method: &method, url: &url, req, shown_url: &shown_url };
+            let (last, retry_after) = match call.attempt(timeout.min(remaining.max(MIN_ATTEMPT))) {
                 Attempt::Done(response) => return Ok(Response { attempts: failed + 1, ..response }),
                 Attempt::Fatal(err) => return Err(err),
                 Attempt::Retry { last, retry_after } => (last, retry_after),
@@ -412,56 +451,31 @@ impl Client {
             std::thread::sleep(wait);
         }
     }
-
-    fn route(&self, req: &Request) -> Result<Route, String> {
-        let parsed = self.direct.request(&req.method, &req.url);
-        let url = parsed.request_url().map_err(|e| format!("not a valid URL ({})", e.kind()))?;
-        let (route, agent) = match url.scheme() {
-            "http" => (Route::HttpProxy, &self.via_http_proxy),
-            "https" => (Route::HttpsProxy, &self.via_https_proxy),
-            other => return Err(format!("unsupported scheme {other:?}")),
-        };
-        Ok(if agent.is_some() && !bypass_proxy(url.host(), &self.no_proxy) { route } else { Route::Direct })
-    }
-
-    fn agent(&self, route: Route) -> &ureq::Agent {
-        let proxied = match route {
-            Route::Direct => None,
-            Route::HttpProxy => self.via_http_proxy.as_ref(),
-            Route::HttpsProxy => self.via_https_proxy.as_ref(),
-        };
-        proxied.unwrap_or(&self.direct)
-    }
-
-    fn proxy(&self, route: Route) -> Option<ureq::Proxy> {
-        match route {
-            Route::Direct => None,
-            Route::HttpProxy => self.http_proxy.clone(),
-            Route::HttpsProxy => self.https_proxy.clone(),
-        }
-    }
 }
 
-/// An agent with the settings' timeouts, `tls` and `proxy`.
-fn build_agent(settings: &HttpSettings, tls: Arc<ClientConfig>, proxy: Option<ureq::Proxy>) -> ureq::Agent {
-    let builder = ureq::AgentBuilder::new()
+/// A client with the settings' timeouts, `tls` and the proxies.
+fn build_client(
+    settings: &HttpSettings,
+    tls: Arc<ClientConfig>,
+    proxies: &Proxies,
+) -> Result<reqwest::blocking::Client, HttpError> {
+    let mut builder = reqwest::blocking::Client::builder()
         // The settings are the only source of proxies: the agent's environment may not match the node's.
-        .try_proxy_from_env(false)
-        .tls_config(tls)
-        .timeout_connect(settings.connect_timeout)
+        .no_proxy()
+        .use_preconfigured_tls(Arc::unwrap_or_clone(tls))
+        .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         // A redirect is an answer for the caller; following it could resend a token elsewhere.
-        .redirects(0)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")));
-    match proxy {
-        Some(proxy) => builder.proxy(proxy),
-        None => builder,
+    for proxy in proxies.each() {
+        builder = builder.proxy(proxy);
     }
-    .build()
+    builder.build().map_err(|e| HttpError::Config(format!("building the HTTP client: {}", chain(&e.without_url()))))
 }
 
-/// Rejects what ureq would reject mid-request, by ureq's rules (RFC 7230 tokens; visible ASCII, space
-/// and tab in values), naming the header but not its value: ureq's own error quotes the whole line.
+/// Rejects what the client would reject mid-request, by HTTP's rules (RFC 9110 tokens; visible ASCII,
+/// space and tab in values), naming the header but not its value, which may be a token.
 fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
     const TOKEN_PUNCT: &[u8] = b"!#$%&'*+-.^_`|~";
     for (name, value) in headers {
@@ -478,79 +492,112 @@ fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
 /// The most a Content-Length may reserve up front (a kubelet is about 85 MB).
 const MAX_RESERVED_BODY: usize = 256 << 20;
 
-fn attempt(agent: &ureq::Agent, req: &Request, shown_url: &str) -> Attempt {
-    let mut call = req.headers.iter().fold(agent.request(&req.method, &req.url), |call, (n, v)| call.set(n, v));
-    if let Some(timeout) = req.attempt_timeout {
-        call = call.timeout(timeout);
+/// One request as the client sends it.
+struct Call<'a> {
+    client: &'a reqwest::blocking::Client,
+    method: &'a reqwest::Method,
+    url: &'a reqwest::Url,
+    req: &'a Request,
+    shown_url: &'a str,
+}
+
+impl Call<'_> {
+    /// One attempt, from connect to the body's last byte within `timeout`.
+    fn attempt(&self, timeout: Duration) -> Attempt {
+        let req = self.req;
+        let mut call = self.client.request(self.method.clone(), self.url.clone()).timeout(timeout);
+        for (name, value) in &req.headers {
+            call = call.header(name, value);
+        }
+        if let Some(body) = &req.body {
+            call = call.body(body.clone());
+        }
+        let mut answer = match call.send() {
+            Ok(answer) => answer,
+            Err(e) => return self.failure(&e.without_url(), timeout),
+        };
+        let status = answer.status().as_u16();
+        let headers: Vec<(String, String)> = answer
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
+        // Sized from Content-Length (within reason) so a large download is held once, not grown by doubling.
+        let announced = answer.content_length().and_then(|n| usize::try_from(n).ok());
+        let mut body = Vec::with_capacity(announced.unwrap_or(0).min(MAX_RESERVED_BODY));
+        if let Err(e) = answer.read_to_end(&mut body) {
+            return Attempt::Retry {
+                last: format!("HTTP {status}, then reading the body failed: {}", io_reason(&e, timeout)),
+                retry_after: None,
+            };
+        }
+        let response =
+            Response { status, headers, body, method: req.method.clone(), url: req.url.clone(), attempts: 1 };
+        match status {
+            407 => Attempt::Fatal(HttpError::Config(format!(
+                "{} {}: the proxy refused its credentials (HTTP 407)",
+                req.method, self.shown_url
+            ))),
+            429 | 500.. => {
+                let retry_after =
+                    response.header("Retry-After").and_then(|s| s.trim().parse().ok()).map(Duration::from_secs);
+                Attempt::Retry { last: format!("HTTP {status}: {}", response.text_tail(BODY_TAIL_CHARS)), retry_after }
+            }
+            _ => Attempt::Done(response),
+        }
     }
-    let result = match &req.body {
-        Some(body) => call.send_bytes(body),
-        None => call.call(),
-    };
-    let answer = match result {
-        Ok(answer) | Err(ureq::Error::Status(_, answer)) => answer,
-        Err(ureq::Error::Transport(t)) => return transport_failure(t, req, shown_url),
-    };
-    let status = answer.status();
-    let headers: Vec<(String, String)> = answer
-        .headers_names()
-        .into_iter()
-        .flat_map(|name| answer.all(&name).into_iter().map(|v| (name.clone(), v.to_string())).collect::<Vec<_>>())
-        .collect();
-    // Sized from Content-Length (within reason) so a large download is held once, not grown by doubling.
-    let announced: Option<usize> = answer.header("Content-Length").and_then(|n| n.parse().ok());
-    let mut body = Vec::with_capacity(announced.unwrap_or(0).min(MAX_RESERVED_BODY));
-    if let Err(e) = answer.into_reader().read_to_end(&mut body) {
-        return Attempt::Retry { last: format!("HTTP {status}, then reading the body failed: {e}"), retry_after: None };
-    }
-    let response = Response { status, headers, body, method: req.method.clone(), url: req.url.clone(), attempts: 1 };
-    if status >= 500 || status == 429 {
-        let retry_after = response.header("Retry-After").and_then(|s| s.trim().parse().ok()).map(Duration::from_secs);
-        Attempt::Retry { last: format!("HTTP {status}: {}", response.text_tail(BODY_TAIL_CHARS)), retry_after }
-    } else {
-        Attempt::Done(response)
+
+    fn failure(&self, e: &reqwest::Error, timeout: Duration) -> Attempt {
+        let (method, url) = (self.req.method.clone(), self.shown_url.to_string());
+        if e.is_builder() {
+            return Attempt::Fatal(HttpError::InvalidRequest { method, url, reason: chain(e) });
+        }
+        if is_certificate_rejection(e) {
+            return Attempt::Fatal(HttpError::Tls { method, url, reason: chain(e) });
+        }
+        let last = if e.is_timeout() { format!("no answer within {timeout:.1?}") } else { chain(e) };
+        Attempt::Retry { last, retry_after: None }
     }
 }
 
-fn transport_failure(t: ureq::Transport, req: &Request, shown_url: &str) -> Attempt {
-    use ureq::ErrorKind as K;
-    // ureq's own Display starts with the URL, which may carry credentials; describe it without.
-    let mut reason = t.kind().to_string();
-    let message = t.message().map(str::to_string);
-    let source = std::error::Error::source(&t).map(|s| s.to_string());
-    for part in [message, source].into_iter().flatten() {
-        // Wrapped io errors often repeat the outer description; say it once.
-        reason = if part.starts_with(&reason) { part } else { format!("{reason}: {part}") };
+/// An error and its causes in one line, each said once: wrapped errors often repeat the outer
+/// description. With the URL already left out by the caller (it may carry credentials).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut reason = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        let part = err.to_string();
+        if !reason.contains(&part) {
+            reason = if part.starts_with(&reason) { part } else { format!("{reason}: {part}") };
+        }
+        cause = err.source();
     }
-    let (method, url) = (req.method.clone(), shown_url.to_string());
-    match t.kind() {
-        // ureq's message quotes the offending header line, value (token) included.
-        K::BadHeader => {
-            Attempt::Fatal(HttpError::InvalidRequest { method, url, reason: "a header is not valid HTTP".into() })
-        }
-        K::InvalidUrl | K::UnknownScheme | K::InsecureRequestHttpsOnly => {
-            Attempt::Fatal(HttpError::InvalidRequest { method, url, reason })
-        }
-        K::InvalidProxyUrl | K::ProxyUnauthorized => {
-            Attempt::Fatal(HttpError::Config(format!("{method} {url}: proxy: {reason}")))
-        }
-        _ if is_certificate_rejection(&t) => Attempt::Fatal(HttpError::Tls { method, url, reason }),
-        _ => Attempt::Retry { last: reason, retry_after: None },
+    reason
+}
+
+/// Why reading a body failed: a timeout in words, anything else as its causes.
+fn io_reason(e: &std::io::Error, timeout: Duration) -> String {
+    let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()).is_some_and(reqwest::Error::is_timeout);
+    if timed_out {
+        format!("no answer within {timeout:.1?}")
+    } else {
+        chain(e)
     }
 }
 
 /// Whether the TLS handshake failed on a certificate: the server's, which a wrong CA bundle rejects, or
 /// ours, which the server refused with an alert. Neither fixes itself, while other handshake failures (a
 /// reset, an overloaded balancer) may.
-fn is_certificate_rejection(t: &ureq::Transport) -> bool {
+fn is_certificate_rejection(e: &reqwest::Error) -> bool {
     use rustls::AlertDescription as A;
-    let mut cause = std::error::Error::source(t);
+    let mut cause = std::error::Error::source(e);
     while let Some(err) = cause {
-        // io::Error hides the error it wraps from `source()`; rustls' lives behind `get_ref()`.
-        let inner =
-            err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as &dyn std::error::Error);
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            match candidate.downcast_ref::<rustls::Error>() {
+        // io::Error hides the error it wraps from `source()`, behind `get_ref()`, and the connector wraps
+        // rustls' io::Error in another.
+        let mut candidate: Option<&dyn std::error::Error> = Some(err);
+        while let Some(this) = candidate {
+            match this.downcast_ref::<rustls::Error>() {
                 Some(rustls::Error::InvalidCertificate(_)) => return true,
                 Some(rustls::Error::AlertReceived(
                     A::BadCertificate
@@ -566,6 +613,7 @@ fn is_certificate_rejection(t: &ureq::Transport) -> bool {
                 )) => return true,
                 _ => {}
             }
+            candidate = this.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as _);
         }
         cause = err.source();
     }
@@ -872,6 +920,54 @@ mod tests {
         let HttpError::GaveUp { attempts, .. } = err else { panic!("{err:?}") };
         assert!(started.elapsed() < 3 * SEC && attempts >= 2, "{:?} {attempts}", started.elapsed());
         assert_eq!(attempts as usize, server.hits());
+    }
+
+    /// A server that accepts connections and never answers: the deadline, not the request timeout,
+    /// decides when the caller hears back.
+    #[test]
+    fn http_an_attempt_never_outlives_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(8).collect();
+            std::thread::sleep(60 * SEC);
+            drop(held);
+        });
+        let settings = HttpSettings { request_timeout: 30 * SEC, ..HttpSettings::default() };
+        let client = Client::new(&settings, RetryPolicy::within(2 * SEC)).unwrap();
+        let started = Instant::now();
+        let err = client.send(&Request::get(&url)).unwrap_err();
+        let HttpError::GaveUp { ref last, .. } = err else { panic!("{err:?}") };
+        assert!(last.contains("no answer within"), "{err}");
+        // Two seconds of deadline, plus at most one MIN_ATTEMPT for an attempt started just before it.
+        assert!(started.elapsed() < 2 * SEC + MIN_ATTEMPT + SEC, "{:?}", started.elapsed());
+    }
+
+    /// A proxy at a bracketed IPv6 address with credentials in its URL (percent-encoded, as curl takes
+    /// them) gets the request in absolute form with Basic credentials.
+    #[test]
+    fn http_proxy_at_an_ipv6_address_gets_its_credentials() {
+        let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let head = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            let (mut head, mut byte) = (Vec::new(), [0u8]);
+            while !head.ends_with(b"\r\n\r\n") && matches!(tcp.read(&mut byte), Ok(1)) {
+                head.push(byte[0]);
+            }
+            let _ = std::io::Write::write_all(&mut tcp, b"HTTP/1.1 203 OK\r\nContent-Length: 0\r\n\r\n");
+            String::from_utf8(head).unwrap()
+        });
+        let settings =
+            HttpSettings { http_proxy: format!("http://hearth:p%40ss@[::1]:{port}"), ..HttpSettings::default() };
+        let client = Client::new(&settings, RetryPolicy::within(5 * SEC)).unwrap();
+        assert_eq!(client.send(&Request::get("http://127.0.0.1:9/x")).unwrap().status, 203);
+        let head = head.join().unwrap();
+        assert!(head.starts_with("GET http://127.0.0.1:9/x HTTP/1.1\r\n"), "{head}");
+        // base64("hearth:p@ss"); header names are case-insensitive.
+        assert!(head.to_ascii_lowercase().contains("proxy-authorization: basic "), "{head}");
+        assert!(head.contains(" aGVhcnRoOnBAc3M=\r\n"), "{head}");
+        assert!(!format!("{client:?}").contains("p%40ss"));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 /// When [`Client::send`] tries again: exponential backoff (doubling, capped at `max_backoff`), no attempt
-/// starts after `deadline` (counted from the first attempt) and no sleep reaches past it. An attempt that
-/// starts just before the deadline may still run for up to the request timeout.
+/// starts after `deadline` (counted from the first attempt) and no sleep reaches past it. [`Client::send`]
+/// also ends each attempt at the deadline (giving it at least a second), so an answer that never comes
+/// cannot hold the caller past it.
+///
+/// [`Client::send`]: super::Client::send
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub initial_backoff: Duration,
