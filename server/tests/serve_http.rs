@@ -364,3 +364,32 @@ fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_connections() {
     let stopped = child.wait_for_line("hearth-server: stopped");
     assert!(!stopped.contains("still busy"), "{stopped}");
 }
+
+/// A second SIGTERM during the graceful stop (an operator pressing Ctrl-C twice, or a supervisor that
+/// will not wait) ends serve at once, naming how many connections it cut off.
+#[test]
+fn a_second_sigterm_stops_at_once() {
+    let keystone = slow_keystone(Duration::from_secs(10));
+    let serve = Serving::start("shutdown_timeout_seconds: 60", &keystone.url("/v3"), &[]);
+    let mut stream = serve.connect();
+    let request = format!(
+        "GET /v1/certificates/{CLUSTER} HTTP/1.1\r\nHost: s\r\nX-Auth-Token: tok-1\r\n\
+         OpenStack-API-Version: container-infra latest\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !keystone.requests().iter().any(|r| r.method == "GET") {
+        assert!(Instant::now() < deadline, "serve never validated the token");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = rustix::process::Pid::from_child(&serve.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    serve.wait_for_line("SIGTERM: no longer accepting connections; finishing the requests of 1 open");
+    let second = Instant::now();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let mut child = serve;
+    let status = child.child.wait().unwrap();
+    assert!(second.elapsed() < Duration::from_secs(5), "stopped {:?} after the second SIGTERM", second.elapsed());
+    assert!(status.success(), "{status}");
+    child.wait_for_line("SIGTERM again: stopped now, cutting off 1 busy connection(s)");
+}

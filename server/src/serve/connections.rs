@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// Answers one request; the connection machinery needs nothing else of the service.
@@ -84,37 +84,53 @@ pub fn make_room_for(max: usize) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("raising the file descriptor limit to {hard} for connections.max {max}: {e}"))
 }
 
-/// Serves `listener` until `stop` completes (with the reason, for the log), then stops gracefully.
+/// How [`serve`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every request in flight was answered.
+    Gracefully,
+    /// The graceful stop's bound passed with requests still in flight.
+    Busy,
+    /// A second stop request came during the graceful stop: requests still in flight were cut off.
+    Now,
+}
+
+/// Serves `listener` until the first of `stops` arrives (its reason, for the log; a closed channel
+/// too), then stops gracefully; a second one during the graceful stop ends it at once, as an operator
+/// who presses Ctrl-C twice expects.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     limits: ConnectionSettings,
     handler: Arc<H>,
-    stop: impl Future<Output = &'static str>,
-) {
+    mut stops: mpsc::Receiver<&'static str>,
+) -> Stopped {
     let permits = Arc::new(Semaphore::new(limits.max));
     let (closing, closing_seen) = watch::channel(false);
-    tokio::pin!(stop);
-    let reason = loop {
-        // A permit first: past the bound, connections wait in the kernel's backlog, costing nothing here.
-        let permit = tokio::select! {
-            reason = &mut stop => break reason,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break "the connection bound was closed",
-            },
-        };
-        let accepted = tokio::select! {
-            reason = &mut stop => break reason,
-            accepted = accept(&listener) => accepted,
-        };
-        match accepted {
-            Ok(stream) => {
-                tokio::spawn(connection(stream, limits, handler.clone(), closing_seen.clone(), permit));
-            }
-            Err(e) => {
-                tracing::warn!("hearth-server: accepting a connection: {e}");
-                if out_of_resources(&e) {
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+    let reason = {
+        let stop = async { stops.recv().await.unwrap_or("stop requested") };
+        tokio::pin!(stop);
+        loop {
+            // A permit first: past the bound, connections wait in the kernel's backlog, costing nothing here.
+            let permit = tokio::select! {
+                reason = &mut stop => break reason,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break "the connection bound was closed",
+                },
+            };
+            let accepted = tokio::select! {
+                reason = &mut stop => break reason,
+                accepted = accept(&listener) => accepted,
+            };
+            match accepted {
+                Ok(stream) => {
+                    tokio::spawn(connection(stream, limits, handler.clone(), closing_seen.clone(), permit));
+                }
+                Err(e) => {
+                    tracing::warn!("hearth-server: accepting a connection: {e}");
+                    if out_of_resources(&e) {
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
                 }
             }
         }
@@ -128,15 +144,25 @@ pub async fn serve<H: Handler>(
     );
     closing.send_replace(true);
     let all = u32::try_from(limits.max).unwrap_or(u32::MAX);
-    let finished = tokio::time::timeout(limits.shutdown_timeout, permits.acquire_many(all)).await.is_ok();
-    if finished {
-        tracing::info!("hearth-server: stopped");
-    } else {
-        tracing::warn!(
-            "hearth-server: stopped with {} connection(s) still busy after {} s",
-            limits.max - permits.available_permits(),
-            limits.shutdown_timeout.as_secs()
-        );
+    let busy = || limits.max - permits.available_permits();
+    tokio::select! {
+        finished = tokio::time::timeout(limits.shutdown_timeout, permits.acquire_many(all)) => {
+            if finished.is_ok() {
+                tracing::info!("hearth-server: stopped");
+                Stopped::Gracefully
+            } else {
+                tracing::warn!(
+                    "hearth-server: stopped with {} connection(s) still busy after {} s",
+                    busy(),
+                    limits.shutdown_timeout.as_secs()
+                );
+                Stopped::Busy
+            }
+        }
+        Some(again) = stops.recv() => {
+            tracing::warn!("hearth-server: {again} again: stopped now, cutting off {} busy connection(s)", busy());
+            Stopped::Now
+        }
     }
 }
 

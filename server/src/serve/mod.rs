@@ -74,7 +74,7 @@ pub struct Server {
 /// A server answering on background threads; [`Running::stop`] ends it (and so does dropping it,
 /// without waiting).
 pub struct Running {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::mpsc::Sender<&'static str>>,
     thread: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
 }
@@ -143,26 +143,32 @@ impl Server {
         self.local_addr
     }
 
-    /// Answers requests until SIGTERM or SIGINT, then stops gracefully (see [`connections`]).
+    /// Answers requests until SIGTERM or SIGINT, then stops gracefully; a second one stops it at once
+    /// (see [`connections`]).
     pub fn run(self) -> Result<()> {
         let runtime = self.runtime()?;
-        let stop = {
+        let stops = {
             let _entered = runtime.enter();
             stop_signals().context("handling SIGTERM and SIGINT")?
         };
         let Server { listener, service, connections, .. } = self;
-        runtime.block_on(async move {
+        let stopped = runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).context("listening")?;
-            connections::serve(listener, connections, service, stop).await;
-            Ok::<_, anyhow::Error>(())
+            Ok::<_, anyhow::Error>(connections::serve(listener, connections, service, stops).await)
         })?;
-        runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+        if stopped == connections::Stopped::Now {
+            // Asked twice: not even blocking work still running is waited for.
+            runtime.shutdown_background();
+        } else {
+            runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+        }
         Ok(())
     }
 
     /// Answers requests on background threads until [`Running::stop`].
     pub fn spawn(self) -> Running {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // A dropped `Running` closes the channel, which stops the server too.
+        let (stop, stops) = tokio::sync::mpsc::channel(1);
         let local_addr = self.local_addr;
         let thread = std::thread::Builder::new()
             .name("serve".into())
@@ -175,12 +181,7 @@ impl Server {
                 runtime.block_on(async move {
                     match tokio::net::TcpListener::from_std(listener) {
                         Ok(listener) => {
-                            // A dropped `Running` stops the server too.
-                            let stop = async move {
-                                let _ = stopped.await;
-                                "stop requested"
-                            };
-                            connections::serve(listener, connections, service, stop).await;
+                            connections::serve(listener, connections, service, stops).await;
                         }
                         Err(e) => tracing::error!("hearth-server: listening on {local_addr}: {e}"),
                     }
@@ -204,16 +205,24 @@ impl Server {
     }
 }
 
-/// Completes at the first SIGTERM (systemd's stop) or SIGINT (Ctrl-C), with the signal's name.
-fn stop_signals() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
+/// Each SIGTERM (systemd's stop) or SIGINT (Ctrl-C), by the signal's name. Must be called within the
+/// runtime, which runs the task that forwards them.
+fn stop_signals() -> std::io::Result<tokio::sync::mpsc::Receiver<&'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if tx.send(name).await.is_err() {
+                break;
+            }
         }
-    })
+    });
+    Ok(rx)
 }
 
 impl Running {
