@@ -302,6 +302,27 @@ fn what_a_step_would_refuse_is_refused_before_any_step_runs() {
         err.contains("part-007 kube-master") && err.contains("kubernetes.kubeapi_options (KUBEAPI_OPTIONS)"),
         "{err}"
     );
+
+    // The storage and etcd steps' own refusals: a sized volume without its id, devicemapper under
+    // containerd, and a static etcd cluster that does not list this master.
+    let mut config: serde_json::Value = serde_json::from_str(&example).unwrap();
+    config["runtime"]["volume"] = serde_json::json!({"id": "", "size": 20});
+    config["runtime"]["storage_driver"] = serde_json::json!("devicemapper");
+    config["etcd"]["members"] = serde_json::json!(["10.0.0.99"]);
+    let storage = dir.path().join("storage.json");
+    std::fs::write(&storage, config.to_string()).unwrap();
+    let output = agent(&["validate", "--config", storage.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("part-004 etcd: etcd.members [10.0.0.99] does not list this master's node.ip"), "{err}");
+    assert!(
+        err.contains("part-006 docker-storage: runtime.storage_driver (DOCKER_STORAGE_DRIVER) devicemapper"),
+        "{err}"
+    );
+    config["runtime"]["storage_driver"] = serde_json::json!("overlay2");
+    std::fs::write(&storage, config.to_string()).unwrap();
+    let err = String::from_utf8_lossy(&agent(&["validate", "--config", storage.to_str().unwrap()]).stderr).into_owned();
+    assert!(err.contains("part-006 docker-storage: runtime.volume.size (DOCKER_VOLUME_SIZE) is 20 GB"), "{err}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -23,6 +23,7 @@
 //! After a config change the running daemon is restarted (`try-restart`: one that is not running is left
 //! to the services step); a changed unit override is loaded with `daemon-reload` first.
 
+use crate::config::NodeConfig;
 use crate::host::{Cmd, FileSpec, Outcome, Systemd};
 use crate::kube::RuntimeKind;
 use crate::runtime::{self, StorageDriver};
@@ -41,19 +42,46 @@ const DOCKER_VG: &str = "docker";
 const THIN_POOL: &str = "docker-pool";
 const WHAT: &str = "container storage";
 
-pub(super) fn run(ctx: &Context) -> Result<Done> {
-    let config = ctx.config;
+/// What the step needs of the config: a runtime and driver it knows, the volume's Cinder id when it has a
+/// size, and docker for devicemapper.
+pub(super) fn check(config: &NodeConfig) -> Result<()> {
     let kind = RuntimeKind::for_node(config)?;
-    let driver = StorageDriver::of(config)?;
+    if StorageDriver::of(config)? == StorageDriver::Devicemapper {
+        needs_docker(kind)?;
+    }
+    volume_id(config).map(drop)
+}
+
+/// The Cinder volume of the runtime's storage, if it has one.
+fn volume_id(config: &NodeConfig) -> Result<Option<&str>> {
     let volume = &config.runtime.volume;
-    let volume_id = match (volume.size, volume.id.trim()) {
+    Ok(match (volume.size, volume.id.trim()) {
         (0, _) => None,
         (size, "") => bail!(
             "runtime.volume.size (DOCKER_VOLUME_SIZE) is {size} GB but runtime.volume.id (DOCKER_VOLUME) is empty: \
              the volume cannot be found without its Cinder id"
         ),
         (_, id) => Some(id),
-    };
+    })
+}
+
+fn needs_docker(kind: RuntimeKind) -> Result<()> {
+    if kind != RuntimeKind::Docker {
+        bail!(
+            "runtime.storage_driver (DOCKER_STORAGE_DRIVER) devicemapper needs the docker runtime (this node runs \
+             {}): Magnum's devicemapper storage is docker's thin pool; use overlay2 with containerd",
+            kind.name()
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn run(ctx: &Context) -> Result<Done> {
+    let config = ctx.config;
+    check(config)?;
+    let kind = RuntimeKind::for_node(config)?;
+    let driver = StorageDriver::of(config)?;
+    let volume_id = volume_id(config)?;
 
     if kind == RuntimeKind::Docker && driver != StorageDriver::Devicemapper {
         disable_storage_setup(ctx)?;
@@ -129,13 +157,7 @@ fn has_entries(ctx: &Context, dir: &str) -> Result<bool> {
 }
 
 fn devicemapper(ctx: &Context, kind: RuntimeKind, volume_id: Option<&str>) -> Result<()> {
-    if kind != RuntimeKind::Docker {
-        bail!(
-            "runtime.storage_driver (DOCKER_STORAGE_DRIVER) devicemapper needs the docker runtime (this node runs \
-             {}): Magnum's devicemapper storage is docker's thin pool; use overlay2 with containerd",
-            kind.name()
-        );
-    }
+    needs_docker(kind)?;
     let mut setup =
         String::from("# Written by hearth-agent (docker-storage step).\nGROWROOT=True\nSTORAGE_DRIVER=devicemapper\n");
     match volume_id {

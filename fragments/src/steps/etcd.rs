@@ -37,8 +37,16 @@ const DATA_DIR_MODE: u32 = 0o700;
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 
+/// What the step needs of the config: an environment file it can write (members listing this master,
+/// values without characters the file cannot carry) and a runtime for the release.
+pub(super) fn check(config: &NodeConfig) -> Result<()> {
+    render(config)?;
+    RuntimeKind::of(config, KubeVersion::of(config)?).map(drop)
+}
+
 pub(super) fn run(ctx: &Context) -> Result<Done> {
     let config = ctx.config;
+    check(config)?;
     if config.etcd.volume.size > 0 {
         data_volume(ctx)?;
     }
