@@ -1,5 +1,7 @@
 //! Where the node config comes from: `--config` (native), `--heat-params` (Magnum), or by default
-//! `/etc/hearth/node.json`, else `/etc/sysconfig/heat-params` (under `--root` when given).
+//! `/etc/hearth/node.json`, else `/etc/sysconfig/heat-params` (under `--root` when given). A native
+//! config is always read with its per-node values file (`node.values.json` beside it) laid over it when
+//! that file exists: the user-data writes the two apart (see `native::values_path`).
 
 use anyhow::{bail, Context as _, Result};
 use hearth_fragments::config::{heat_params, native, ConfigErrors, Loaded, Secret};
@@ -42,8 +44,22 @@ impl Source {
         }
     }
 
+    /// The config's text; for a native config, with its values file laid over it.
     fn read(&self) -> Result<String> {
-        std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))
+        let text =
+            std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+        if self.format == Format::HeatParams {
+            return Ok(text);
+        }
+        let values_path = native::values_path(&self.path);
+        let values = match std::fs::read_to_string(&values_path) {
+            Ok(values) => values,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(text),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", values_path.display())),
+        };
+        let values_name = values_path.display().to_string();
+        native::with_values(&text, &values, &values_name)
+            .map_err(|reason| anyhow::anyhow!("reading {} with {values_name}: {reason}", self.path.display()))
     }
 }
 

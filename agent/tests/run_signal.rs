@@ -140,6 +140,34 @@ fn a_config_error_still_signals_failure_when_the_endpoint_is_known() {
     );
 }
 
+/// The user-data writes the per-node values (the handle among them) beside the config, in
+/// `minion.values.json`: the agent reads them as part of the config, so a bad address there is refused
+/// like one in the config and the failure still reaches the handle that only the values file names.
+#[test]
+fn per_node_values_beside_the_config_are_read_and_checked_as_part_of_it() {
+    let (heat, endpoint) = heat_handle();
+    let work = tempfile::tempdir().unwrap();
+    let (config, _cloud) = example_with_endpoint("minion", &endpoint, work.path());
+    let mut without: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    without.as_object_mut().unwrap().remove("signal");
+    std::fs::write(&config, without.to_string()).unwrap();
+    let values = serde_json::json!({
+        "node": {"ip": "10.0.0.300"},
+        "signal": {"endpoint": endpoint, "token": TOKEN, "deadline_secs": 20},
+    });
+    std::fs::write(work.path().join("minion.values.json"), values.to_string()).unwrap();
+    let tree = node_tree();
+    let output = run_rooted(&config, tree.path(), &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    let signal = received(&heat);
+    assert!(endpoint.ends_with(&signal.url), "{} vs {endpoint}", signal.url);
+    assert_eq!(signal.header("X-Auth-Token"), Some(TOKEN));
+    let body = signal.json();
+    assert_eq!(body["status"], "FAILURE");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.starts_with("config: ") && reason.contains("node.ip") && reason.contains("10.0.0.300"), "{reason}");
+}
+
 #[test]
 fn magnum_heat_params_signal_through_wait_curl() {
     let (heat, endpoint) = heat_handle();

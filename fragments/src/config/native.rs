@@ -92,6 +92,42 @@ pub fn lenient_value(text: &str) -> Option<serde_json::Value> {
     serde_yaml::from_str(text).ok()
 }
 
+/// The per-node values file beside a native config (`node.json` → `node.values.json`): the few values
+/// Heat fills in per server (addresses, volume ids, the wait-condition handle). The server keeps them
+/// out of `node.json` so that `node.json` can travel compressed, where Heat's `str_replace` cannot see.
+pub fn values_path(config: &std::path::Path) -> std::path::PathBuf {
+    config.with_extension("values.json")
+}
+
+/// The config text with the values file laid over it, field by field (objects merge, anything else is
+/// replaced), as one JSON document for [`parse`]: the values are then checked exactly as if the config
+/// had held them. `Err` says which document is not a JSON/YAML object.
+pub fn with_values(text: &str, values: &str, values_name: &str) -> Result<String, String> {
+    let mut document: serde_json::Value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| e.to_string())?
+    } else {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())?
+    };
+    let overlay: serde_json::Value =
+        serde_json::from_str(values).map_err(|e| format!("{values_name} is not JSON: {e}"))?;
+    if !overlay.is_object() {
+        return Err(format!("{values_name} is not a JSON object"));
+    }
+    overlay_onto(&mut document, overlay);
+    Ok(document.to_string())
+}
+
+fn overlay_onto(base: &mut serde_json::Value, overlay: serde_json::Value) {
+    match (base, overlay) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                overlay_onto(base.entry(key).or_insert(serde_json::Value::Null), value);
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
 /// The config as the server writes it and the node-config step persists it.
 pub fn render(config: &NodeConfig) -> String {
     let mut text = serde_json::to_string_pretty(config).expect("a NodeConfig always serialises");
@@ -163,6 +199,21 @@ mod tests {
         assert!(parse(&bad, "t", None).unwrap_err().to_string().contains("\"nope\" is not an IP address"));
         let index = text.replacen("\"master_index\": null", "\"master_index\": \"2\"", 1);
         assert_eq!(parse(&index, "t", None).unwrap().node.master_index, Some(2));
+    }
+
+    #[test]
+    fn values_are_laid_over_the_config_and_checked_like_its_own() {
+        assert_eq!(values_path(std::path::Path::new("/etc/hearth/node.json")).to_str(), Some("/etc/hearth/node.values.json"));
+        let text = render(&NodeConfig::new(Role::Minion));
+        let merged = with_values(&text, r#"{"node":{"ip":"10.0.0.5"},"signal":{"token":"t"}}"#, "v").unwrap();
+        let config = parse(&merged, "t", None).unwrap();
+        assert_eq!(config.node.ip.map(|ip| ip.to_string()).as_deref(), Some("10.0.0.5"));
+        assert_eq!(config.signal.token.expose(), "t");
+        // A value from the values file is refused as one from the config would be.
+        let merged = with_values(&text, r#"{"node":{"ip":"10.0.0.300"}}"#, "v").unwrap();
+        assert!(parse(&merged, "t", None).unwrap_err().to_string().contains("node.ip = \"10.0.0.300\""));
+        assert!(with_values(&text, "[1]", "v.json").unwrap_err().contains("v.json is not a JSON object"));
+        assert!(with_values(&text, "{", "v.json").unwrap_err().contains("v.json is not JSON"));
     }
 
     #[test]
