@@ -46,8 +46,7 @@ impl Source {
 
     /// The config's text; for a native config, with its values file laid over it.
     fn read(&self) -> Result<String> {
-        let text =
-            std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+        let text = std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
         if self.format == Format::HeatParams {
             return Ok(text);
         }

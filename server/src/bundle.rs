@@ -167,9 +167,11 @@ impl Bundle {
         for (role, data) in [("master", &self.master), ("minion", &self.minion)] {
             let _ = writeln!(
                 out,
-                "{role} user-data: {} bytes, {} in base64 ({:.1}% of Nova's {})",
-                data.filled_bytes,
+                "{role} user-data: {} bytes in base64 as rendered, {} once Heat fills in worst-case values \
+                 ({} bytes; {:.1}% of Nova's {})",
+                data.base64,
                 data.filled_base64,
+                data.filled_bytes,
                 100.0 * data.filled_base64 as f64 / user_data::NOVA_LIMIT as f64,
                 user_data::NOVA_LIMIT
             );

@@ -1,14 +1,17 @@
 //! The user-data of every server: a small stub that puts the node config on the node and starts
 //! `hearth-agent`, which does everything else.
 //!
-//! Values must reach the node exactly as the operator wrote them, whatever characters they hold, although
-//! the text passes through Heat's `str_replace` (which fills in the per-node values: addresses, volume ids,
-//! the wait-condition handle) and, for cloud-init, a YAML parser. So:
-//! - the node config is JSON in which every `@` and every non-ASCII character is written as a `\u` escape:
-//!   the text is printable ASCII (safe in a YAML literal block) and holds no `@@` of its own, so the only
-//!   `@@name@@` sequences Heat finds are the placeholders put there on purpose;
-//! - everything else the operator controls (agent URL, proxies, CA) travels gzip+base64 (cloud-init) or
-//!   percent-encoded / JSON-escaped the same way (Ignition), where Heat cannot see it.
+//! Three files, in either format (cloud-init `write_files`, Ignition `storage.files`):
+//! - `node.values.json`, plain: only the per-node values, as `@@name@@` placeholders that Heat's
+//!   `str_replace` fills in (addresses, volume ids, the wait-condition handle). It holds nothing the
+//!   operator wrote, so the only `@@…@@` Heat finds are the placeholders; the agent lays it over the
+//!   node config (`native::with_values`) and checks its values as its own;
+//! - `node.json`, the rest of the node config, and the bootstrap script (which also carries the agent's
+//!   unit), each gzip+base64 (cloud-init `gz+b64`, Ignition `compression: gzip`): Heat cannot see into
+//!   them, whatever characters the operator's values hold, and they travel at a third of their size.
+//!
+//! Cloud-init runs the bootstrap from `runcmd`; Ignition enables a unit that runs the same script, so on
+//! every OS a wrong agent URL or checksum reaches Heat as a FAILURE with its reason.
 //!
 //! Placeholders are only ever whole JSON strings; the agent reads `""` as "not given", which is what Heat
 //! substitutes for the attribute of a resource that was not created (no floating IP, no load balancer).
@@ -25,8 +28,12 @@ use std::io::Write as _;
 pub const NOVA_LIMIT: usize = 65_535;
 /// The node paths the user-data writes and starts, as the agent knows them.
 pub use hearth_fragments::paths::{AGENT, NODE_CONFIG};
-pub use hearth_fragments::steps::agent_service::UNIT;
+pub use hearth_fragments::steps::agent_service::{DONE_MARKER, UNIT};
 pub const BOOTSTRAP: &str = "/usr/local/lib/hearth/bootstrap";
+/// The per-node values, where the agent looks for them beside [`NODE_CONFIG`] (`native::values_path`).
+pub const NODE_VALUES: &str = "/etc/hearth/node.values.json";
+/// The unit that runs [`BOOTSTRAP`] on an Ignition node (cloud-init runs it from `runcmd`).
+pub const BOOTSTRAP_UNIT: &str = "hearth-bootstrap.service";
 
 /// A per-node value Heat substitutes: the placeholder's name and where it sits in the node config.
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +94,8 @@ impl Format {
 #[derive(Clone, Debug, PartialEq)]
 pub struct UserData {
     pub text: String,
+    /// The base64 length of `text` itself, placeholders unfilled.
+    pub base64: usize,
     /// Bytes after substitution with realistic worst-case values (long endpoint and token, IPv6 addresses).
     pub filled_bytes: usize,
     /// The base64 length Nova checks.
@@ -99,11 +108,13 @@ pub fn render(config: &NodeConfig, settings: &Loaded, format: Format) -> Result<
     let mut token = String::from("hearthsub");
     // The token marks the placeholders inside the rendered text; it must occur nowhere else, which the
     // count below proves (and a longer token is tried if the operator's values happen to contain it).
+    let node_json = static_json(config, &holders);
+    let script = bootstrap_script(config, settings)?;
     let text = loop {
-        let marked = marked_json(config, &holders, &token);
+        let values = values_json(config.role, &holders, &token);
         let body = match format {
-            Format::CloudInit => cloud_config(&marked, config, settings)?,
-            Format::Ignition => ignition(&marked, config, settings),
+            Format::CloudInit => cloud_config(&values, &node_json, &script),
+            Format::Ignition => ignition(&values, &node_json, &script),
         };
         let found = body.matches(&token).count();
         if found == holders.len() {
@@ -123,7 +134,8 @@ pub fn render(config: &NodeConfig, settings: &Loaded, format: Format) -> Result<
             native::render(config).len()
         );
     }
-    Ok(UserData { text, filled_bytes: filled.len(), filled_base64 })
+    let base64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes()).len();
+    Ok(UserData { text, base64, filled_bytes: filled.len(), filled_base64 })
 }
 
 /// Replaces each `@@name@@` as Heat's `str_replace` would.
@@ -167,21 +179,43 @@ fn worst_case(name: &str) -> &'static str {
 }
 
 /// The node config as compact JSON holding only what differs from the agent's defaults (the node-config
-/// step writes the whole config on the node), with each placeholder as the string `TOKEN-name`, and
-/// every `@` and non-ASCII character escaped.
-fn marked_json(config: &NodeConfig, holders: &[Placeholder], token: &str) -> String {
+/// step writes the whole config on the node), without the per-node values, which [`values_json`] holds.
+fn static_json(config: &NodeConfig, holders: &[Placeholder]) -> String {
     let mut value = serde_json::to_value(config).expect("a NodeConfig serialises");
     let defaults = serde_json::to_value(NodeConfig::new(config.role)).expect("a NodeConfig serialises");
+    for holder in holders {
+        remove_path(&mut value, holder.path);
+    }
     prune_defaults(&mut value, &defaults);
     if let Value::Object(map) = &mut value {
         // Always explicit, whatever the defaults: the format and the role.
         map.insert("version".into(), json!(config.version));
         map.insert("role".into(), json!(config.role));
     }
+    serde_json::to_string(&value).expect("JSON values serialise")
+}
+
+/// The per-node values file: each placeholder as the string `TOKEN-name` at its path, nothing else (so
+/// nothing the operator wrote can hold an `@@`).
+fn values_json(role: Role, holders: &[Placeholder], token: &str) -> String {
+    let mut value = json!({});
     for holder in holders {
         set_path(&mut value, holder.path, json!(format!("{token}-{}", holder.name)));
     }
-    ascii_json(&serde_json::to_string(&value).expect("JSON values serialise"))
+    debug_assert!(holders.len() == placeholders(role).len());
+    serde_json::to_string(&value).expect("JSON values serialise")
+}
+
+fn remove_path(value: &mut Value, path: &[&str]) {
+    let (last, parents) = path.split_last().expect("placeholder paths are not empty");
+    let mut cursor = value;
+    for key in parents {
+        let Some(next) = cursor.get_mut(*key) else { return };
+        cursor = next;
+    }
+    if let Value::Object(map) = cursor {
+        map.remove(*last);
+    }
 }
 
 fn prune_defaults(value: &mut Value, defaults: &Value) {
@@ -255,15 +289,16 @@ pub fn agent_unit(settings: &Loaded) -> String {
 /// own so that it reads (and can be checked) as the shell it is.
 const BOOTSTRAP_TEMPLATE: &str = include_str!("../templates/bootstrap.sh");
 
-/// The cloud-init bootstrap script: get the agent (or find it on the image), check its SHA-256, start its
-/// unit. Any failure is signalled to Heat at once with the reason, instead of a stack that waits for its
-/// timeout. The wait-condition handle is read from the node config, which the agent also reads.
+/// The bootstrap script of both formats: get the agent (or find it on the image), check its SHA-256,
+/// write and start its unit. Any failure is signalled to Heat at once with the reason, instead of a
+/// stack that waits for its timeout. The wait-condition handle is read from the per-node values, which
+/// the agent also reads. Shipped without its comment lines, which are for whoever reads the template.
 pub fn bootstrap_script(config: &NodeConfig, settings: &Loaded) -> Result<String> {
     let agent = &settings.settings.agent;
     let proxy = &config.proxy;
     let verify = if config.openstack.verify_ca { "true" } else { "false" };
     fill_named(
-        BOOTSTRAP_TEMPLATE,
+        &without_comment_lines(BOOTSTRAP_TEMPLATE),
         &[
             ("agent_url", shell_quote(&agent.url)),
             ("agent_sha256", shell_quote(&agent.sha256.to_ascii_lowercase())),
@@ -274,9 +309,34 @@ pub fn bootstrap_script(config: &NodeConfig, settings: &Loaded) -> Result<String
             ("no_proxy", shell_quote(&config.no_proxy())),
             // Hearth's own paths and names, which hold nothing a shell would read: written bare.
             ("node_config", NODE_CONFIG.to_string()),
+            ("node_values", NODE_VALUES.to_string()),
             ("agent", AGENT.to_string()),
             ("unit", UNIT.to_string()),
+            ("agent_unit", agent_unit(settings)),
         ],
+    )
+}
+
+/// A shell script without its comment lines (the `#!` line kept), blank lines and indentation. Applied
+/// to the template before any value is filled in, so no value and no here-document line is touched.
+fn without_comment_lines(script: &str) -> String {
+    let mut lines = script.lines();
+    let mut out: String = lines.next().map(|first| format!("{first}\n")).unwrap_or_default();
+    for line in lines.map(str::trim_start).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The unit that runs the bootstrap on an Ignition node, once per boot until the agent has converged
+/// (its done-marker), with its output on the console like the agent's.
+pub fn bootstrap_unit() -> String {
+    format!(
+        "[Unit]\nDescription=Hearth bootstrap: fetch, check and start hearth-agent, or tell Heat why not\n\
+         Wants=network-online.target\nAfter=network-online.target\nConditionPathExists=!{DONE_MARKER}\n\n\
+         [Service]\nType=oneshot\nExecStart={BOOTSTRAP}\nStandardOutput=journal+console\n\
+         StandardError=journal+console\n\n[Install]\nWantedBy=multi-user.target\n"
     )
 }
 
@@ -301,30 +361,26 @@ fn fill_named(template: &str, values: &[(&str, String)]) -> Result<String> {
 }
 
 /// One `#cloud-config` document: the files, then the bootstrap.
-fn cloud_config(marked_json: &str, config: &NodeConfig, settings: &Loaded) -> Result<String> {
-    let mut out = String::from(
-        "#cloud-config\n# Hearth: the node config and a bootstrap that starts hearth-agent.\nwrite_files:\n",
+fn cloud_config(values_json: &str, node_json: &str, script: &str) -> String {
+    let mut out = format!(
+        "#cloud-config\nwrite_files:\n- path: {NODE_VALUES}\n  permissions: '0600'\n  content: |\n    {values_json}\n"
     );
-    out.push_str(&format!(
-        "- path: {NODE_CONFIG}\n  permissions: '0600'\n  owner: root:root\n  content: |\n    {marked_json}\n"
-    ));
-    let mut file = |path: &str, mode: &str, data: &str| {
+    for (path, mode, data) in [(NODE_CONFIG, "0600", node_json), (BOOTSTRAP, "0700", script)] {
         out.push_str(&format!(
             "- path: {path}\n  permissions: '{mode}'\n  encoding: gz+b64\n  content: {}\n",
             gzip_base64(data.as_bytes())
         ));
-    };
-    file(&format!("/etc/systemd/system/{UNIT}"), "0644", &agent_unit(settings));
-    file(BOOTSTRAP, "0700", &bootstrap_script(config, settings)?);
+    }
     out.push_str(&format!("runcmd:\n- [{BOOTSTRAP}]\n"));
-    Ok(out)
+    out
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters, for a `data:` URL.
+/// Percent-encodes every byte a `data:` URL may not hold as it is (RFC 2396 `uric`, which Ignition's
+/// parser follows): JSON's braces and quotes, `%`, spaces, controls and non-ASCII.
 fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 2);
     for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+        if byte.is_ascii_alphanumeric() || b"-_.!~*'();/?:@&=+$,".contains(&byte) {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));
@@ -333,45 +389,24 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-fn data_url(text: &str) -> String {
-    format!("data:,{}", percent_encode(text))
-}
-
-/// An Ignition 3.3.0 config (Fedora CoreOS): the node config, the agent fetched and verified by
-/// Ignition itself, and the agent's unit, enabled.
-fn ignition(marked_json: &str, config: &NodeConfig, settings: &Loaded) -> String {
-    let agent = &settings.settings.agent;
-    let mut files = vec![json!({
-        "path": NODE_CONFIG, "mode": 0o600, "overwrite": true,
-        "contents": {"source": data_url(marked_json)}
-    })];
-    let ca = config.openstack.ca_pem.trim();
-    if agent.path.is_empty() {
-        files.push(json!({
-            "path": AGENT, "mode": 0o755, "overwrite": true,
-            "contents": {"source": agent.url, "verification": {"hash": format!("sha256-{}", agent.sha256.to_ascii_lowercase())}}
-        }));
-    }
-    let mut ignition = json!({"version": "3.3.0"});
-    if !ca.is_empty() {
-        ignition["security"] =
-            json!({"tls": {"certificateAuthorities": [{"source": data_url(&config.openstack.ca_pem)}]}});
-    }
-    let proxy = &config.proxy;
-    if proxy.is_set() {
-        let mut p = json!({"noProxy": config.no_proxy().split(',').collect::<Vec<_>>()});
-        if !proxy.http_proxy.is_empty() {
-            p["httpProxy"] = json!(proxy.http_proxy);
-        }
-        if !proxy.https_proxy.is_empty() {
-            p["httpsProxy"] = json!(proxy.https_proxy);
-        }
-        ignition["proxy"] = p;
-    }
+/// An Ignition 3.3.0 config (Fedora CoreOS): the per-node values, the node config and the bootstrap
+/// (compressed), and the unit that runs the bootstrap, enabled. Ignition fetches nothing itself: the
+/// bootstrap does, so that a wrong agent URL or checksum is signalled to Heat instead of stopping the
+/// boot in the initramfs.
+fn ignition(values_json: &str, node_json: &str, script: &str) -> String {
+    let compressed = |path: &str, mode: u32, data: &str| {
+        json!({"path": path, "mode": mode, "contents": {
+            "compression": "gzip", "source": format!("data:;base64,{}", gzip_base64(data.as_bytes()))
+        }})
+    };
     let doc = json!({
-        "ignition": ignition,
-        "storage": {"files": files},
-        "systemd": {"units": [{"name": UNIT, "enabled": true, "contents": agent_unit(settings)}]},
+        "ignition": {"version": "3.3.0"},
+        "storage": {"files": [
+            {"path": NODE_VALUES, "mode": 0o600, "contents": {"source": format!("data:,{}", percent_encode(values_json))}},
+            compressed(NODE_CONFIG, 0o600, node_json),
+            compressed(BOOTSTRAP, 0o700, script),
+        ]},
+        "systemd": {"units": [{"name": BOOTSTRAP_UNIT, "enabled": true, "contents": bootstrap_unit()}]},
     });
     ascii_json(&serde_json::to_string(&doc).expect("JSON values serialise"))
 }
@@ -403,6 +438,6 @@ mod tests {
 
     #[test]
     fn percent_encoding_keeps_only_unreserved_characters() {
-        assert_eq!(percent_encode("a b/@%\u{e9}"), "a%20b%2F%40%25%C3%A9");
+        assert_eq!(percent_encode("{\"a b\":\"/@%\u{e9}\"}"), "%7B%22a%20b%22:%22/@%25%C3%A9%22%7D");
     }
 }

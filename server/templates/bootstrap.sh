@@ -1,6 +1,7 @@
 #!/bin/sh
-# Hearth bootstrap, run once by cloud-init: put hearth-agent in place and start it. hearth-agent does
-# every other step and signals Heat itself; this script only signals when the agent cannot run.
+# Hearth bootstrap, run by cloud-init (runcmd) or, on Fedora CoreOS, by its own unit after Ignition: put
+# hearth-agent in place and start it. hearth-agent does every other step and signals Heat itself; this
+# script only signals when the agent cannot run. The server ships it without its comment lines.
 set -u
 AGENT_URL={{agent_url}}
 AGENT_SHA256={{agent_sha256}}
@@ -11,19 +12,19 @@ https_proxy={{https_proxy}}
 no_proxy={{no_proxy}}
 export http_proxy https_proxy no_proxy HTTP_PROXY="$http_proxy" HTTPS_PROXY="$https_proxy" NO_PROXY="$no_proxy"
 
-# The handle Heat wrote into the node config (compact JSON written by hearth-server; Heat's values
-# hold no quotes).
-field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" {{node_config}}; }
-WAIT_ENDPOINT=$(field endpoint)
-WAIT_TOKEN=$(field token)
+# The handle Heat wrote into the per-node values (compact JSON written by hearth-server; Heat's values
+# hold no quotes): `field NAME FILE`.
+field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2" 2>/dev/null; }
+WAIT_ENDPOINT=$(field endpoint {{node_values}})
+WAIT_TOKEN=$(field token {{node_values}})
 # The id the agent signals with (hearth_agent::signal::node_signal_id): the instance name Heat wrote,
 # else the host name; its first label, in lower case. One node, one entry at Heat.
-NODE_ID=$(field instance_name)
+NODE_ID=$(field instance_name {{node_values}})
 [ -n "$NODE_ID" ] || NODE_ID=$(hostname)
 NODE_ID=$(printf '%s' "${NODE_ID%%.*}" | tr 'A-Z' 'a-z')
 
-# The OpenStack CA: a JSON string whose only escapes are newlines.
-OPENSTACK_CA=$(field ca_pem)
+# The OpenStack CA, from the node config: a JSON string whose only escapes are newlines.
+OPENSTACK_CA=$(field ca_pem {{node_config}})
 
 tls=""
 if [ "$VERIFY_CA" = false ]; then
@@ -63,5 +64,10 @@ elif ! { [ -x {{agent}} ] && echo "$AGENT_SHA256  {{agent}}" | sha256sum -c --st
     fi
     chmod 0755 "$download" && mv -f "$download" {{agent}} || fail "could not install hearth-agent"
 fi
+# The agent's unit, written here rather than by cloud-init or Ignition so that both formats carry it in
+# this one compressed script (the agent's agent-service step keeps it from then on).
+unit=/etc/systemd/system/{{unit}}
+mkdir -p /etc/systemd/system && cat >"$unit.tmp" <<'HEARTH_UNIT' && mv -f "$unit.tmp" "$unit" || fail "could not write $unit"
+{{agent_unit}}HEARTH_UNIT
 systemctl daemon-reload && systemctl enable {{unit}} && systemctl start --no-block {{unit}} ||
     fail "could not start {{unit}}"

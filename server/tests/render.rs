@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_hearth-server");
+/// The most base64 a bundled example's user-data may reach once Heat has filled in worst-case values.
+/// Issue 16's goal is 4,096; this is what the split (plain values, gzip+base64 rest) reaches, the
+/// floor being the keys and CA the config must carry (see README, "User-data").
+const USER_DATA_BUDGET: usize = 8_192;
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -168,9 +172,21 @@ fn files_of(user_data: &str, format: Format) -> Vec<(String, Vec<u8>, u32)> {
                 .iter()
                 .map(|f| {
                     let source = f["contents"]["source"].as_str().unwrap();
-                    let data = match source.strip_prefix("data:,") {
-                        Some(encoded) => percent_decode(encoded),
-                        None => source.as_bytes().to_vec(),
+                    let data = if let Some(encoded) = source.strip_prefix("data:,") {
+                        percent_decode(encoded)
+                    } else if let Some(encoded) = source.strip_prefix("data:;base64,") {
+                        base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()
+                    } else {
+                        panic!("Ignition would fetch {source}: the bootstrap fetches, never Ignition")
+                    };
+                    let data = match f["contents"]["compression"].as_str() {
+                        Some("gzip") => {
+                            let mut out = Vec::new();
+                            flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out).unwrap();
+                            out
+                        }
+                        None => data,
+                        other => panic!("compression {other:?}"),
                     };
                     (f["path"].as_str().unwrap().to_string(), data, f["mode"].as_u64().unwrap() as u32)
                 })
@@ -191,10 +207,13 @@ fn recovered_and_expected(
     let values = heat_values(role);
     let filled = substitute(&data.text, &values);
     let files = files_of(&filled, bundle.format);
-    let (_, json, mode) =
-        files.iter().find(|(p, _, _)| p == user_data::NODE_CONFIG).expect("the node config is written");
-    assert_eq!(*mode, 0o600);
-    let recovered = native::parse(std::str::from_utf8(json).unwrap(), "user-data", Some(role)).unwrap();
+    let file = |path: &str| {
+        let (_, text, mode) = files.iter().find(|(p, _, _)| p == path).unwrap_or_else(|| panic!("{path} is written"));
+        assert_eq!(*mode, 0o600, "{path}");
+        String::from_utf8(text.clone()).unwrap()
+    };
+    let merged = native::with_values(&file(user_data::NODE_CONFIG), &file(user_data::NODE_VALUES), "values").unwrap();
+    let recovered = native::parse(&merged, "user-data", Some(role)).unwrap();
     let magnum = params::magnum_parameters(t, c, s);
     let mut expected = params::node_config(role, t, c, s, &magnum).unwrap();
     let get = |n: &str| values.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap_or_default();
@@ -273,22 +292,81 @@ fn options_the_node_would_refuse_are_refused_at_render_time() {
     }
 }
 
+/// Both formats carry the same bootstrap (valid shell, the agent's source and its unit) and Ignition
+/// runs it from a unit of its own, so every OS family signals an agent that cannot start.
 #[test]
-fn the_cloud_init_bootstrap_is_valid_shell_and_carries_the_agent_source() {
-    let (t, c, s) = load("cluster-template.yaml", "cluster.yaml");
-    let bundle = bundle::render(&t, &c, &s).unwrap();
-    let files = files_of(&substitute(&bundle.minion.text, &heat_values(Role::Minion)), Format::CloudInit);
-    let (_, script, mode) = files.iter().find(|(p, _, _)| p == user_data::BOOTSTRAP).unwrap();
-    assert_eq!(*mode, 0o700);
-    let script = String::from_utf8(script.clone()).unwrap();
-    assert!(script.contains(&s.settings.agent.url) && script.contains(&s.settings.agent.sha256), "{script}");
-    let path = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(path.path(), &script).unwrap();
-    let check = Command::new("sh").arg("-n").arg(path.path()).output().unwrap();
-    assert!(check.status.success(), "sh -n: {}", String::from_utf8_lossy(&check.stderr));
-    let (_, unit, _) = files.iter().find(|(p, _, _)| p.ends_with(user_data::UNIT)).unwrap();
-    let unit = String::from_utf8_lossy(unit);
-    assert!(unit.contains("ExecStart=/usr/local/bin/hearth-agent run --config /etc/hearth/node.json"), "{unit}");
+fn both_formats_carry_the_same_bootstrap_valid_shell_with_the_agent_source_and_unit() {
+    let mut scripts = Vec::new();
+    for (template, cluster, format) in [
+        ("cluster-template.yaml", "cluster.yaml", Format::CloudInit),
+        ("cluster-template-fedora-coreos.yaml", "cluster-fedora-coreos.yaml", Format::Ignition),
+    ] {
+        let (t, c, s) = load(template, cluster);
+        let bundle = bundle::render(&t, &c, &s).unwrap();
+        assert_eq!(bundle.format, format);
+        let files = files_of(&substitute(&bundle.minion.text, &heat_values(Role::Minion)), format);
+        let (_, script, mode) = files.iter().find(|(p, _, _)| p == user_data::BOOTSTRAP).unwrap();
+        assert_eq!(*mode, 0o700);
+        let script = String::from_utf8(script.clone()).unwrap();
+        assert!(script.contains(&s.settings.agent.url) && script.contains(&s.settings.agent.sha256), "{script}");
+        assert!(script.starts_with("#!/bin/sh\n") && !script.lines().skip(1).any(|l| l.starts_with('#')), "{script}");
+        let path = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(path.path(), &script).unwrap();
+        let check = Command::new("sh").arg("-n").arg(path.path()).output().unwrap();
+        assert!(check.status.success(), "sh -n: {}", String::from_utf8_lossy(&check.stderr));
+        assert!(script.contains(&user_data::agent_unit(&s)), "the agent's unit, whole: {script}");
+        scripts.push(
+            user_data::bootstrap_script(
+                &params::node_config(Role::Minion, &t, &c, &s, &params::magnum_parameters(&t, &c, &s)).unwrap(),
+                &s,
+            )
+            .unwrap(),
+        );
+        if format == Format::Ignition {
+            let doc: Value = serde_json::from_str(&bundle.minion.text).unwrap();
+            let units = doc["systemd"]["units"].as_array().unwrap();
+            assert_eq!(units.len(), 1, "{units:?}");
+            assert_eq!(units[0]["name"], user_data::BOOTSTRAP_UNIT);
+            assert_eq!(units[0]["enabled"], true);
+            assert_eq!(units[0]["contents"], user_data::bootstrap_unit());
+        }
+    }
+    // The same template for both: only the values differ (the examples' settings are the same).
+    let strip = |s: &str| s.lines().filter(|l| !l.contains("_proxy='")).collect::<Vec<_>>().join("\n");
+    assert_eq!(strip(&scripts[0]), strip(&scripts[1]));
+}
+
+/// The size of each user-data the bundled examples render, in both formats and both roles, as render
+/// prints it: base64 as rendered (what Heat is given) and once Heat has filled in the worst-case values
+/// (what Nova receives, at most).
+#[test]
+fn user_data_sizes_are_printed_and_within_budget() {
+    for (name, template, cluster) in VARIANTS {
+        let (t, c, s) = load(template, cluster);
+        let bundle = bundle::render(&t, &c, &s).unwrap();
+        let summary = bundle.summary(Path::new("out"));
+        for (role, data) in [("master", &bundle.master), ("minion", &bundle.minion)] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(data.text.as_bytes()).len();
+            assert_eq!(data.base64, b64, "{name} {role}");
+            let filled = user_data::fill(
+                &data.text,
+                &placeholders(if role == "master" { Role::Master } else { Role::Minion }),
+                |_| String::new(),
+            );
+            assert!(!filled.contains("@@"), "{name} {role}");
+            let line = format!(
+                "{role} user-data: {} bytes in base64 as rendered, {} once Heat fills",
+                data.base64, data.filled_base64
+            );
+            assert!(summary.contains(&line), "{line} in {summary}");
+            assert!(data.filled_base64 > data.base64, "{name} {role}");
+            assert!(
+                data.filled_base64 <= USER_DATA_BUDGET,
+                "{name} {role}: {} > {USER_DATA_BUDGET}",
+                data.filled_base64
+            );
+        }
+    }
 }
 
 /// The bootstrap signals a failure under the id the agent uses (its instance name, else the host name;
@@ -302,11 +380,11 @@ fn the_bootstrap_signals_under_the_agents_id() {
     let script = user_data::bootstrap_script(&config, &s).unwrap();
     for (instance_name, expected) in [("Demo-Minion-3.example", "demo-minion-3"), ("", "vm-7")] {
         let dir = tempfile::tempdir().unwrap();
-        let node_config = dir.path().join("node.json");
+        let node_values = dir.path().join("node.values.json");
         let json = format!(
             r#"{{"node":{{"instance_name":"{instance_name}"}},"signal":{{"endpoint":"http://127.0.0.1:9/signal","token":"t"}}}}"#
         );
-        std::fs::write(&node_config, json).unwrap();
+        std::fs::write(&node_values, json).unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         let sent = dir.path().join("sent");
@@ -325,7 +403,8 @@ fn the_bootstrap_signals_under_the_agents_id() {
         );
         stub("hostname", "echo VM-7.novalocal".into());
         let script = script
-            .replace(user_data::NODE_CONFIG, node_config.to_str().unwrap())
+            .replace(user_data::NODE_VALUES, node_values.to_str().unwrap())
+            .replace(user_data::NODE_CONFIG, dir.path().join("node.json").to_str().unwrap())
             .replace(user_data::AGENT, dir.path().join("hearth-agent").to_str().unwrap());
         let out = Command::new("sh")
             .arg("-c")
@@ -343,7 +422,15 @@ fn the_bootstrap_signals_under_the_agents_id() {
 #[test]
 fn user_data_over_novas_limit_is_refused_at_render_time() {
     let (t, mut c, s) = load("cluster-template.yaml", "cluster.yaml");
-    c.labels.get_or_insert_with(|| t.labels.clone()).insert("kubelet_options".into(), "x".repeat(60_000));
+    // Letters that gzip cannot shrink much (a repeated one it would): 60,000 of them from a simple LCG.
+    let mut state = 1u32;
+    let noise: String = (0..60_000)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + ((state >> 16) % 26) as u8)
+        })
+        .collect();
+    c.labels.get_or_insert_with(|| t.labels.clone()).insert("kubelet_options".into(), noise);
     let err = anyhow_chain(bundle::render(&t, &c, &s).unwrap_err());
     assert!(err.contains("Nova's limit of 65535"), "{err}");
 }

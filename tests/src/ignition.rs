@@ -107,3 +107,44 @@ fn run_stage(stage: &str, config: &Path, root: &Path, work: &Path, path: &std::f
     }
     Ok(())
 }
+
+/// The host directories a program run by [`run_in_root`] needs, bound read-only into the root: this
+/// machine's programs and libraries (merged /usr), its CA certificates and its devices.
+const HOST_DIRS: &[&str] = &["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "usr/share", "etc/ssl", "dev"];
+
+/// Runs `program` (a path inside `root`) with `root` as `/`, as the booted machine would after
+/// Ignition wrote it: in a mount namespace of its own (nothing leaks onto this machine), with this
+/// machine's programs bound under `root/usr` (the files Ignition wrote under `usr/local` stay visible),
+/// on this machine's network (loopback servers are reachable). Its exit status, stdout and stderr.
+pub fn run_in_root(root: &Path, program: &str) -> Result<std::process::Output> {
+    let root = std::path::absolute(root).with_context(|| format!("resolving {}", root.display()))?;
+    for dir in HOST_DIRS {
+        std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {dir} in {}", root.display()))?;
+    }
+    std::fs::create_dir_all(root.join("run"))?;
+    for link in ["bin", "sbin", "lib", "lib64"] {
+        if !root.join(link).exists() {
+            std::os::unix::fs::symlink(format!("usr/{link}"), root.join(link))?;
+        }
+    }
+    let binds: String = HOST_DIRS
+        .iter()
+        .map(|dir| match *dir {
+            // Device nodes stay writable (`/dev/null`); everything else the program cannot change.
+            "dev" => format!("mount --rbind /{dir} \"$0\"/{dir} && "),
+            _ => format!("mount --rbind /{dir} \"$0\"/{dir} && mount -o remount,bind,ro \"$0\"/{dir} && "),
+        })
+        .collect();
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", &STAGE_TIMEOUT_SECS.to_string()])
+        .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{binds}exec chroot \"$0\" \"$1\""))
+        .arg(&root)
+        .arg(program)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/usr/sbin")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {program} in {}", root.display()))?;
+    Ok(out)
+}

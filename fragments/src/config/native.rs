@@ -203,7 +203,10 @@ mod tests {
 
     #[test]
     fn values_are_laid_over_the_config_and_checked_like_its_own() {
-        assert_eq!(values_path(std::path::Path::new("/etc/hearth/node.json")).to_str(), Some("/etc/hearth/node.values.json"));
+        assert_eq!(
+            values_path(std::path::Path::new("/etc/hearth/node.json")).to_str(),
+            Some("/etc/hearth/node.values.json")
+        );
         let text = render(&NodeConfig::new(Role::Minion));
         let merged = with_values(&text, r#"{"node":{"ip":"10.0.0.5"},"signal":{"token":"t"}}"#, "v").unwrap();
         let config = parse(&merged, "t", None).unwrap();
