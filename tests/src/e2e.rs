@@ -56,7 +56,7 @@ use hearth_server::model::{self, Cluster as MagnumCluster, ClusterTemplate};
 use hearth_server::serve::cluster::{ClusterRecord, ClusterUuid, StateDir};
 use hearth_server::serve::{self, settings::SettingsFile};
 use hearth_server::settings::Loaded;
-use hearth_server::user_data::NODE_CONFIG;
+use hearth_server::user_data::{NODE_CONFIG, NODE_VALUES};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -1083,7 +1083,11 @@ pub fn node_config_of(server: &ServerInfo) -> Result<NodeConfig> {
     let part = parts.first().with_context(|| format!("{}: the user-data has no part", server.name))?;
     let root = tempfile::tempdir()?;
     cloud_init::write_files_into(part.text()?, root.path())?;
-    let text = std::fs::read_to_string(root.path().join(NODE_CONFIG.trim_start_matches('/')))
-        .with_context(|| format!("{}: no {NODE_CONFIG} in its user-data", server.name))?;
+    let read = |file: &str| {
+        std::fs::read_to_string(root.path().join(file.trim_start_matches('/')))
+            .with_context(|| format!("{}: no {file} in its user-data", server.name))
+    };
+    let text = native::with_values(&read(NODE_CONFIG)?, &read(NODE_VALUES)?, NODE_VALUES)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", server.name))?;
     native::parse(&text, &server.name, None).map_err(|e| anyhow::anyhow!("{}: {e}", server.name))
 }
