@@ -113,7 +113,7 @@ fn run_stage(stage: &str, config: &Path, root: &Path, work: &Path, path: &std::f
 const HOST_DIRS: &[&str] = &["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "usr/share", "etc/ssl", "dev"];
 
 /// Runs `program` (a path inside `root`) with `root` as `/`, as the booted machine would after
-/// Ignition wrote it: in a mount namespace of its own (nothing leaks onto this machine), with this
+/// Ignition (or cloud-init's `write_files`) wrote it: in a mount namespace of its own (nothing leaks onto this machine), with this
 /// machine's programs bound under `root/usr` (the files Ignition wrote under `usr/local` stay visible),
 /// on this machine's network (loopback servers are reachable). Its exit status, stdout and stderr.
 pub fn run_in_root(root: &Path, program: &str) -> Result<std::process::Output> {

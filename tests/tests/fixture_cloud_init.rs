@@ -1,12 +1,20 @@
 //! Proves the cloud-init fixture (`hearth_tests::cloud_init`) against Debian's real cloud-init: user-data
 //! built by `cloud-init devel make-mime` and by hand (gzip, base64, guessed types) splits into the parts
 //! a booting node would see; the strict schema check refuses what it must; `write_files` lands byte-exact
-//! with its mode.
+//! with its mode. Then the server's own cloud-init user-data for every bundled example: one part, schema
+//! clean, its files written by cloud-init's own module and read back as the node config the server
+//! meant, and its bootstrap telling a loopback Heat why an agent that fails its checksum cannot start.
 
+use hearth_fragments::config::{native, Role};
+use hearth_server::user_data::{self, placeholders, Format};
+use hearth_server::{bundle, model, settings::Loaded};
 use hearth_tests::cloud_init::{self, Part};
+use hearth_tests::loopback::{Loopback, Reply};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const CLOUD_CONFIG: &str = "#cloud-config\nruncmd:\n- [sh, -c, 'echo \"$HOME\" 100% é']\n";
 const SCRIPT: &str = "#!/bin/sh\necho 'it''s' \"$HOME\" \\ 100% ✓\n";
@@ -206,4 +214,85 @@ fn an_unknown_encoding_is_an_error_not_a_silent_text_file() {
     )
     .unwrap_err();
     assert!(format!("{err:#}").contains("Unknown encoding type rot13"), "{err:#}");
+}
+
+fn sha256(data: &[u8]) -> String {
+    String::from_utf8(pipe("sha256sum", &[], data)).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// Every bundled cloud-init example, both roles, as a node boots it: cloud-init sees one
+/// `#cloud-config` part that its schema accepts, writes the values plain and the config and bootstrap
+/// from `gz+b64` with their modes, and the two files read as one node config holding Heat's values.
+/// The minion's bootstrap, run with that root as `/`, refuses a tampered agent and says so to Heat.
+#[test]
+fn the_servers_user_data_is_written_by_cloud_init_and_its_bootstrap_signals_a_bad_agent() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    const TAMPERED: &[u8] = b"#!/bin/sh\necho a tampered hearth-agent\n";
+    let agent = Loopback::serve(|request| match request.path() {
+        "/agent/hearth-agent" => Reply::bytes(200, TAMPERED),
+        _ => Reply::text(404, "not found"),
+    });
+    let released = sha256(b"the hearth-agent that was released");
+    for (template, cluster) in
+        [("cluster-template.yaml", "cluster.yaml"), ("cluster-template-ha.yaml", "cluster-ha.yaml")]
+    {
+        let template = model::load(&examples.join(template)).unwrap();
+        let cluster = model::load(&examples.join(cluster)).unwrap();
+        let mut settings = Loaded::load(&examples.join("settings.yaml")).unwrap();
+        settings.settings.agent.url = agent.url("/agent/hearth-agent");
+        settings.settings.agent.sha256 = released.clone();
+        let bundle = bundle::render(&template, &cluster, &settings).unwrap();
+        assert_eq!(bundle.format, Format::CloudInit);
+        for (role, data) in [(Role::Master, &bundle.master), (Role::Minion, &bundle.minion)] {
+            let heat = Loopback::script([Reply::text(200, "null")]);
+            let endpoint = heat.url("/v1/a1b2/stacks/k8s-demo-kube_minions-0/9c3d/resources/wait_handle/signal");
+            let filled = user_data::fill(&data.text, &placeholders(role), |h| match h.name {
+                "wait_endpoint" => endpoint.clone(),
+                "wait_token" => "gAAAAABdebian-token".into(),
+                "instance_name" => "k8s-demo-node-0".into(),
+                "master_index" => "0".into(),
+                "master_addresses" => "10.0.0.5,10.0.0.6".into(),
+                "node_public_ip" | "etcd_lb_vip" | "etcd_volume" => String::new(),
+                "docker_volume" | "cluster_subnet" => "0f6b6c0e-3d5b-4a4e-8f2a-2c1d0e9b8a76".into(),
+                _ => "10.0.0.5".into(),
+            });
+            let parts = cloud_init::parts(filled.as_bytes()).unwrap();
+            assert_eq!(parts.len(), 1, "{role}");
+            assert_eq!(parts[0].content_type, "text/cloud-config");
+            let config = parts[0].text().unwrap();
+            cloud_init::schema_check(config).unwrap();
+            let root = tempfile::tempdir().unwrap();
+            let written = cloud_init::write_files_into(config, root.path()).unwrap();
+            let modes: Vec<(&str, u32)> = written.iter().map(|f| (f.path.as_str(), f.mode)).collect();
+            assert_eq!(
+                modes,
+                [(user_data::NODE_VALUES, 0o600), (user_data::NODE_CONFIG, 0o600), (user_data::BOOTSTRAP, 0o700)]
+            );
+            let read = |path: &str| std::fs::read_to_string(root.path().join(path.trim_start_matches('/'))).unwrap();
+            let merged =
+                native::with_values(&read(user_data::NODE_CONFIG), &read(user_data::NODE_VALUES), "v").unwrap();
+            let node = native::parse(&merged, "user-data", Some(role)).unwrap();
+            assert_eq!(node.signal.endpoint, endpoint);
+            assert_eq!(node.node.ip.unwrap().to_string(), "10.0.0.5");
+            assert_eq!(node.openstack.trustee_password.expose(), settings.settings.trustee.password.expose());
+            if role == Role::Master {
+                assert_eq!(node.etcd.members.len(), 2);
+                continue;
+            }
+            let out = hearth_tests::ignition::run_in_root(root.path(), user_data::BOOTSTRAP).unwrap();
+            assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+            let signal = heat.next_request(Duration::from_secs(30)).expect("the bootstrap signalled");
+            assert_eq!(signal.header("X-Auth-Token"), Some("gAAAAABdebian-token"));
+            let body = signal.json();
+            assert_eq!(body["status"], "FAILURE");
+            assert_eq!(body["id"], "k8s-demo-node-0");
+            let expected = format!(
+                "part-000 bootstrap: hearth-agent from {} has sha256 {}, expected {released}",
+                settings.settings.agent.url,
+                sha256(TAMPERED)
+            );
+            assert_eq!(body["reason"], expected.as_str());
+            assert!(!root.path().join(user_data::AGENT.trim_start_matches('/')).exists());
+        }
+    }
 }
