@@ -7,10 +7,8 @@ AGENT_URL={{agent_url}}
 AGENT_SHA256={{agent_sha256}}
 AGENT_PATH={{agent_path}}
 VERIFY_CA={{verify_ca}}
-http_proxy={{http_proxy}}
-https_proxy={{https_proxy}}
-no_proxy={{no_proxy}}
-export http_proxy https_proxy no_proxy HTTP_PROXY="$http_proxy" HTTPS_PROXY="$https_proxy" NO_PROXY="$no_proxy"
+# curl, the only program here that goes out, reads the lower-case names.
+export http_proxy={{http_proxy}} https_proxy={{https_proxy}} no_proxy={{no_proxy}}
 
 # The handle Heat wrote into the per-node values (compact JSON written by hearth-server; Heat's values
 # hold no quotes): `field NAME FILE`.

@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_hearth-server");
-/// The most base64 a bundled example's user-data may reach once Heat has filled in worst-case values.
-/// Issue 16's goal is 4,096; this is what the split (plain values, gzip+base64 rest) reaches, the
-/// floor being the keys and CA the config must carry (see README, "User-data").
-const USER_DATA_BUDGET: usize = 8_192;
+/// The most base64 a bundled example's user-data may reach once Heat has filled in worst-case values:
+/// a tripwire just above what they measure (7,836 at most, Fedora CoreOS master). Issue 16's goal of
+/// 4,096 is out of reach while the node config carries its keys, CA and trustee credentials itself:
+/// compressed, they alone cost more than half of it in Nova's base64 (see README, "User-data").
+const USER_DATA_BUDGET: usize = 8_000;
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
