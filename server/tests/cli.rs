@@ -215,7 +215,7 @@ fn magnum_exports_and_cli_labels_are_accepted() {
     );
     assert!(stderr.contains("status, status_reason, health_status"), "{stderr}");
     let environment = std::fs::read_to_string(dir.path().join("out/environment.yaml")).unwrap();
-    let master = std::fs::read_to_string(dir.path().join("out/stack.json")).unwrap();
+    let master = master_node_config(&environment);
     // The cluster's own labels reach the nodes (merge_labels itself: model.rs's unit tests).
     for wanted in ["v1.25.16", "host-gw"] {
         assert!(environment.contains(wanted) || master.contains(wanted), "{wanted} missing from the render");
@@ -227,4 +227,23 @@ fn magnum_exports_and_cli_labels_are_accepted() {
     let out = render(&c);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("node_cuont"));
+}
+
+/// The master's node config as its user-data carries it (`gz+b64` in the `#cloud-config`).
+fn master_node_config(environment: &str) -> String {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let environment: serde_yaml::Value = serde_yaml::from_str(environment).unwrap();
+    let user_data: serde_yaml::Value =
+        serde_yaml::from_str(environment["parameters"]["master_user_data"].as_str().unwrap()).unwrap();
+    let file = user_data["write_files"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/etc/hearth/node.json")
+        .expect("the user-data writes the node config");
+    let zipped = base64::engine::general_purpose::STANDARD.decode(file["content"].as_str().unwrap()).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&zipped[..]).read_to_string(&mut text).unwrap();
+    text
 }
