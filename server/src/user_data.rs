@@ -29,7 +29,9 @@ pub const NOVA_LIMIT: usize = 65_535;
 /// The node paths the user-data writes and starts, as the agent knows them.
 pub use hearth_fragments::paths::{AGENT, NODE_CONFIG};
 pub use hearth_fragments::steps::agent_service::{DONE_MARKER, UNIT};
-pub const BOOTSTRAP: &str = "/usr/local/lib/hearth/bootstrap";
+/// Beside the agent: on Fedora CoreOS `/usr/local/bin` is writable (`/var/usrlocal/bin`) and what
+/// Ignition writes there gets the label of programs (`bin_t`), which a unit may run.
+pub const BOOTSTRAP: &str = "/usr/local/bin/hearth-bootstrap";
 /// The per-node values, where the agent looks for them beside [`NODE_CONFIG`] (`native::values_path`).
 pub const NODE_VALUES: &str = "/etc/hearth/node.values.json";
 /// The unit that runs [`BOOTSTRAP`] on an Ignition node (cloud-init runs it from `runcmd`).
