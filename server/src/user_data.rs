@@ -109,11 +109,12 @@ pub fn render(config: &NodeConfig, settings: &Loaded, format: Format) -> Result<
     let holders = placeholders(config.role);
     let mut token = String::from("hearthsub");
     // The token marks the placeholders inside the rendered text; it must occur nowhere else, which the
-    // count below proves (and a longer token is tried if the operator's values happen to contain it).
+    // count below proves (a longer token is tried if a base64 blob happens to spell it: nothing the
+    // operator wrote is visible outside those blobs).
     let node_json = static_json(config, &holders);
     let script = bootstrap_script(config, settings)?;
     let text = loop {
-        let values = values_json(config.role, &holders, &token);
+        let values = values_json(&holders, &token);
         let body = match format {
             Format::CloudInit => cloud_config(&values, &node_json, &script),
             Format::Ignition => ignition(&values, &node_json, &script),
@@ -199,12 +200,11 @@ fn static_json(config: &NodeConfig, holders: &[Placeholder]) -> String {
 
 /// The per-node values file: each placeholder as the string `TOKEN-name` at its path, nothing else (so
 /// nothing the operator wrote can hold an `@@`).
-fn values_json(role: Role, holders: &[Placeholder], token: &str) -> String {
+fn values_json(holders: &[Placeholder], token: &str) -> String {
     let mut value = json!({});
     for holder in holders {
         set_path(&mut value, holder.path, json!(format!("{token}-{}", holder.name)));
     }
-    debug_assert!(holders.len() == placeholders(role).len());
     serde_json::to_string(&value).expect("JSON values serialise")
 }
 
