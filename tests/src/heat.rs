@@ -47,6 +47,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How deep [`Heat::resources`] looks into nested stacks (Heat's own default limit is 5).
 const NESTED_DEPTH: u32 = 5;
 /// How often [`Heat::wait`] and [`Heat::delete`] look at a stack's status (a cheap request).
+/// How long an accepted update may take to begin.
+const UPDATE_START: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
 /// How often [`Heat::wait_resources`] lists the whole resource tree: an expensive request for Heat
 /// (it loads every nested stack), which would slow the very creation it waits for if made too often.
@@ -99,6 +101,8 @@ pub struct Stack {
     pub outputs: Map<String, Value>,
     /// `output_key` → `output_error`, for those it could not.
     pub output_errors: Map<String, Value>,
+    /// When the last update began (empty before the first), which tells one update from the next.
+    pub updated_time: String,
 }
 
 /// One resource anywhere in a stack's tree.
@@ -372,6 +376,28 @@ impl Heat {
         Ok(StackId { name, id: id.to_string() })
     }
 
+    /// `PATCH` the stack (Heat's update that keeps every parameter and file the body does not name):
+    /// `body` holds what changes (`parameters`, `template`, `files`, `timeout_mins` …). Returns once the
+    /// update has begun (Heat answers 202 before its engine thread starts it), so a [`Heat::wait`] for
+    /// `UPDATE_COMPLETE` that follows sees this update, not the last one.
+    pub fn update_stack(&self, stack: &StackId, body: &Value) -> Result<()> {
+        let before = self.stack(stack)?.updated_time;
+        let bytes = serde_json::to_vec(body).expect("a JSON value always encodes");
+        let what = format!("updating stack {stack}");
+        self.send("PATCH", &self.stack_url(stack), Some(&bytes), None, &what)?;
+        let deadline = Instant::now() + UPDATE_START;
+        loop {
+            let current = self.stack(stack)?;
+            if current.status == "UPDATE_IN_PROGRESS" || current.updated_time != before {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{what}: still {} {UPDATE_START:?} after Heat took the update", current.status);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// `POST /validate` with `template` as text and the stand-ins as its environment and files (with no
     /// Nova or Neutron, nothing else could validate a real template); Heat's answer (parameters,
     /// description) when valid. Weaker than a create: Heat does not look inside provider templates or
@@ -415,6 +441,7 @@ impl Heat {
             status_reason: text("stack_status_reason"),
             outputs,
             output_errors,
+            updated_time: text("updated_time"),
         })
     }
 
@@ -502,7 +529,11 @@ impl Heat {
             let done: Vec<Resource> = self
                 .resources(stack)?
                 .into_iter()
-                .filter(|r| r.resource_type == resource_type && r.status == "CREATE_COMPLETE")
+                // One an update went through (UPDATE_COMPLETE) exists as much as a new one.
+                .filter(|r| {
+                    r.resource_type == resource_type
+                        && matches!(r.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE")
+                })
                 .collect();
             if done.len() >= count {
                 return Ok(done);

@@ -212,6 +212,48 @@ fn a_two_node_stack_waits_for_every_handle_and_completes_with_byte_exact_user_da
     heat.delete(&stack, CREATE_TIMEOUT).unwrap();
 }
 
+/// A stack update as a resize makes it: 2 → 3 nodes (only the new one waits for its signal) → 1, the
+/// servers that stay keeping their ids. Heat on SQLite reuses row ids, which broke this until the
+/// launcher rebuilt Heat's tables with AUTOINCREMENT.
+#[test]
+fn a_stack_scales_up_and_down_by_update_keeping_its_servers() {
+    let heat = Heat::shared().unwrap();
+    let stack = heat.create_stack(&cluster_body("fixture-scaling", 2, 600, "")).unwrap();
+    for handle in wait_for_nodes(&heat, &stack, 2) {
+        success(&handle);
+    }
+    heat.wait(&stack, &["CREATE_COMPLETE"], CREATE_TIMEOUT).unwrap();
+    let ids = |heat: &Heat| -> Vec<(String, String)> {
+        let mut servers: Vec<_> =
+            heat.servers(&stack).unwrap().into_iter().map(|s| (node_of(&s.path).to_string(), s.id)).collect();
+        servers.sort();
+        servers
+    };
+    let before = ids(&heat);
+
+    let started = Instant::now();
+    heat.update_stack(&stack, &json!({ "parameters": { "node_count": 3 } })).unwrap();
+    let handles = wait_for_nodes(&heat, &stack, 3);
+    let new: Vec<_> = handles.iter().filter(|h| !before.iter().any(|(node, _)| node == node_of(&h.path))).collect();
+    assert_eq!(new.len(), 1, "{handles:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(heat.stack(&stack).unwrap().status, "UPDATE_IN_PROGRESS", "the new node's signal is awaited");
+    success(new[0]);
+    let grown = heat.wait(&stack, &["UPDATE_COMPLETE"], CREATE_TIMEOUT).unwrap();
+    eprintln!("2 → 3 nodes: UPDATE_COMPLETE {:.1} s after the update request", started.elapsed().as_secs_f64());
+    assert_eq!(grown.outputs["node_names"], json!(["node-0", "node-1", "node-2"]));
+    let after = ids(&heat);
+    assert_eq!(after[..2], before[..], "the servers that were there keep their ids");
+
+    let started = Instant::now();
+    heat.update_stack(&stack, &json!({ "parameters": { "node_count": 1 } })).unwrap();
+    let shrunk = heat.wait(&stack, &["UPDATE_COMPLETE"], CREATE_TIMEOUT).unwrap();
+    eprintln!("3 → 1 nodes: UPDATE_COMPLETE {:.1} s after the update request", started.elapsed().as_secs_f64());
+    assert_eq!(shrunk.outputs["node_names"], json!(["node-0"]));
+    assert_eq!(ids(&heat), before[..1]);
+    heat.delete(&stack, CREATE_TIMEOUT).unwrap();
+}
+
 #[test]
 fn one_failure_signal_fails_the_stack_with_its_reason() {
     let heat = Heat::shared().unwrap();

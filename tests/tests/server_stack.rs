@@ -303,3 +303,68 @@ fn hostile_values_survive_heat_and_cloud_init() {
         assert_eq!(config.proxy.http_proxy, "http://user:p%40ss'w$rd@127.0.0.1:3128");
     }
 }
+
+/// Resizing the rendered cluster as Magnum's `coe cluster resize` does, by stack update: 2 → 3 minions
+/// (only the new minion waits for its signal; no server is rebuilt), then 3 → 1 with minion 0 named in
+/// `minions_to_remove`, leaving minion 1.
+#[test]
+fn the_rendered_stack_resizes_by_update_and_removes_the_named_minion() {
+    let heat = Heat::shared().unwrap();
+    let _one = exclusive();
+    let (t, c, s) = load("cluster-template.yaml", "cluster.yaml");
+    let bundle = bundle::render(&t, &c, &s).unwrap();
+    assert_eq!(bundle.minions, 2, "the example this test resizes");
+    let (stack, servers, handles) = create(&heat, &bundle, "resize");
+    let configs = check_node_configs(&servers, &handles, &t, &c, &s, false);
+    signal_all(&handles, &configs, None);
+    assert_eq!(finish(&heat, &stack).status, "CREATE_COMPLETE");
+    // Minion servers by their index in the minions' group (`kube_minions/<index>/…`).
+    let minions = |heat: &Heat| -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = heat
+            .servers(&stack)
+            .unwrap()
+            .into_iter()
+            .filter_map(|server| {
+                let index = server.path.strip_prefix("kube_minions/")?.split('/').next()?.to_string();
+                Some((index, server.id))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let before = minions(&heat);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let started = Instant::now();
+    heat.update_stack(&stack, &json!({ "parameters": { "number_of_minions": 3 } })).unwrap();
+    let deadline = Instant::now() + CREATE_TIMEOUT;
+    let new_handle = loop {
+        let fresh: Vec<WaitHandle> = heat
+            .wait_handles(&stack)
+            .unwrap()
+            .into_iter()
+            .filter(|h| !handles.iter().any(|old| old.endpoint == h.endpoint))
+            .collect();
+        if let [handle] = fresh.as_slice() {
+            break handle.clone();
+        }
+        assert!(Instant::now() < deadline, "no handle for the third minion: {fresh:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(heat.stack(&stack).unwrap().status, "UPDATE_IN_PROGRESS", "the new minion's signal is awaited");
+    new_handle.signal(&json!({"status": "SUCCESS", "reason": "", "data": "", "id": "minion-2"})).unwrap();
+    let grown = heat.wait(&stack, &["UPDATE_COMPLETE"], CREATE_TIMEOUT).unwrap();
+    eprintln!("resize 2 → 3 minions: UPDATE_COMPLETE {:.1} s after the update", started.elapsed().as_secs_f64());
+    assert_eq!(grown.outputs["kube_minions_private"].as_array().map(Vec::len), Some(3));
+    let after = minions(&heat);
+    assert_eq!(after[..2], before[..], "no minion was rebuilt: {after:?}");
+
+    let started = Instant::now();
+    heat.update_stack(&stack, &json!({ "parameters": { "number_of_minions": 1, "minions_to_remove": "0" } })).unwrap();
+    let shrunk = heat.wait(&stack, &["UPDATE_COMPLETE"], CREATE_TIMEOUT).unwrap();
+    eprintln!("resize 3 → 1 minions: UPDATE_COMPLETE {:.1} s after the update", started.elapsed().as_secs_f64());
+    assert_eq!(shrunk.outputs["kube_minions_private"].as_array().map(Vec::len), Some(1));
+    assert_eq!(minions(&heat), [before[1].clone()], "minion 0 was the one removed");
+    heat.delete(&stack, CREATE_TIMEOUT).unwrap();
+}
