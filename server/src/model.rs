@@ -136,6 +136,14 @@ pub struct Cluster {
     pub create_timeout: Option<i64>,
     pub discovery_url: Option<String>,
     pub project_id: Option<String>,
+    /// Later Magnum lets a cluster choose its own API load balancer; absent means the template's.
+    pub master_lb_enabled: Option<bool>,
+    /// Later Magnum lets a cluster choose floating IPs for its nodes; absent means the template's.
+    pub floating_ip_enabled: Option<bool>,
+    /// Later Magnum lets a cluster join an existing network; absent means the template's.
+    pub fixed_network: Option<String>,
+    /// The subnet of `fixed_network`; absent means the template's.
+    pub fixed_subnet: Option<String>,
 }
 
 fn yes() -> bool {
@@ -223,6 +231,10 @@ pub struct Effective {
     pub master_count: i64,
     /// Minutes, after "0 or absent means 60".
     pub create_timeout: u32,
+    pub master_lb_enabled: bool,
+    pub floating_ip_enabled: bool,
+    pub fixed_network: Option<String>,
+    pub fixed_subnet: Option<String>,
 }
 
 impl Effective {
@@ -248,6 +260,12 @@ impl Effective {
             node_count: cluster.node_count.unwrap_or(1),
             master_count: cluster.master_count.unwrap_or(1),
             create_timeout,
+            // Later Magnum's API copies the template's value into the cluster when the cluster gives none;
+            // its driver then reads only the cluster's, so a cluster's own value wins.
+            master_lb_enabled: cluster.master_lb_enabled.unwrap_or(template.master_lb_enabled),
+            floating_ip_enabled: cluster.floating_ip_enabled.unwrap_or(template.floating_ip_enabled),
+            fixed_network: cluster.fixed_network.clone().or_else(|| template.fixed_network.clone()),
+            fixed_subnet: cluster.fixed_subnet.clone().or_else(|| template.fixed_subnet.clone()),
         }
     }
 }

@@ -60,8 +60,8 @@ pub fn magnum(inputs: &Inputs) -> BTreeMap<String, Value> {
         ("master_flavor", text(&e.master_flavor_id)),
         ("minion_flavor", text(&e.flavor_id)),
         ("number_of_minions", Some(json!(e.node_count))),
-        ("fixed_network", text(&t.fixed_network)),
-        ("fixed_subnet", text(&t.fixed_subnet)),
+        ("fixed_network", text(&e.fixed_network)),
+        ("fixed_subnet", text(&e.fixed_subnet)),
         (
             "network_driver",
             Some(Value::String(t.network_driver.clone().unwrap_or(settings.kubernetes_default_network_driver.clone()))),
@@ -156,19 +156,19 @@ pub struct Parts {
 
 impl Parts {
     pub fn of(inputs: &Inputs) -> Parts {
-        let (t, e, labels) = (inputs.template, &inputs.effective, &inputs.labels);
+        let (e, labels) = (&inputs.effective, &inputs.labels);
         let etcd_size = labels.get("etcd_volume_size").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let lb_fip = labels
             .get("master_lb_floating_ip_enabled")
             .and_then(|v| parse_bool(v).ok())
-            .unwrap_or(t.floating_ip_enabled);
+            .unwrap_or(e.floating_ip_enabled);
         Parts {
-            private_network: t.fixed_network.as_deref().is_none_or(str::is_empty),
+            private_network: e.fixed_network.as_deref().is_none_or(str::is_empty),
             etcd_volume: etcd_size >= 1,
             docker_volume: e.docker_volume_size.is_some_and(|s| s > 0),
-            master_lb: t.master_lb_enabled,
-            floating_ip: t.floating_ip_enabled,
-            lb_floating_ip: t.master_lb_enabled && lb_fip,
+            master_lb: e.master_lb_enabled,
+            floating_ip: e.floating_ip_enabled,
+            lb_floating_ip: e.master_lb_enabled && lb_fip,
         }
     }
 }

@@ -84,7 +84,7 @@ fn definition_rules(inputs: &Inputs) -> Report {
     let label_field = if inputs.cluster.labels.is_some() { "cluster.labels" } else { "cluster_template.labels" };
     unknown_labels(&mut report, label_field, inputs);
     label_rules(&mut report, label_field, &inputs.labels, inputs.template, inputs.settings);
-    network_rules(&mut report, label_field, &inputs.labels, inputs.template, &inputs.settings.settings);
+    network_rules(&mut report, label_field, inputs);
     report
 }
 
@@ -172,13 +172,6 @@ fn template_rules(r: &mut Report, t: &ClusterTemplate, s: &crate::settings::Sett
             r.fail(f("apiserver_port"), port, "must be between 1024 and 65535");
         }
     }
-    if t.fixed_network.is_some() && t.fixed_subnet.is_none() {
-        r.fail(
-            f("fixed_subnet"),
-            "",
-            "mandatory with fixed_network: the node ports and load balancers need the subnet",
-        );
-    }
     for (name, value) in [("http_proxy", &t.http_proxy), ("https_proxy", &t.https_proxy)] {
         if let Some(url) = value.as_deref().filter(|u| !u.is_empty()) {
             if let Err(reason) = check_url(url) {
@@ -224,10 +217,12 @@ fn cluster_rules(r: &mut Report, inputs: &Inputs) {
         }
     }
     if let Some(n) = c.master_count.filter(|n| *n > 1) {
-        if !t.master_lb_enabled {
-            r.fail(f("master_count"), n, "must be 1 when the template's master_lb_enabled is false");
+        if !inputs.effective.master_lb_enabled {
+            let whose = if c.master_lb_enabled.is_some() { "the cluster's" } else { "the template's" };
+            r.fail(f("master_count"), n, format!("must be 1 when {whose} master_lb_enabled is false"));
         }
     }
+    network_fields(r, inputs);
     if let Some(size) = c.docker_volume_size.filter(|s| *s < 0) {
         r.fail(f("docker_volume_size"), size, "must be at least 1 (GB), or 0 for the template's");
     }
@@ -244,6 +239,44 @@ fn cluster_rules(r: &mut Report, inputs: &Inputs) {
     if let Some(url) = c.discovery_url.as_deref().filter(|u| !u.is_empty()) {
         if let Err(reason) = check_url(url) {
             r.fail(f("discovery_url"), url, reason);
+        }
+    }
+}
+
+/// The network the nodes join, after the cluster's own `fixed_network`/`fixed_subnet` went over the
+/// template's (later Magnum). The two name one network, so a pair is never made of one from each side.
+fn network_fields(r: &mut Report, inputs: &Inputs) {
+    let (t, c, e) = (inputs.template, inputs.cluster, &inputs.effective);
+    for (name, value) in [("fixed_network", &c.fixed_network), ("fixed_subnet", &c.fixed_subnet)] {
+        if let Some(v) = value {
+            length(r, &format!("cluster.{name}"), v);
+        }
+    }
+    let side = |own: &Option<String>| if own.is_some() { "cluster" } else { "cluster_template" };
+    match (&e.fixed_network, &e.fixed_subnet) {
+        (Some(_), None) => r.fail(
+            format!("{}.fixed_subnet", side(&c.fixed_network)),
+            "",
+            "mandatory with fixed_network: the node ports and load balancers need the subnet",
+        ),
+        (None, Some(subnet)) if c.fixed_subnet.is_some() => r.fail(
+            "cluster.fixed_subnet",
+            subnet,
+            "needs fixed_network (on the cluster or its template): without one Hearth creates the cluster's \
+             own network, which this subnet cannot be part of",
+        ),
+        _ => {}
+    }
+    if let (Some(network), None, Some(subnet)) = (&c.fixed_network, &c.fixed_subnet, &t.fixed_subnet) {
+        if t.fixed_network.as_ref() != Some(network) {
+            r.fail(
+                "cluster.fixed_subnet",
+                "",
+                format!(
+                    "mandatory with cluster.fixed_network {network:?}: the template's fixed_subnet {subnet:?} \
+                     belongs to the template's network"
+                ),
+            );
         }
     }
 }
@@ -376,7 +409,8 @@ fn network_driver<'a>(t: &'a ClusterTemplate, s: &'a Settings) -> &'a str {
     t.network_driver.as_deref().unwrap_or(&s.kubernetes_default_network_driver)
 }
 
-fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate, s: &Settings) {
+fn network_rules(r: &mut Report, field: &str, inputs: &Inputs) {
+    let (labels, t, s) = (&inputs.labels, inputs.template, &inputs.settings.settings);
     let net = |label: NetworkLabel| (label.name(), label.net(labels));
     let driver = network_driver(t, s).parse::<NetworkDriver>().ok();
     let pods = net(if driver == Some(NetworkDriver::Calico) {
@@ -386,7 +420,7 @@ fn network_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTempla
     });
     let services = net(NetworkLabel::Services);
     let mut nets = vec![pods, services];
-    if t.fixed_network.is_none() {
+    if inputs.effective.fixed_network.is_none() {
         nets.push(net(NetworkLabel::FixedNetwork));
     }
     for (i, (a_name, a)) in nets.iter().enumerate() {
