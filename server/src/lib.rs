@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod kubeconfig;
 pub mod labels;
 pub mod model;
+pub mod output;
 pub mod params;
 pub mod serve;
 pub mod settings;

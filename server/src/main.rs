@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hearth_server::bundle::{self, RenderError};
 use hearth_server::model::{self, Cluster, ClusterTemplate};
+use hearth_server::output::{self, Reply};
 use hearth_server::serve::deny::{self, Allowed, Denied, EditError};
 use hearth_server::serve::{self, settings};
 use hearth_server::settings::Loaded;
@@ -21,6 +22,9 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print one JSON document on stdout instead of words, failures included (exit codes unchanged).
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,13 +238,16 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn load(&self) -> Result<(ClusterTemplate, Cluster)> {
+    /// The template, the cluster, and the notes about what reading them dropped. The notes go to stderr
+    /// at once, so they are seen even when the command then fails, and to `--json`'s `notes` on success.
+    fn load(&self) -> Result<(ClusterTemplate, Cluster, Vec<String>)> {
         let (template, template_note) = model::load_export(&self.cluster_template)?;
         let (cluster, cluster_note) = model::load_export(&self.cluster)?;
-        for note in [template_note, cluster_note].into_iter().flatten() {
+        let notes: Vec<String> = [template_note, cluster_note].into_iter().flatten().collect();
+        for note in &notes {
             eprintln!("note: {note}");
         }
-        Ok((template, cluster))
+        Ok((template, cluster, notes))
     }
 }
 
@@ -259,8 +266,19 @@ fn main() -> ExitCode {
         Command::Node { command } => node_command(&command),
         Command::Cluster { command: ClusterCommand::Config(args) } => cluster_config(&args),
     };
+    if cli.json {
+        print_json(result)
+    } else {
+        print_words(result)
+    }
+}
+
+fn print_words(result: Result<Reply, Failure>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(reply) => {
+            print!("{}", reply.text);
+            ExitCode::SUCCESS
+        }
         Err(Failure::Input(e)) => {
             tracing::error!("{e:#}");
             ExitCode::from(2)
@@ -277,6 +295,19 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// One document on stdout whatever happened, so a program reads one place; the exit code still says
+/// which kind of failure it was.
+fn print_json(result: Result<Reply, Failure>) -> ExitCode {
+    let (document, code) = match result {
+        Ok(reply) => (reply.document(), ExitCode::SUCCESS),
+        Err(Failure::Input(e)) => (output::failure(&e), ExitCode::from(2)),
+        Err(Failure::Run(e)) => (output::failure(&e), ExitCode::from(1)),
+        Err(Failure::Invalid(errors)) => (output::field_errors(&errors), ExitCode::from(2)),
+    };
+    println!("{document}");
+    code
 }
 
 enum Failure {
@@ -296,8 +327,9 @@ impl From<RenderError> for Failure {
     }
 }
 
-fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<(), Failure> {
-    let (template, cluster) = inputs.load().map_err(Failure::Run)?;
+fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<Reply, Failure> {
+    let (template, cluster, notes) = inputs.load().map_err(Failure::Run)?;
+    let with_settings = settings.is_some();
     match settings.map(|path| Loaded::load(&path)).transpose().map_err(Failure::Run)? {
         // With settings, valid means renders: render applies every rule validate does, then checks the
         // node configs, what the nodes would refuse of them and the user-data sizes (nothing is written).
@@ -311,8 +343,8 @@ fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<(), Fa
             }
         }
     }
-    println!("valid");
-    Ok(())
+    let reply = Reply::new("valid\n").with("valid", true).with("settings_checked", with_settings);
+    Ok(Reply { notes, ..reply })
 }
 
 fn render_command(
@@ -320,12 +352,12 @@ fn render_command(
     settings: &std::path::Path,
     out: &std::path::Path,
     state: Option<&std::path::Path>,
-) -> Result<(), Failure> {
-    let (template, cluster) = inputs.load().map_err(Failure::Run)?;
+) -> Result<Reply, Failure> {
+    let (template, cluster, notes) = inputs.load().map_err(Failure::Run)?;
     let settings = Loaded::load(settings).map_err(Failure::Run)?;
     let bundle = bundle::render(&template, &cluster, &settings)?;
     bundle.write(out).map_err(Failure::Run)?;
-    print!("{}", bundle.summary(out));
+    let mut reply = Reply { notes, ..render_reply(&bundle, out) };
     if let Some(state) = state {
         let record = serve::cluster::ClusterRecord {
             cluster_uuid: cluster.uuid.clone().unwrap_or_default(),
@@ -333,12 +365,51 @@ fn render_command(
             name: cluster.name.clone(),
         };
         let path = serve::cluster::StateDir::new(state).register(&record).map_err(Failure::Run)?;
-        println!("registered the cluster for serve: {}", path.display());
+        reply.text.push_str(&format!("registered the cluster for serve: {}\n", path.display()));
+        reply = reply.with("registered", path.display().to_string());
     }
-    Ok(())
+    Ok(reply)
 }
 
-fn serve_command(args: ServeArgs) -> Result<(), Failure> {
+/// What render wrote, in words (the bundle's summary) and as fields.
+fn render_reply(bundle: &bundle::Bundle, out: &std::path::Path) -> Reply {
+    let p = &bundle.parts;
+    let user_data = |data: &hearth_server::user_data::UserData| serde_json::json!({"bytes": data.filled_bytes, "base64_bytes": data.filled_base64});
+    Reply::new(bundle.summary(out))
+        .with("out", out.display().to_string())
+        .with("stack_name", bundle.stack_name.clone())
+        .with("timeout_minutes", bundle.timeout_mins)
+        .with("masters", bundle.masters)
+        .with("minions", bundle.minions)
+        .with(
+            "user_data_format",
+            match bundle.format {
+                hearth_server::user_data::Format::CloudInit => "cloud-init",
+                hearth_server::user_data::Format::Ignition => "ignition",
+            },
+        )
+        .with(
+            "parts",
+            serde_json::json!({
+                "private_network": p.private_network, "master_lb": p.master_lb,
+                "lb_floating_ip": p.lb_floating_ip, "floating_ip": p.floating_ip,
+                "etcd_volume": p.etcd_volume, "docker_volume": p.docker_volume,
+            }),
+        )
+        .with(
+            "user_data",
+            serde_json::json!({"master": user_data(&bundle.master), "minion": user_data(&bundle.minion)}),
+        )
+        // The files `Bundle::write` writes, as the summary names them.
+        .with(
+            "files",
+            ["cluster.yaml", "master.yaml", "master_port.yaml", "minion.yaml", "environment.yaml", "stack.json"]
+                .map(|f| out.join(f).display().to_string())
+                .to_vec(),
+        )
+}
+
+fn serve_command(args: ServeArgs) -> Result<Reply, Failure> {
     let settings = serve_settings(args).map_err(Failure::Input)?;
     let server = serve::Server::bind(&settings).map_err(Failure::Run)?;
     tracing::info!(
@@ -347,7 +418,8 @@ fn serve_command(args: ServeArgs) -> Result<(), Failure> {
         settings.state_dir.display(),
         settings.keystone.url
     );
-    server.run().map_err(Failure::Run)
+    server.run().map_err(Failure::Run)?;
+    Ok(Reply::new("").with("stopped", true))
 }
 
 fn serve_settings(args: ServeArgs) -> Result<settings::Settings> {
@@ -399,7 +471,7 @@ fn serve_settings(args: ServeArgs) -> Result<settings::Settings> {
     file.resolve(password_env).context("serve settings")
 }
 
-fn ca_init(args: &CaInitArgs) -> Result<(), Failure> {
+fn ca_init(args: &CaInitArgs) -> Result<Reply, Failure> {
     serve::cluster::ClusterUuid::parse(&args.cluster).map_err(|e| Failure::Input(e.into()))?;
     if args.trustee_user_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
         return Err(Failure::Input(anyhow::anyhow!("--trustee-user-id is empty")));
@@ -413,11 +485,13 @@ fn ca_init(args: &CaInitArgs) -> Result<(), Failure> {
     )
     .map_err(Failure::Run)?;
     tracing::info!("hearth-server: CA of cluster {}: {}", args.cluster, path.display());
-    print!("{pem}");
-    Ok(())
+    Ok(Reply::new(pem.clone())
+        .with("cluster", args.cluster.clone())
+        .with("ca_path", path.display().to_string())
+        .with("ca_pem", pem))
 }
 
-fn node_command(command: &NodeCommand) -> Result<(), Failure> {
+fn node_command(command: &NodeCommand) -> Result<Reply, Failure> {
     let (NodeCommand::Deny(NodeDenyArgs { node: NodeArgs { cluster: args, .. }, .. })
     | NodeCommand::Allow(NodeArgs { cluster: args, .. })
     | NodeCommand::List(args)) = command;
@@ -427,44 +501,62 @@ fn node_command(command: &NodeCommand) -> Result<(), Failure> {
         EditError::Failed(e) => Failure::Run(e),
         e => Failure::Input(e.into()),
     };
-    match command {
+    let reply = match command {
         NodeCommand::Deny(NodeDenyArgs { node: NodeArgs { name, .. }, reason }) => {
             let (change, denial) = deny::deny(&state, &uuid, name, reason.as_deref()).map_err(failure)?;
             let reason =
                 if denial.reason.is_empty() { "no reason given".to_string() } else { format!("{:?}", denial.reason) };
-            match change {
-                Denied::Now => println!("node {name} of cluster {uuid} is denied certificates ({reason})"),
-                Denied::ReasonUpdated => {
-                    println!(
+            let (words, change) = match change {
+                Denied::Now => (format!("node {name} of cluster {uuid} is denied certificates ({reason})"), "denied"),
+                Denied::ReasonUpdated => (
+                    format!(
                         "node {name} of cluster {uuid} was already denied (since {}); reason now {reason}",
                         denial.at
-                    );
-                }
-                Denied::Already => println!(
-                    "node {name} of cluster {uuid} was already denied (since {}, {reason}); unchanged",
-                    denial.at
+                    ),
+                    "reason_updated",
                 ),
-            }
+                Denied::Already => (
+                    format!(
+                        "node {name} of cluster {uuid} was already denied (since {}, {reason}); unchanged",
+                        denial.at
+                    ),
+                    "unchanged",
+                ),
+            };
+            Reply::new(words + "\n")
+                .with("change", change)
+                .with("denied_since", denial.at.clone())
+                .with("reason", denial.reason.clone())
+                .with("node", name.clone())
         }
-        NodeCommand::Allow(NodeArgs { name, .. }) => match deny::allow(&state, &uuid, name).map_err(failure)? {
-            Allowed::Again => println!("node {name} of cluster {uuid} may obtain certificates again"),
-            Allowed::NotDenied => println!("node {name} of cluster {uuid} was not denied; nothing to do"),
-        },
+        NodeCommand::Allow(NodeArgs { name, .. }) => {
+            let (words, change) = match deny::allow(&state, &uuid, name).map_err(failure)? {
+                Allowed::Again => (format!("node {name} of cluster {uuid} may obtain certificates again"), "allowed"),
+                Allowed::NotDenied => {
+                    (format!("node {name} of cluster {uuid} was not denied; nothing to do"), "unchanged")
+                }
+            };
+            Reply::new(words + "\n").with("change", change).with("node", name.clone())
+        }
         NodeCommand::List(_) => {
             let list = deny::list(&state, &uuid).map_err(failure)?;
             if list.is_empty() {
                 tracing::info!("no node of cluster {uuid} is denied");
             }
+            let mut text = String::new();
+            let mut denied = Vec::new();
             for (name, denial) in list.iter() {
                 // One line per node even for a reason edited in by hand.
-                println!("{name}\t{}\t{}", denial.at, denial.reason.replace(char::is_control, " "));
+                text.push_str(&format!("{name}\t{}\t{}\n", denial.at, denial.reason.replace(char::is_control, " ")));
+                denied.push(serde_json::json!({"node": name, "since": denial.at, "reason": denial.reason}));
             }
+            Reply::new(text).with("denied", denied)
         }
-    }
-    Ok(())
+    };
+    Ok(reply.with("cluster", uuid.to_string()))
 }
 
-fn cluster_config(args: &ClusterConfigArgs) -> Result<(), Failure> {
+fn cluster_config(args: &ClusterConfigArgs) -> Result<Reply, Failure> {
     let request = hearth_server::kubeconfig::Request {
         user: args.user.clone(),
         groups: args.groups.clone(),
@@ -473,13 +565,20 @@ fn cluster_config(args: &ClusterConfigArgs) -> Result<(), Failure> {
     };
     let written =
         hearth_server::kubeconfig::write(&args.state, &args.cluster, &request, &args.out).map_err(Failure::Input)?;
-    println!(
-        "wrote {} for {} ({}), certificate {} valid until {}",
+    let words = format!(
+        "wrote {} for {} ({}), certificate {} valid until {}\n",
         args.out.display(),
         args.user,
         args.groups.join(","),
         written.serial,
         written.not_after
     );
-    Ok(())
+    let not_after = written.not_after.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    Ok(Reply::new(words)
+        .with("out", args.out.display().to_string())
+        .with("cluster", args.cluster.clone())
+        .with("user", args.user.clone())
+        .with("groups", args.groups.clone())
+        .with("serial", written.serial)
+        .with("not_after", not_after))
 }
