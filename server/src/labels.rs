@@ -94,7 +94,7 @@ pub fn unknown(name: &str) -> String {
 }
 
 /// Levenshtein distance: how many single-character edits turn one name into the other.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

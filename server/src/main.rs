@@ -6,7 +6,7 @@
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hearth_server::bundle::{self, RenderError};
-use hearth_server::model::{self, Cluster, ClusterTemplate};
+use hearth_server::model::{self, Cluster, ClusterTemplate, LoadError};
 use hearth_server::output::{self, Reply};
 use hearth_server::serve::deny::{self, Allowed, Denied, EditError};
 use hearth_server::serve::{self, settings};
@@ -240,9 +240,22 @@ struct Inputs {
 impl Inputs {
     /// The template, the cluster, and the notes about what reading them dropped. The notes go to stderr
     /// at once, so they are seen even when the command then fails, and to `--json`'s `notes` on success.
-    fn load(&self) -> Result<(ClusterTemplate, Cluster, Vec<String>)> {
-        let (template, template_note) = model::load_export(&self.cluster_template)?;
-        let (cluster, cluster_note) = model::load_export(&self.cluster)?;
+    fn load(&self) -> Result<(ClusterTemplate, Cluster, Vec<String>), Failure> {
+        // Both files' wrong fields at once: one run shows everything to fix.
+        let template = model::load_export::<ClusterTemplate>(&self.cluster_template);
+        let cluster = model::load_export::<Cluster>(&self.cluster);
+        let ((template, template_note), (cluster, cluster_note)) = match (template, cluster) {
+            (Ok(template), Ok(cluster)) => (template, cluster),
+            (Err(LoadError::File(e)), _) | (_, Err(LoadError::File(e))) => return Err(Failure::Run(e)),
+            (template, cluster) => {
+                let errors = [template.err(), cluster.err()].into_iter().flatten();
+                let errors = errors.flat_map(|e| match e {
+                    LoadError::Fields(errors) => errors,
+                    LoadError::File(_) => Vec::new(),
+                });
+                return Err(Failure::Invalid(errors.collect()));
+            }
+        };
         let notes: Vec<String> = [template_note, cluster_note].into_iter().flatten().collect();
         for note in &notes {
             eprintln!("note: {note}");
@@ -328,7 +341,7 @@ impl From<RenderError> for Failure {
 }
 
 fn validate_command(inputs: &Inputs, settings: Option<PathBuf>) -> Result<Reply, Failure> {
-    let (template, cluster, notes) = inputs.load().map_err(Failure::Run)?;
+    let (template, cluster, notes) = inputs.load()?;
     let with_settings = settings.is_some();
     match settings.map(|path| Loaded::load(&path)).transpose().map_err(Failure::Run)? {
         // With settings, valid means renders: render applies every rule validate does, then checks the
@@ -353,7 +366,7 @@ fn render_command(
     out: &std::path::Path,
     state: Option<&std::path::Path>,
 ) -> Result<Reply, Failure> {
-    let (template, cluster, notes) = inputs.load().map_err(Failure::Run)?;
+    let (template, cluster, notes) = inputs.load()?;
     let settings = Loaded::load(settings).map_err(Failure::Run)?;
     let bundle = bundle::render(&template, &cluster, &settings)?;
     bundle.write(out).map_err(Failure::Run)?;

@@ -4,6 +4,7 @@
 //! [`crate::validate`] can report every rule a value breaks, with the field and the value, instead of the
 //! first type error serde meets. Unknown fields are refused: a typo must not silently fall back to a default.
 
+use crate::validate::FieldError;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -168,14 +169,18 @@ pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 pub trait MagnumExport: serde::de::DeserializeOwned {
     /// Fields Magnum's API shows but sets itself: they describe Magnum's object, not what to create.
     const READ_ONLY: &'static [&'static str];
+    /// How errors name the object's fields: `cluster_template.docker_volume_size`.
+    const PREFIX: &'static str;
 }
 
 impl MagnumExport for ClusterTemplate {
+    const PREFIX: &'static str = "cluster_template";
     const READ_ONLY: &'static [&'static str] =
         &["created_at", "updated_at", "links", "project_id", "user_id", "tags", "driver"];
 }
 
 impl MagnumExport for Cluster {
+    const PREFIX: &'static str = "cluster";
     const READ_ONLY: &'static [&'static str] = &[
         "status",
         "status_reason",
@@ -198,12 +203,27 @@ impl MagnumExport for Cluster {
     ];
 }
 
+/// Why a template or cluster file was not read.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file is missing, unreadable or not YAML at all.
+    File(anyhow::Error),
+    /// Fields of the wrong type or unknown: every one, each with its path and value.
+    Fields(Vec<FieldError>),
+}
+
+/// How many wrong fields one file may report; past that the file is not what it claims to be.
+const MAX_FIELD_ERRORS: usize = 100;
+
 /// [`load`] for a template or cluster written by hand or exported from Magnum: Magnum's read-only fields
-/// are dropped and named in the returned note; any other unknown field is still refused.
-pub fn load_export<T: MagnumExport>(path: &Path) -> Result<(T, Option<String>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+/// are dropped and named in the returned note; any other unknown field is still refused. Every field of
+/// the wrong type or unknown is reported, not only the first serde meets.
+pub fn load_export<T: MagnumExport>(path: &Path) -> Result<(T, Option<String>), LoadError> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))
+        .map_err(LoadError::File)?;
     let mut value: serde_yaml::Value =
-        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display())).map_err(LoadError::File)?;
     let mut ignored = Vec::new();
     if let Some(map) = value.as_mapping_mut() {
         for field in T::READ_ONLY {
@@ -212,11 +232,87 @@ pub fn load_export<T: MagnumExport>(path: &Path) -> Result<(T, Option<String>)> 
             }
         }
     }
-    let loaded = serde_yaml::from_value(value).with_context(|| format!("parsing {}", path.display()))?;
+    let loaded = typed::<T>(value).map_err(LoadError::Fields)?;
     let note = (!ignored.is_empty()).then(|| {
         format!("{}: ignored Magnum's read-only fields {} (Magnum sets them)", path.display(), ignored.join(", "))
     });
     Ok((loaded, note))
+}
+
+/// The typed parse, repeated without each field it refused until the rest parses, so that one run
+/// names every wrong field.
+fn typed<T: MagnumExport>(mut value: serde_yaml::Value) -> Result<T, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(loaded) if errors.is_empty() => return Ok(loaded),
+            Ok(_) => return Err(errors),
+            Err(error) => error,
+        };
+        let path: Vec<String> = error.path().iter().map(ToString::to_string).collect();
+        let message = error.into_inner().to_string();
+        let unknown = message.starts_with("unknown field");
+        let path: Vec<String> = path.into_iter().filter(|p| p != ".").collect();
+        let field = std::iter::once(T::PREFIX.to_string()).chain(path.iter().cloned()).collect::<Vec<_>>().join(".");
+        let removed = take(&mut value, &path);
+        errors.push(FieldError {
+            field,
+            value: removed.as_ref().map(shown).unwrap_or_default(),
+            reason: in_words(&message, unknown, &T::PREFIX.replace('_', " ")),
+        });
+        if removed.is_none() || errors.len() >= MAX_FIELD_ERRORS {
+            return Err(errors);
+        }
+    }
+}
+
+/// Removes the value at `path` (map keys), returning it.
+fn take(value: &mut serde_yaml::Value, path: &[String]) -> Option<serde_yaml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut here = value;
+    for key in parents {
+        here = here.as_mapping_mut()?.get_mut(key.as_str())?;
+    }
+    here.as_mapping_mut()?.remove(last.as_str())
+}
+
+/// A value as the operator wrote it: text bare, anything else as one line of YAML.
+fn shown(value: &serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::String(text) => text.clone(),
+        other => serde_yaml::to_string(other).unwrap_or_default().trim_end().replace('\n', " "),
+    }
+}
+
+/// The names serde puts between backquotes: the unknown field, then the expected ones.
+fn backquoted(message: &str) -> Vec<&str> {
+    message.split('`').skip(1).step_by(2).collect()
+}
+
+/// serde's message said for a person: what the field takes, or which field was probably meant.
+fn in_words(message: &str, unknown: bool, object: &str) -> String {
+    if unknown {
+        let names = backquoted(message);
+        let closest = names.iter().skip(1).map(|known| (crate::labels::edit_distance(names[0], known), *known)).min();
+        return match closest.filter(|(distance, known)| *distance <= (known.len() / 3).max(2)) {
+            Some((_, known)) => format!("not a field of Magnum's {object}: did you mean {known}?"),
+            None => format!("not a field of Magnum's {object}"),
+        };
+    }
+    if message.contains("untagged enum LabelsInput") {
+        return "labels are a map of name: value, or the CLI's text k=v,k=v".to_string();
+    }
+    let Some(expected) = message.strip_prefix("invalid type: ").and_then(|m| m.split_once(", expected ")) else {
+        return message.to_string();
+    };
+    let wanted = match expected.1 {
+        "i64" | "u64" | "i32" | "u32" => "a whole number",
+        "a boolean" => "true or false",
+        other => other,
+    };
+    // The value is shown beside the message; its kind (string, map, sequence) is what was wrong.
+    let kind = expected.0.split_whitespace().next().unwrap_or(expected.0);
+    format!("must be {wanted}, not a {kind}")
 }
 
 /// What the cluster gets after Magnum's API fills its gaps from the template (inventory §7.2).
