@@ -7,6 +7,7 @@
 
 pub mod bundle;
 pub mod cidr;
+pub mod init;
 pub mod inputs;
 pub mod kubeconfig;
 pub mod labels;

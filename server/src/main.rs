@@ -77,6 +77,57 @@ enum ClusterCommand {
     /// Write a kubeconfig for a person, signed by the cluster's CA: short-lived (no revocation exists for
     /// client certificates but expiry and a new CA), logged, and listed in clusters/<uuid>/kubeconfigs.jsonl.
     Config(ClusterConfigArgs),
+    /// Prepare a cluster as Magnum's conductor did: its CA in the state directory (registered for serve
+    /// when the trustee is given), its service-account key pair (key 0600) and a settings file (0600)
+    /// for the operator to complete. Run again, it keeps what exists.
+    Init(Box<ClusterInitArgs>),
+}
+
+#[derive(Debug, Args)]
+struct ClusterInitArgs {
+    /// The cluster's UUID (the `uuid` of cluster.yaml).
+    #[arg(long, value_name = "UUID")]
+    cluster: String,
+    /// The state directory serve uses.
+    #[arg(long = "state", value_name = "DIR")]
+    state: PathBuf,
+    /// The cluster's settings directory: settings.yaml, service-account.key and .pub.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The cluster's name, recorded for operators.
+    #[arg(long)]
+    name: Option<String>,
+    /// Validity of the CA if one is created.
+    #[arg(long, value_name = "DAYS", default_value_t = settings::DEFAULT_CA_VALIDITY_DAYS)]
+    ca_validity_days: u32,
+    /// Keystone v3 URL the nodes use.
+    #[arg(long, value_name = "URL")]
+    auth_url: Option<String>,
+    /// The certificate API the nodes use (serve's public URL ending in /v1).
+    #[arg(long, value_name = "URL")]
+    magnum_url: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    /// The trustee's Keystone user id; given, the cluster is registered for serve.
+    #[arg(long, value_name = "ID")]
+    trustee_user_id: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    trustee_username: Option<String>,
+    #[arg(long, value_name = "ID")]
+    trustee_domain_id: Option<String>,
+    /// A file whose first line is the trustee's password (never a flag: argv is visible to all).
+    #[arg(long, value_name = "FILE")]
+    trustee_password_file: Option<PathBuf>,
+    #[arg(long, value_name = "ID")]
+    trust_id: Option<String>,
+    /// Where nodes download hearth-agent (with --agent-sha256).
+    #[arg(long, value_name = "URL", requires = "agent_sha256", conflicts_with = "agent_path")]
+    agent_url: Option<String>,
+    #[arg(long, value_name = "HEX", requires = "agent_url")]
+    agent_sha256: Option<String>,
+    /// The agent's path on the image, instead of a download.
+    #[arg(long, value_name = "PATH")]
+    agent_path: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +329,7 @@ fn main() -> ExitCode {
         Command::Ca { command: CaCommand::Init(args) } => ca_init(&args),
         Command::Node { command } => node_command(&command),
         Command::Cluster { command: ClusterCommand::Config(args) } => cluster_config(&args),
+        Command::Cluster { command: ClusterCommand::Init(args) } => cluster_init(&args),
     };
     if cli.json {
         print_json(result)
@@ -594,4 +646,60 @@ fn cluster_config(args: &ClusterConfigArgs) -> Result<Reply, Failure> {
         .with("groups", args.groups.clone())
         .with("serial", written.serial)
         .with("not_after", not_after))
+}
+
+fn cluster_init(args: &ClusterInitArgs) -> Result<Reply, Failure> {
+    serve::cluster::ClusterUuid::parse(&args.cluster).map_err(|e| Failure::Input(e.into()))?;
+    let flag = |value: &Option<String>| value.clone().unwrap_or_default();
+    let trustee_password = match &args.trustee_password_file {
+        Some(path) => hearth_server::init::read_password(path).map_err(Failure::Input)?,
+        None => String::new(),
+    };
+    let request = hearth_server::init::Request {
+        cluster: args.cluster.clone(),
+        name: args.name.clone(),
+        out: args.out.clone(),
+        state: args.state.clone(),
+        ca_validity_days: args.ca_validity_days,
+        auth_url: flag(&args.auth_url),
+        magnum_url: flag(&args.magnum_url),
+        region: flag(&args.region),
+        trustee_domain_id: flag(&args.trustee_domain_id),
+        trustee_user_id: flag(&args.trustee_user_id),
+        trustee_username: flag(&args.trustee_username),
+        trustee_password,
+        trust_id: flag(&args.trust_id),
+        agent_url: flag(&args.agent_url),
+        agent_sha256: flag(&args.agent_sha256),
+        agent_path: flag(&args.agent_path),
+    };
+    let done = hearth_server::init::prepare(&request).map_err(Failure::Run)?;
+    let made = |written: bool| if written { "wrote" } else { "kept (already there)" };
+    let mut words = format!("CA of cluster {}: {}\n", args.cluster, done.ca_path.display());
+    words += &if done.registered {
+        "registered the cluster for serve\n".to_string()
+    } else {
+        "not registered for serve yet: give --trustee-user-id, or render with --state\n".to_string()
+    };
+    words += &format!(
+        "service-account key pair: {} {} and {}\n",
+        made(done.keys_written),
+        done.private_key.display(),
+        done.public_key.display()
+    );
+    words += &format!("settings: {} {}\n", made(done.settings_written), done.settings.display());
+    words += &format!(
+        "next: fill in its empty fields, then hearth-server validate --cluster-template T --cluster C --settings {}\n",
+        done.settings.display()
+    );
+    let path = |p: &std::path::Path| p.display().to_string();
+    Ok(Reply::new(words)
+        .with("cluster", args.cluster.to_ascii_lowercase())
+        .with("ca_path", path(&done.ca_path))
+        .with("registered", done.registered)
+        .with("settings", path(&done.settings))
+        .with("settings_written", done.settings_written)
+        .with("service_account_private_key", path(&done.private_key))
+        .with("service_account_public_key", path(&done.public_key))
+        .with("keys_written", done.keys_written))
 }
