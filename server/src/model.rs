@@ -276,9 +276,18 @@ fn take(value: &mut serde_yaml::Value, path: &[String]) -> Option<serde_yaml::Va
     here.as_mapping_mut()?.remove(last.as_str())
 }
 
-/// A value as the operator wrote it: text bare, anything else as one line of YAML.
+/// A value as the operator wrote it: text bare, anything else as one line of YAML, with the values of
+/// secret labels (a wrong `labels` map is shown whole) masked.
 fn shown(value: &serde_yaml::Value) -> String {
-    match value {
+    let mut value = value.clone();
+    if let Some(map) = value.as_mapping_mut() {
+        for (key, entry) in map.iter_mut() {
+            if key.as_str().is_some_and(|k| k.ends_with("passwd") || k.ends_with("password")) {
+                *entry = serde_yaml::Value::String(hearth_fragments::config::secret::MASK.to_string());
+            }
+        }
+    }
+    match &value {
         serde_yaml::Value::String(text) => text.clone(),
         other => serde_yaml::to_string(other).unwrap_or_default().trim_end().replace('\n', " "),
     }
@@ -409,6 +418,16 @@ mod tests {
         assert!(parse_label_text("").unwrap().is_empty());
         let err = serde_yaml::from_str::<Cluster>("labels: 'kube_tag'").unwrap_err().to_string();
         assert!(err.contains("\"kube_tag\" is not key=value"), "{err}");
+    }
+
+    #[test]
+    fn every_wrong_field_is_named_and_secret_labels_stay_hidden() {
+        let value: serde_yaml::Value =
+            serde_yaml::from_str("node_count: two\nlabels: {grafana_admin_passwd: s3cret, kube_tag: [1]}").unwrap();
+        let errors = typed::<Cluster>(value).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["cluster.node_count", "cluster.labels"], "{errors:?}");
+        assert!(!errors[1].value.contains("s3cret") && errors[1].value.contains("kube_tag"), "{errors:?}");
     }
 
     #[test]
