@@ -1,5 +1,8 @@
 //! The server's command line shell: version, help, and usage errors.
 
+mod bundle_support;
+
+use bundle_support::master_node_config;
 use std::process::Command;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_hearth-server");
@@ -227,23 +230,4 @@ fn magnum_exports_and_cli_labels_are_accepted() {
     let out = render(&c);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("node_cuont"));
-}
-
-/// The master's node config as its user-data carries it (`gz+b64` in the `#cloud-config`).
-fn master_node_config(environment: &str) -> String {
-    use base64::Engine as _;
-    use std::io::Read as _;
-    let environment: serde_yaml::Value = serde_yaml::from_str(environment).unwrap();
-    let user_data: serde_yaml::Value =
-        serde_yaml::from_str(environment["parameters"]["master_user_data"].as_str().unwrap()).unwrap();
-    let file = user_data["write_files"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "/etc/hearth/node.json")
-        .expect("the user-data writes the node config");
-    let zipped = base64::engine::general_purpose::STANDARD.decode(file["content"].as_str().unwrap()).unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&zipped[..]).read_to_string(&mut text).unwrap();
-    text
 }

@@ -2,6 +2,9 @@
 //! for serve when the trustee is known), its service-account key pair and a settings file that
 //! `validate` and `render` read once the operator has completed it.
 
+mod bundle_support;
+
+use bundle_support::master_node_config;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -135,7 +138,8 @@ fn init_with_the_trustee_registers_the_cluster_and_the_settings_render() {
     let environment = std::fs::read_to_string(dir.path().join("bundle/environment.yaml")).unwrap();
     let public_key = std::fs::read_to_string(out.join("service-account.pub")).unwrap();
     let body = public_key.lines().nth(1).unwrap();
-    assert!(body.len() > 40 && environment.contains(body), "init's public key is not in the render");
+    let master = master_node_config(&environment);
+    assert!(body.len() > 40 && master.contains(body), "init's public key is not in the master's node config");
     // The password went through the YAML file unchanged (its quote, backslash and percent included).
     let settings: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(out.join("settings.yaml")).unwrap()).unwrap();
