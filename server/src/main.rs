@@ -297,7 +297,8 @@ impl Inputs {
         let cluster = model::load_export::<Cluster>(&self.cluster);
         let ((template, template_note), (cluster, cluster_note)) = match (template, cluster) {
             (Ok(template), Ok(cluster)) => (template, cluster),
-            (Err(LoadError::File(e)), _) | (_, Err(LoadError::File(e))) => return Err(Failure::Run(e)),
+            // A missing or unparsable input file is an input error like a wrong field: exit 2.
+            (Err(LoadError::File(e)), _) | (_, Err(LoadError::File(e))) => return Err(Failure::Input(e)),
             (template, cluster) => {
                 let errors = [template.err(), cluster.err()].into_iter().flatten();
                 let errors = errors.flat_map(|e| match e {

@@ -26,7 +26,7 @@ fn version_help_and_usage_errors() {
         .args(["validate", "--cluster-template", "/nonexistent/t.yaml", "--cluster", "/nonexistent/c.yaml"])
         .output()
         .unwrap();
-    assert_eq!(unreadable.status.code(), Some(1));
+    assert_eq!(unreadable.status.code(), Some(2), "an input file that cannot be read is an input error");
     assert!(String::from_utf8_lossy(&unreadable.stderr).contains("/nonexistent/t.yaml"));
 }
 
