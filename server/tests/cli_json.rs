@@ -59,7 +59,7 @@ fn validate_and_render_answer_in_json() {
 
     // A failure that is no field's (a missing file) is JSON too, with its exit code.
     let (code, doc) = json(args!["validate", "--cluster-template", "/nonexistent/t.yaml", "--cluster", &c]);
-    assert_eq!(code, Some(1), "{doc}");
+    assert_eq!(code, Some(2), "{doc}");
     assert!(doc["errors"][0]["message"].as_str().unwrap().contains("/nonexistent/t.yaml"), "{doc}");
 
     let out = dir.path().join("out");
