@@ -3,6 +3,8 @@
 //! An operator's own labels (read by their tools, not by Hearth) pass when listed in the settings'
 //! `pass_through_labels`.
 
+use hearth_fragments::config::words;
+
 /// Labels Magnum always passes, as `None` when absent (the template default applies).
 pub const ALWAYS: &[&str] = &[
     "flannel_network_cidr",
@@ -80,33 +82,12 @@ pub fn is_known(name: &str) -> bool {
 
 /// Why an unknown label is refused, with the known name it most likely meant.
 pub fn unknown(name: &str) -> String {
-    let closest = [ALWAYS, TRUTHY, OTHER_MAGNUM, HEARTH]
-        .iter()
-        .flat_map(|list| list.iter())
-        .map(|known| (edit_distance(name, known), *known))
-        .min()
-        .filter(|(distance, known)| *distance <= (known.len() / 3).max(2));
+    let closest = words::closest(name, [ALWAYS, TRUTHY, OTHER_MAGNUM, HEARTH].iter().flat_map(|l| l.iter().copied()));
     let hint = "list it in the settings' pass_through_labels if it is meant for another tool";
     match closest {
-        Some((_, known)) => format!("not a label Hearth knows: did you mean {known}? ({hint})"),
+        Some(known) => format!("not a label Hearth knows: did you mean {known}? ({hint})"),
         None => format!("not a label Hearth knows ({hint})"),
     }
-}
-
-/// Levenshtein distance: how many single-character edits turn one name into the other.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -130,13 +111,5 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), all.len());
         assert!(!is_known("kube_tga"));
-    }
-
-    #[test]
-    fn edit_distance_counts_edits() {
-        assert_eq!(edit_distance("kube_tag", "kube_tag"), 0);
-        assert_eq!(edit_distance("kube_tga", "kube_tag"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("cgroups_driver", "cgroup_driver"), 1);
     }
 }

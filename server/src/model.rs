@@ -6,6 +6,7 @@
 
 use crate::validate::FieldError;
 use anyhow::{Context as _, Result};
+use hearth_fragments::config::words;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -251,14 +252,13 @@ fn typed<T: MagnumExport>(mut value: serde_yaml::Value) -> Result<T, Vec<FieldEr
         };
         let path: Vec<String> = error.path().iter().map(ToString::to_string).collect();
         let message = error.into_inner().to_string();
-        let unknown = message.starts_with("unknown field");
         let path: Vec<String> = path.into_iter().filter(|p| p != ".").collect();
         let field = std::iter::once(T::PREFIX.to_string()).chain(path.iter().cloned()).collect::<Vec<_>>().join(".");
         let removed = take(&mut value, &path);
         errors.push(FieldError {
             field,
             value: removed.as_ref().map(shown).unwrap_or_default(),
-            reason: in_words(&message, unknown, &T::PREFIX.replace('_', " ")),
+            reason: in_words(&message, &T::PREFIX.replace('_', " ")),
         });
         if removed.is_none() || errors.len() >= MAX_FIELD_ERRORS {
             return Err(errors);
@@ -293,35 +293,12 @@ fn shown(value: &serde_yaml::Value) -> String {
     }
 }
 
-/// The names serde puts between backquotes: the unknown field, then the expected ones.
-fn backquoted(message: &str) -> Vec<&str> {
-    message.split('`').skip(1).step_by(2).collect()
-}
-
 /// serde's message said for a person: what the field takes, or which field was probably meant.
-fn in_words(message: &str, unknown: bool, object: &str) -> String {
-    if unknown {
-        let names = backquoted(message);
-        let closest = names.iter().skip(1).map(|known| (crate::labels::edit_distance(names[0], known), *known)).min();
-        return match closest.filter(|(distance, known)| *distance <= (known.len() / 3).max(2)) {
-            Some((_, known)) => format!("not a field of Magnum's {object}: did you mean {known}?"),
-            None => format!("not a field of Magnum's {object}"),
-        };
-    }
+fn in_words(message: &str, object: &str) -> String {
     if message.contains("untagged enum LabelsInput") {
         return "labels are a map of name: value, or the CLI's text k=v,k=v".to_string();
     }
-    let Some(expected) = message.strip_prefix("invalid type: ").and_then(|m| m.split_once(", expected ")) else {
-        return message.to_string();
-    };
-    let wanted = match expected.1 {
-        "i64" | "u64" | "i32" | "u32" => "a whole number",
-        "a boolean" => "true or false",
-        other => other,
-    };
-    // The value is shown beside the message; its kind (string, map, sequence) is what was wrong.
-    let kind = expected.0.split_whitespace().next().unwrap_or(expected.0);
-    format!("must be {wanted}, not a {kind}")
+    words::serde_in_words(message, &format!("Magnum's {object}"))
 }
 
 /// What the cluster gets after Magnum's API fills its gaps from the template (inventory §7.2).

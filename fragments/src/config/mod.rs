@@ -12,6 +12,7 @@ pub mod heat_params;
 pub mod native;
 pub mod secret;
 mod validate;
+pub mod words;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};

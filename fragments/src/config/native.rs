@@ -37,6 +37,15 @@ fn take_wrong_choices(document: &mut serde_json::Value) -> Vec<ConfigError> {
     errors
 }
 
+/// How many wrong fields one file may report; past that it is not a node config at all.
+const MAX_ERRORS: usize = 100;
+
+/// Removes the value at JSON `pointer`, returning it.
+fn remove(document: &mut serde_json::Value, pointer: &str) -> Option<serde_json::Value> {
+    let (parent, last) = pointer.rsplit_once('/')?;
+    document.pointer_mut(parent)?.as_object_mut()?.remove(last)
+}
+
 /// Parses a native config. `role`, when given on the command line, must match the file's.
 pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeConfig, ConfigErrors> {
     let fail = |key: &str, value: String, reason: String| ConfigErrors {
@@ -59,8 +68,14 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeCo
     }
     let mut probe = probe;
     let mut errors = take_wrong_choices(&mut probe);
-    // The typed parse names the field that failed and shows its value, which serde alone does not.
-    let config: NodeConfig = serde_path_to_error::deserialize(&probe).map_err(|e| {
+    // The typed parse names the field that failed and shows its value, which serde alone does not; it is
+    // repeated without each field it refuses, so one run names every wrong field.
+    let mut refused: Vec<String> = Vec::new();
+    let config: NodeConfig = loop {
+        let e = match serde_path_to_error::deserialize::<_, NodeConfig>(&probe) {
+            Ok(config) => break config,
+            Err(e) => e,
+        };
         let path = e.path().to_string();
         let pointer = format!("/{}", path.replace('.', "/"));
         let value = match probe.pointer(&pointer) {
@@ -68,9 +83,14 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeCo
             Some(other) => other.to_string(),
             None => String::new(),
         };
-        let key = if path == "." { "(document)".to_string() } else { path };
-        fail(&key, value, e.into_inner().to_string())
-    })?;
+        let key = if path == "." { "(document)".to_string() } else { path.clone() };
+        let reason = super::words::serde_in_words(&e.into_inner().to_string(), "the node config");
+        errors.push(ConfigError { key, value, reason, line: None });
+        if path == "." || errors.len() >= MAX_ERRORS || remove(&mut probe, &pointer).is_none() {
+            return Err(ConfigErrors { source_name: source_name.to_string(), errors });
+        }
+        refused.push(path);
+    };
     if let Some(cli) = role.filter(|r| *r != config.role) {
         return Err(fail(
             "role",
@@ -78,7 +98,9 @@ pub fn parse(text: &str, source_name: &str, role: Option<Role>) -> Result<NodeCo
             format!("the file says {} but --role says {cli}", config.role),
         ));
     }
-    errors.extend(validate::validate(&config));
+    // What validation says of a refused field (now its default) would only repeat that it was refused.
+    let repeats = |error: &ConfigError| refused.iter().any(|path| error.key.starts_with(path.as_str()));
+    errors.extend(validate::validate(&config).into_iter().filter(|e| !repeats(e)));
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -160,7 +182,7 @@ mod tests {
         assert!(err.contains("node.public_ip = \"10.0.0\": invalid IP address syntax"), "{err}");
         let yaml = "version: 1\nrole: minion\nruntime:\n  volume:\n    size: twenty\n";
         let err = parse(yaml, "t", None).unwrap_err().to_string();
-        assert!(err.contains("runtime.volume.size = \"twenty\": invalid type"), "{err}");
+        assert!(err.contains("runtime.volume.size = \"twenty\": must be a whole number, not a string"), "{err}");
     }
 
     #[test]
@@ -217,6 +239,22 @@ mod tests {
         assert!(parse(&merged, "t", None).unwrap_err().to_string().contains("node.ip = \"10.0.0.300\""));
         assert!(with_values(&text, "[1]", "v.json").unwrap_err().contains("v.json is not a JSON object"));
         assert!(with_values(&text, "{", "v.json").unwrap_err().contains("v.json is not JSON"));
+    }
+
+    #[test]
+    fn every_wrong_field_is_named_at_once() {
+        let text = "version: 1\nrole: minion\nnode:\n  ip: 10.0.0\nruntime:\n  volume:\n    size: twenty\n\
+                    kubernetes:\n  tga: v1.24.17\n";
+        let errors = parse(text, "t.yaml", None).unwrap_err().errors;
+        let shown: Vec<String> = errors.iter().map(|e| format!("{} = {:?}", e.key, e.value)).collect();
+        assert_eq!(
+            shown,
+            ["kubernetes.tga = \"v1.24.17\"", "node.ip = \"10.0.0\"", "runtime.volume.size = \"twenty\""],
+            "{errors:?}"
+        );
+        assert_eq!(errors[0].reason, "not a field of the node config: did you mean tag?");
+        assert_eq!(errors[2].reason, "must be a whole number, not a string");
+        assert!(errors[1].reason.contains("invalid IP address syntax"), "{errors:?}");
     }
 
     #[test]
