@@ -66,9 +66,31 @@ pub fn failure(error: &anyhow::Error) -> Value {
     json!({"ok": false, "errors": [{"field": null, "value": null, "message": format!("{error:#}"), "causes": causes}]})
 }
 
+/// A usage error in clap's words (`error: …`, tips, `Usage: …`) as JSON: the message and the usage line.
+pub fn usage_error(words: &str) -> Value {
+    let (message, rest) = words.split_once("\n\nUsage: ").unwrap_or((words, ""));
+    let message = message.trim().strip_prefix("error: ").unwrap_or(message.trim());
+    let usage = rest.lines().next().unwrap_or_default();
+    json!({"ok": false, "errors": [{"field": null, "value": null, "message": message, "usage": usage}]})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_errors_keep_the_message_and_the_usage_line() {
+        let words =
+            "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\n\
+                     Usage: hearth-server render --out <DIR>\n\nFor more information, try '--help'.\n";
+        let doc = usage_error(words);
+        assert_eq!(
+            doc["errors"][0]["message"],
+            "unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'"
+        );
+        assert_eq!(doc["errors"][0]["usage"], "hearth-server render --out <DIR>");
+        assert_eq!(doc["ok"], false);
+    }
 
     #[test]
     fn long_values_are_cut_with_their_length() {

@@ -171,3 +171,23 @@ fn serve_refuses_its_settings_in_json() {
     assert_eq!(code, Some(2), "{doc}");
     assert!(doc["errors"][0]["message"].as_str().unwrap().contains("no Keystone URL"), "{doc}");
 }
+
+#[test]
+fn usage_errors_answer_in_json_and_help_stays_words() {
+    let (code, doc) = json(args!["render", "--bogus"]);
+    assert_eq!(code, Some(2), "{doc}");
+    let error = &doc["errors"][0];
+    assert!(error["message"].as_str().unwrap().starts_with("unexpected argument '--bogus' found"), "{doc}");
+    assert!(error["usage"].as_str().unwrap().starts_with("hearth-server render "), "{doc}");
+    let (code, doc) = json(args!["validate"]);
+    assert_eq!(code, Some(2), "{doc}");
+    assert!(doc["errors"][0]["message"].as_str().unwrap().contains("--cluster-template"), "{doc}");
+
+    // After `--`, `--json` is a value, not the flag: the words stay words.
+    let out = Command::new(SERVER).args(["node", "deny", "--", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let help = Command::new(SERVER).args(["--json", "--help"]).output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("Validates Magnum cluster definitions"));
+}
