@@ -345,7 +345,10 @@ fn label_rules(r: &mut Report, field: &str, labels: &Labels, t: &ClusterTemplate
     }
     for (name, allowed) in ENUM_LABELS {
         if let Some(v) = labels.get(*name) {
-            if !allowed.contains(&v.to_ascii_lowercase().as_str()) {
+            // The node compares these words exactly, as Magnum's scripts did; only the ingress
+            // controller is lowered first (Magnum's `tr '[:upper:]' '[:lower:]'`, params.rs too).
+            let word = if *name == "ingress_controller" { v.to_ascii_lowercase() } else { v.clone() };
+            if !allowed.contains(&word.as_str()) {
                 r.fail(
                     f(name),
                     v,

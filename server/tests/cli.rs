@@ -231,3 +231,19 @@ fn magnum_exports_and_cli_labels_are_accepted() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("node_cuont"));
 }
+
+/// Found by the render_validate fuzz target: `container_runtime: contAinerd` passed validate (which
+/// lowered it) and render then refused it, as every node would have. The node's words are exact.
+#[test]
+fn a_label_word_in_the_wrong_case_is_refused_by_validate_as_by_render() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let dir = tempfile::tempdir().unwrap();
+    let template = std::fs::read_to_string(examples.join("cluster-template.yaml")).unwrap();
+    let cased = template.replace("  container_runtime: containerd\n", "  container_runtime: contAinerd\n");
+    assert_ne!(cased, template, "the example's container_runtime line moved");
+    std::fs::write(dir.path().join("template.yaml"), cased).unwrap();
+    let out = validate_with(&dir.path().join("template.yaml"), &examples.join("settings.yaml"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("cluster_template.labels.container_runtime") && text.contains("contAinerd"), "{text}");
+}
