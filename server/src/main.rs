@@ -316,6 +316,21 @@ impl Inputs {
     }
 }
 
+/// The command line, or exit 2 on a usage error: in JSON on stdout when `--json` was asked for (clap's
+/// words still go to stderr), as every other input error. Help and version print as ever.
+fn parse_cli() -> Cli {
+    Cli::try_parse().unwrap_or_else(|error| {
+        let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+        if !json || !error.use_stderr() {
+            error.exit()
+        }
+        let words = error.render().to_string();
+        eprint!("{words}");
+        println!("{}", output::usage_error(&words));
+        std::process::exit(2)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = parse_cli();
     // serve runs for days: its lines carry their time (unless journald records it).
@@ -365,21 +380,6 @@ fn print_words(result: Result<Reply, Failure>) -> ExitCode {
 
 /// One document on stdout whatever happened, so a program reads one place; the exit code still says
 /// which kind of failure it was.
-/// The command line, or exit 2 on a usage error: in JSON on stdout when `--json` was asked for (clap's
-/// words still go to stderr), as every other input error. Help and version print as ever.
-fn parse_cli() -> Cli {
-    Cli::try_parse().unwrap_or_else(|error| {
-        let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
-        if !json || !error.use_stderr() {
-            error.exit()
-        }
-        let words = error.render().to_string();
-        eprint!("{words}");
-        println!("{}", output::usage_error(&words));
-        std::process::exit(2)
-    })
-}
-
 fn print_json(result: Result<Reply, Failure>) -> ExitCode {
     let (document, code) = match result {
         Ok(reply) => (reply.document(), ExitCode::SUCCESS),

@@ -45,19 +45,33 @@ fn validate_with(template: &std::path::Path, settings: &std::path::Path) -> std:
         .unwrap()
 }
 
+/// The bundled example template with one edit (which must apply), written into `dir`.
+fn edited_template(dir: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let template = std::fs::read_to_string(examples.join("cluster-template.yaml")).unwrap();
+    let edited = template.replacen(from, to, 1);
+    assert_ne!(edited, template, "the example template no longer holds {from:?}");
+    let path = dir.join("template.yaml");
+    std::fs::write(&path, edited).unwrap();
+    path
+}
+
+/// What a command printed, stdout then stderr.
+fn said(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
 /// A label typo is refused with the name it most likely meant, instead of silently becoming Stein's
 /// default; a name the operator lists as pass-through is let through.
 #[test]
 fn a_label_typo_is_refused_with_the_name_it_meant() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let dir = tempfile::tempdir().unwrap();
-    let template = std::fs::read_to_string(examples.join("cluster-template.yaml")).unwrap();
-    let typo = template.replace("  kube_tag: v1.24.17\n", "  kube_tga: v1.24.17\n  team_owner: storage\n");
-    assert_ne!(typo, template, "the example's kube_tag line moved");
-    std::fs::write(dir.path().join("template.yaml"), typo).unwrap();
-    let validate = |settings: &std::path::Path| validate_with(&dir.path().join("template.yaml"), settings);
+    let template =
+        edited_template(dir.path(), "  kube_tag: v1.24.17\n", "  kube_tga: v1.24.17\n  team_owner: storage\n");
+    let validate = |settings: &std::path::Path| validate_with(&template, settings);
     let out = validate(&examples.join("settings.yaml"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = said(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("cluster_template.labels.kube_tga") && text.contains("did you mean kube_tag?"), "{text}");
     assert!(text.contains("cluster_template.labels.team_owner") && text.contains("pass_through_labels"), "{text}");
@@ -70,7 +84,7 @@ fn a_label_typo_is_refused_with_the_name_it_meant() {
         std::fs::copy(examples.join(file), dir.path().join(file)).unwrap();
     }
     let out = validate(&listed);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = said(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("kube_tga") && !text.contains("team_owner"), "{text}");
 }
@@ -81,12 +95,9 @@ fn a_label_typo_is_refused_with_the_name_it_meant() {
 fn validate_with_settings_refuses_what_the_nodes_would_refuse() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let dir = tempfile::tempdir().unwrap();
-    let template = std::fs::read_to_string(examples.join("cluster-template.yaml")).unwrap();
-    let quoted =
-        template.replace("labels:\n", "labels:\n  kubeapi_options: '--audit-log-path=/var/log/kube \"audit\".log'\n");
-    std::fs::write(dir.path().join("template.yaml"), quoted).unwrap();
-    let out = validate_with(&dir.path().join("template.yaml"), &examples.join("settings.yaml"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let quoted = "labels:\n  kubeapi_options: '--audit-log-path=/var/log/kube \"audit\".log'\n";
+    let out = validate_with(&edited_template(dir.path(), "labels:\n", quoted), &examples.join("settings.yaml"));
+    let text = said(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("kubernetes.kubeapi_options (KUBEAPI_OPTIONS)") && !text.contains("valid\n"), "{text}");
 }
@@ -238,12 +249,9 @@ fn magnum_exports_and_cli_labels_are_accepted() {
 fn a_label_word_in_the_wrong_case_is_refused_by_validate_as_by_render() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let dir = tempfile::tempdir().unwrap();
-    let template = std::fs::read_to_string(examples.join("cluster-template.yaml")).unwrap();
-    let cased = template.replace("  container_runtime: containerd\n", "  container_runtime: contAinerd\n");
-    assert_ne!(cased, template, "the example's container_runtime line moved");
-    std::fs::write(dir.path().join("template.yaml"), cased).unwrap();
-    let out = validate_with(&dir.path().join("template.yaml"), &examples.join("settings.yaml"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let cased = edited_template(dir.path(), "  container_runtime: containerd\n", "  container_runtime: contAinerd\n");
+    let out = validate_with(&cased, &examples.join("settings.yaml"));
+    let text = said(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("cluster_template.labels.container_runtime") && text.contains("contAinerd"), "{text}");
 }
