@@ -283,7 +283,7 @@ fn health_fails_when_etcd_is_down_and_says_which_etcd() {
     c.etcd = None;
     let err = c.node.run("health").error();
     assert!(err.starts_with(&format!("etcd at {url} was not healthy within 2s")), "{err}");
-    assert!(err.contains("last probe GET /health: ") && err.contains("Connection Failed"), "{err}");
+    assert!(err.contains("last probe GET /health: ") && err.contains("cannot connect: Connection refused"), "{err}");
     assert!(c.api.requests().is_empty(), "the API server is probed after etcd");
 }
 

@@ -555,7 +555,13 @@ impl Call<'_> {
         if is_certificate_rejection(e) {
             return Attempt::Fatal(HttpError::Tls { method, url, reason: chain(e) });
         }
-        let last = if e.is_timeout() { format!("no answer within {timeout:.1?}") } else { chain(e) };
+        let last = if e.is_timeout() {
+            format!("no answer within {timeout:.1?}")
+        } else if e.is_connect() {
+            format!("cannot connect: {}", root_cause(e))
+        } else {
+            chain(e)
+        };
         Attempt::Retry { last, retry_after: None }
     }
 }
@@ -573,6 +579,16 @@ fn chain(err: &dyn std::error::Error) -> String {
         cause = err.source();
     }
     reason
+}
+
+/// The innermost cause of an error: for a connection that failed, what the system said ("Connection
+/// refused (os error 111)"), without the three layers of client wording around it.
+fn root_cause(err: &dyn std::error::Error) -> String {
+    let mut innermost = err;
+    while let Some(cause) = innermost.source() {
+        innermost = cause;
+    }
+    innermost.to_string()
 }
 
 /// Why reading a body failed: a timeout in words, anything else as its causes.
